@@ -1,0 +1,1 @@
+"""Backends: lowerings of ``snnir.Graph`` (installed as ``snnir.backends``)."""

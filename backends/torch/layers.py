@@ -1,0 +1,142 @@
+"""Stateless layers with single- and multi-step modes, and the small ops the graph needs.
+
+Multi-step input ``[T, N, ...]`` is folded into ``[T*N, ...]`` so each layer is one call over the
+whole sequence. Dropout keeps one mask for every time step of a sequence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .base import FoldTime, StepModule, check_step_mode
+
+
+def _init_step(module: StepModule, step_mode: str) -> None:
+    module.step_mode = check_step_mode(step_mode)
+
+
+def _folded(torch_layer: type[nn.Module]) -> type[nn.Module]:
+    """``torch_layer`` with a ``step_mode`` argument, folding time into batch in multi-step mode."""
+
+    def __init__(self, *args: Any, step_mode: str = "s", **kwargs: Any) -> None:
+        torch_layer.__init__(self, *args, **kwargs)
+        _init_step(self, step_mode)
+
+    doc = (f"``torch.nn.{torch_layer.__name__}`` with ``step_mode``: in ``'m'`` mode ``[T, N, ...]`` "
+           "is folded into ``[T*N, ...]``; other arguments are torch's.")
+    return type(torch_layer.__name__, (FoldTime, torch_layer),
+                {"__init__": __init__, "__doc__": doc, "__module__": __name__})
+
+
+Linear = _folded(nn.Linear)
+Conv1d = _folded(nn.Conv1d)
+Conv2d = _folded(nn.Conv2d)
+BatchNorm1d = _folded(nn.BatchNorm1d)
+BatchNorm2d = _folded(nn.BatchNorm2d)
+MaxPool1d = _folded(nn.MaxPool1d)
+MaxPool2d = _folded(nn.MaxPool2d)
+AvgPool1d = _folded(nn.AvgPool1d)
+AvgPool2d = _folded(nn.AvgPool2d)
+AdaptiveAvgPool1d = _folded(nn.AdaptiveAvgPool1d)
+AdaptiveAvgPool2d = _folded(nn.AdaptiveAvgPool2d)
+Flatten = _folded(nn.Flatten)
+ReLU = _folded(nn.ReLU)
+
+
+class Dropout(StepModule):
+    """Dropout whose mask is drawn once per sequence and shared by all time steps.
+
+    ``channelwise=True`` (``Dropout2d``) drops whole channels. In single-step mode the mask is
+    drawn at the first step after ``reset()``.
+
+    Example:
+        >>> import torch
+        >>> d = Dropout(0.5, step_mode="m"); _ = torch.manual_seed(0)
+        >>> y = d(torch.ones(4, 2, 8))
+        >>> bool((y == y[0]).all())    # same mask at every step
+        True
+    """
+
+    channelwise = False
+
+    def __init__(self, p: float = 0.5, step_mode: str = "s") -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = float(p)
+        _init_step(self, step_mode)
+        self.register_buffer("mask", None, persistent=False)
+
+    def _draw(self, like: torch.Tensor) -> torch.Tensor:
+        shape = like.shape[:2] + (1,) * (like.dim() - 2) if self.channelwise else like.shape
+        keep = torch.rand(shape, device=like.device) >= self.p
+        return keep.to(like.dtype) / (1.0 - self.p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.step_mode == "m":
+            return x * self._draw(x[0]).unsqueeze(0)
+        if self.mask is None or self.mask.shape[0] != x.shape[0]:
+            self.mask = self._draw(x)
+        return x * self.mask
+
+    def reset(self) -> None:
+        self.mask = None
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, step_mode={self.step_mode}"
+
+
+class Dropout2d(Dropout):
+    """``Dropout`` over whole channels (input ``[N, C, H, W]``), one mask per sequence."""
+
+    channelwise = True
+
+
+class Scale(StepModule):
+    """``y = factor * x`` (the graph's ``scale`` op; ``x * 0.5`` in a traced model)."""
+
+    def __init__(self, factor: float, step_mode: str = "s") -> None:
+        super().__init__()
+        self.factor = float(factor)
+        _init_step(self, step_mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}, step_mode={self.step_mode}"
+
+
+class Add(StepModule):
+    """Element-wise sum of its inputs (residual connections)."""
+
+    def __init__(self, step_mode: str = "s") -> None:
+        super().__init__()
+        _init_step(self, step_mode)
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Cat(StepModule):
+    """Concatenation along per-sample ``axis`` (0 = channels), in either step mode."""
+
+    def __init__(self, axis: int, step_mode: str = "s") -> None:
+        super().__init__()
+        self.axis = int(axis)
+        _init_step(self, step_mode)
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(xs, dim=self.axis + (2 if self.step_mode == "m" else 1))
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}, step_mode={self.step_mode}"

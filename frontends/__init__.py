@@ -1,0 +1,1 @@
+"""Frontends: importers that turn user models into ``snnir.Graph`` (installed as ``snnir.frontends``)."""

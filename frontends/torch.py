@@ -1,0 +1,347 @@
+"""Trace a ``torch.nn.Module`` into a ``snnir.Graph`` with ``torch.fx``.
+
+``snnir.nn`` modules and torch layers are leaves; each maps to one IR op through the tables
+below. Functional calls (``F.relu``, ``torch.flatten``, ``+``, ``torch.cat``, ``x * 0.5``) map too.
+Anything else stops tracing with the fx node, module path and class named.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable
+
+import torch
+import torch.fx as fx
+from torch import nn
+from torch.nn import functional as F
+
+from snnir.backends.torch import layers as L
+from snnir.backends.torch.base import StepModule
+from snnir.backends.torch.encoding import _Encoder
+from snnir.backends.torch.neuron import Neuron
+from snnir.errors import GraphError, TraceError
+from snnir.graph import Graph
+
+OpMapping = tuple[str, dict[str, Any], dict[str, Any]]  # (op, attrs, params)
+ModuleMapper = Callable[[nn.Module, "_Context"], "OpMapping | None"]
+_MODULES: dict[type, ModuleMapper] = {}
+
+
+def maps(*classes: type) -> Callable[[ModuleMapper], ModuleMapper]:
+    """Register how modules of ``classes`` (and subclasses) become IR ops."""
+    def wrap(fn: ModuleMapper) -> ModuleMapper:
+        for cls in classes:
+            _MODULES[cls] = fn
+        return fn
+    return wrap
+
+
+def _np(t: torch.Tensor) -> Any:
+    return t.detach().cpu().numpy().copy()
+
+
+def _weights(m: nn.Module) -> dict[str, Any]:
+    out = {"weight": _np(m.weight)}
+    if getattr(m, "bias", None) is not None:
+        out["bias"] = _np(m.bias)
+    return out
+
+
+class _Context:
+    """What a mapper needs to know: the torch-dim offset of per-sample axis 0 and the node."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+        self.where = ""
+
+    def error(self, msg: str) -> TraceError:
+        return TraceError(f"{self.where}: {msg}")
+
+    def axis(self, dim: int, what: str) -> int:
+        """Per-sample axis of torch ``dim`` (negative dims count from the end and stay negative)."""
+        if dim < 0:
+            return dim
+        if dim < self.offset:
+            axes = "time and batch axes" if self.offset == 2 else "batch axis"
+            raise self.error(f"{what} over dim {dim} touches the {axes}; snnir ops act per sample")
+        return dim - self.offset
+
+
+@maps(nn.Linear)
+def _linear(m: nn.Linear, ctx: _Context) -> OpMapping:
+    return "linear", {}, _weights(m)
+
+
+@maps(nn.Conv1d, nn.Conv2d)
+def _conv(m: nn.Conv1d | nn.Conv2d, ctx: _Context) -> OpMapping:
+    if m.padding_mode != "zeros":
+        raise ctx.error(f"padding_mode={m.padding_mode!r} is not supported (only 'zeros')")
+    padding = m.padding
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = 0
+        else:  # 'same' (stride 1): symmetric only
+            totals = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
+            if any(t % 2 for t in totals):
+                raise ctx.error("padding='same' with an even kernel pads asymmetrically; give explicit padding")
+            padding = tuple(t // 2 for t in totals)
+    attrs = {"stride": m.stride, "padding": padding, "dilation": m.dilation, "groups": m.groups}
+    return f"conv{len(m.kernel_size)}d", attrs, _weights(m)
+
+
+@maps(nn.BatchNorm1d, nn.BatchNorm2d)
+def _batchnorm(m: nn.modules.batchnorm._BatchNorm, ctx: _Context) -> OpMapping:
+    if m.running_mean is None:
+        raise ctx.error("BatchNorm without running statistics (track_running_stats=False) has no IR form")
+    params = {"running_mean": _np(m.running_mean), "running_var": _np(m.running_var)}
+    if m.affine:
+        params.update(_weights(m))
+    return "batchnorm", {"eps": m.eps, "momentum": m.momentum}, params
+
+
+@maps(nn.MaxPool1d, nn.MaxPool2d)
+def _maxpool(m: nn.MaxPool2d, ctx: _Context) -> OpMapping:
+    if m.return_indices:
+        raise ctx.error("MaxPool with return_indices=True is not supported")
+    n = 2 if isinstance(m, nn.MaxPool2d) else 1
+    return f"maxpool{n}d", {"kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding,
+                            "dilation": m.dilation, "ceil_mode": m.ceil_mode}, {}
+
+
+@maps(nn.AvgPool1d, nn.AvgPool2d)
+def _avgpool(m: nn.AvgPool2d, ctx: _Context) -> OpMapping:
+    if getattr(m, "divisor_override", None):
+        raise ctx.error("AvgPool with divisor_override is not supported")
+    n = 2 if isinstance(m, nn.AvgPool2d) else 1
+    return f"avgpool{n}d", {"kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding,
+                            "ceil_mode": m.ceil_mode, "count_include_pad": m.count_include_pad}, {}
+
+
+@maps(nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+def _adaptive(m: nn.AdaptiveAvgPool2d, ctx: _Context) -> OpMapping:
+    size = m.output_size
+    if size is None or (isinstance(size, tuple) and None in size):
+        raise ctx.error("AdaptiveAvgPool with a None output size is not supported; give every size")
+    n = 2 if isinstance(m, nn.AdaptiveAvgPool2d) else 1
+    return f"adaptive_avgpool{n}d", {"output_size": size}, {}
+
+
+@maps(nn.Flatten)
+def _flatten(m: nn.Flatten, ctx: _Context) -> OpMapping:
+    # snn.Flatten folds time first, so its dims count from the batch axis in both modes
+    own_offset = 1 if isinstance(m, StepModule) else ctx.offset
+    start = m.start_dim if m.start_dim < 0 else m.start_dim - own_offset
+    end = m.end_dim if m.end_dim < 0 else m.end_dim - own_offset
+    if m.start_dim >= 0 and start < 0:
+        raise ctx.error(f"Flatten(start_dim={m.start_dim}) would merge the batch axis into features")
+    return "flatten", {"start": start, "end": end}, {}
+
+
+@maps(nn.Dropout, nn.Dropout2d, L.Dropout)
+def _dropout(m: nn.Module, ctx: _Context) -> OpMapping:
+    channelwise = isinstance(m, (nn.Dropout2d, L.Dropout2d))
+    return "dropout", {"p": m.p, "channelwise": channelwise}, {}
+
+
+@maps(nn.ReLU)
+def _relu(m: nn.ReLU, ctx: _Context) -> OpMapping:
+    return "relu", {}, {}
+
+
+@maps(nn.Identity)
+def _identity(m: nn.Identity, ctx: _Context) -> None:
+    return None  # the node forwards its input
+
+
+@maps(L.Scale)
+def _scale(m: L.Scale, ctx: _Context) -> OpMapping:
+    return "scale", {"factor": m.factor}, {}
+
+
+@maps(L.Add)
+def _add_module(m: L.Add, ctx: _Context) -> OpMapping:
+    return "add", {}, {}
+
+
+@maps(L.Cat)
+def _cat_module(m: L.Cat, ctx: _Context) -> OpMapping:
+    return "cat", {"axis": m.axis}, {}
+
+
+@maps(Neuron)
+def _neuron(m: Neuron, ctx: _Context) -> OpMapping:
+    attrs: dict[str, Any] = {"model": m.model.name, "v_threshold": m.v_threshold, "v_reset": m.v_reset,
+                             "detach_reset": m.detach_reset, "surrogate": m.surrogate.to_dict(),
+                             **m.params, **m.options}
+    params = {k: _np(getattr(m, k)) for k in m.model.learnable}
+    return "neuron", attrs, params
+
+
+@maps(_Encoder)
+def _encoder(m: nn.Module, ctx: _Context) -> None:
+    raise ctx.error(f"{type(m).__name__} creates the time axis; encode the input before the traced "
+                    "network (snn.poisson(x, T), ...) and trace the network alone")
+
+
+def _module_mapper(m: nn.Module) -> ModuleMapper | None:
+    for cls in type(m).__mro__:
+        if cls in _MODULES:
+            return _MODULES[cls]
+    return None
+
+
+class _Tracer(fx.Tracer):
+    """Stops at snnir modules and at every module a mapper knows."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, StepModule) or _module_mapper(m) is not None or super().is_leaf_module(m, qualname)
+
+
+def _is_number(a: Any) -> bool:
+    return isinstance(a, (int, float)) and not isinstance(a, bool)
+
+
+def _step_offset(model: nn.Module) -> int:
+    modes = {m.step_mode for m in model.modules() if isinstance(m, StepModule)}
+    if len(modes) > 1:
+        raise TraceError("the model mixes single-step and multi-step modules; set one mode with "
+                         "snn.set_step_mode(model, 's' or 'm') before tracing")
+    return 2 if modes == {"m"} else 1
+
+
+def trace(model: nn.Module, example_input: Any = None, *, time_axis: bool = True,
+          name: str | None = None) -> Graph:
+    """Trace ``model`` into a validated ``snnir.Graph``.
+
+    Args:
+        model: a module built from ``snnir.nn`` modules, torch layers and the supported functions.
+        example_input: a tensor (or tuple of tensors, one per input) fixing per-sample shapes;
+            ``[T, N, ...]`` when ``time_axis`` (the default), else ``[N, ...]``.
+        time_axis: whether ``example_input`` has the leading time axis.
+        name: graph name (default: the model's class name).
+
+    Example:
+        >>> import torch
+        >>> from snnir import nn as snn
+        >>> net = torch.nn.Sequential(snn.Conv2d(1, 4, 3), snn.LIF(), snn.Flatten(), snn.Linear(16, 2))
+        >>> print(trace(net, torch.rand(2, 1, 1, 4, 4)).summary())  # doctest: +NORMALIZE_WHITESPACE
+        node     op           inputs   shape      params                  state
+        input    input                 (1, 4, 4)
+        _0       conv2d       input    (4, 2, 2)  bias[4] weight[4, 1, 3, 3]
+        _1       neuron:LIF   _0       (4, 2, 2)                          v
+        _2       flatten      _1       (16,)
+        _3       linear       _2       (2,)       bias[2] weight[2, 16]
+        output   output       _3       (2,)
+    """
+    if not isinstance(model, nn.Module):
+        raise TraceError(f"snnir.trace expects a torch.nn.Module, got {type(model).__name__}")
+    if example_input is None:
+        raise TraceError("snnir.trace needs an example input ([T, N, ...] by default) to fix the "
+                         "per-sample shapes")
+    examples = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
+    lead = 2 if time_axis else 1
+    for x in examples:
+        if not torch.is_tensor(x) or x.dim() < lead:
+            raise TraceError(f"example input must be a tensor with {'[T, N, ...]' if time_axis else '[N, ...]'} "
+                             f"axes, got {getattr(x, 'shape', type(x).__name__)}")
+    ctx = _Context(_step_offset(model))
+    try:
+        fx_graph = _Tracer().trace(model)
+    except TraceError:
+        raise
+    except Exception as e:
+        raise TraceError(f"torch.fx could not trace {type(model).__name__}: {e}. Data-dependent control "
+                         "flow must live inside a leaf module") from e
+    modules = dict(model.named_modules())
+    g = Graph(name or type(model).__name__)
+    env: dict[fx.Node, str] = {}
+    placeholders = 0
+
+    def value(a: Any, what: str) -> str:
+        if not isinstance(a, fx.Node):
+            raise ctx.error(f"{what} must be a tensor produced by the model, got constant {a!r}")
+        return env[a]
+
+    def emit(node: fx.Node, op: str, inputs: list[str], attrs: dict | None = None, params: dict | None = None) -> None:
+        try:
+            env[node] = g.add_node(op, inputs, attrs=attrs, params=params, id=g._new_id(node.name))
+        except GraphError as e:
+            raise ctx.error(str(e)) from None
+
+    for node in fx_graph.nodes:
+        ctx.where = f"fx node {node.name!r}"
+        if node.op == "placeholder":
+            if placeholders >= len(examples):
+                raise TraceError(f"model input {node.name!r} has no example input; pass a tuple of tensors")
+            shape = tuple(examples[placeholders].shape[lead:])
+            placeholders += 1
+            env[node] = g.add_input(shape, id=node.name)
+        elif node.op == "call_module":
+            m = modules[node.target]
+            ctx.where = f"fx node {node.name!r} (module '{node.target}', class {type(m).__module__}.{type(m).__name__})"
+            mapper = _module_mapper(m)
+            if mapper is None:
+                raise ctx.error("no snnir op for this module class. Supported: " +
+                                ", ".join(sorted(c.__name__ for c in _MODULES)) +
+                                ". Replace it with a supported layer, or define a NeuronModel for custom dynamics")
+            inputs = [value(a, "module input") for a in node.args]
+            mapped = mapper(m, ctx)
+            if mapped is None:
+                env[node] = inputs[0]
+            else:
+                emit(node, mapped[0], inputs, mapped[1], mapped[2])
+        elif node.op in ("call_function", "call_method"):
+            _map_function(node, ctx, value, emit, env)
+        elif node.op == "output":
+            outs = node.args[0] if isinstance(node.args[0], (tuple, list)) else (node.args[0],)
+            for o in outs:
+                g.add_output(value(o, "model output"))
+        else:  # get_attr
+            raise ctx.error(f"reads attribute '{node.target}' directly in forward; wrap the computation "
+                            "that uses it in a module")
+    if placeholders != len(examples):
+        raise TraceError(f"model takes {placeholders} input(s) but {len(examples)} example inputs were given")
+    try:
+        return g.validate()
+    except GraphError as e:
+        raise TraceError(f"traced graph of {type(model).__name__} is inconsistent with the example input: {e}") from None
+
+
+_RELU = {F.relu, torch.relu, "relu"}
+_FLATTEN = {torch.flatten, "flatten"}
+_ADD = {operator.add, torch.add, "add", operator.iadd}
+_MUL = {operator.mul, torch.mul, "mul"}
+_DIV = {operator.truediv, torch.div, "div"}
+_CAT = {torch.cat, torch.concat}
+
+
+def _map_function(node: fx.Node, ctx: _Context, value: Callable, emit: Callable, env: dict) -> None:
+    target, args, kwargs = node.target, list(node.args), dict(node.kwargs)
+    label = getattr(target, "__name__", str(target))
+    ctx.where = f"fx node {node.name!r} ({node.op} {label})"
+    if target in _RELU:
+        emit(node, "relu", [value(args[0], "relu input")])
+    elif target in _FLATTEN:
+        start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
+        end = args[2] if len(args) > 2 else kwargs.get("end_dim", -1)
+        emit(node, "flatten", [value(args[0], "flatten input")],
+             {"start": ctx.axis(start, "flatten"), "end": ctx.axis(end, "flatten")})
+    elif target in _ADD and all(isinstance(a, fx.Node) for a in args[:2]):
+        if kwargs.get("alpha", 1) != 1:
+            raise ctx.error("torch.add with alpha != 1 is not supported")
+        emit(node, "add", [value(a, "add input") for a in args[:2]])
+    elif (target in _MUL or target in _DIV) and len(args) == 2:
+        tensors = [a for a in args if isinstance(a, fx.Node)]
+        consts = [a for a in args if _is_number(a)]
+        if len(tensors) != 1 or len(consts) != 1 or (target in _DIV and not isinstance(args[0], fx.Node)):
+            raise ctx.error("only a tensor times (or divided by) a number is supported")
+        factor = float(consts[0]) if target in _MUL else 1.0 / float(consts[0])
+        emit(node, "scale", [value(tensors[0], "scale input")], {"factor": factor})
+    elif target in _CAT:
+        tensors = args[0]
+        dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+        emit(node, "cat", [value(t, "cat input") for t in tensors], {"axis": ctx.axis(dim, "cat")})
+    else:
+        raise ctx.error(f"no snnir op for {node.op} {label!r}. Supported: F.relu/torch.relu, torch.flatten, "
+                        "+ / torch.add of two tensors, tensor * or / a number, torch.cat. Wrap other "
+                        "computations in a supported module")

@@ -1,0 +1,27 @@
+"""snnir: spiking neural networks on one graph IR.
+
+``trace`` a model into a ``Graph``, rewrite it with passes, ``compile`` it for a backend, and
+``save``/``load`` it as a ``.snnir`` file. ``snnir.nn`` is the PyTorch authoring API.
+"""
+
+from snnir import _checkout
+
+_checkout.install()
+
+from snnir.errors import FormatError, GraphError, ShapeError, SnnirError, TraceError  # noqa: E402
+from snnir.faces import compile, trace  # noqa: E402
+from snnir.graph import Graph, Node  # noqa: E402
+from snnir.neurons import NeuronModel  # noqa: E402
+from snnir.serialization import load, save  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["FormatError", "Graph", "GraphError", "NeuronModel", "Node", "ShapeError", "SnnirError",
+           "TraceError", "compile", "load", "save", "trace", "nn"]
+
+
+def __getattr__(name: str):
+    if name == "nn":  # imports torch, so only on first use
+        import importlib
+
+        return importlib.import_module("snnir.nn")
+    raise AttributeError(f"module 'snnir' has no attribute {name!r}")

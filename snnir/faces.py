@@ -1,0 +1,52 @@
+"""The public faces ``trace`` and ``compile``: they reach frontends and backends lazily, by name.
+
+The core never imports a backend or frontend at import time, so ``import snnir`` stays light
+(numpy, networkx, sympy) and a backend's heavy dependency loads only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from snnir.graph import Graph
+
+BACKENDS = {"torch": "snnir.backends.torch"}
+FRONTENDS = {"torch": "snnir.frontends.torch"}
+
+
+def _load(table: dict[str, str], kind: str, name: str) -> Any:
+    if name not in table:
+        raise ValueError(f"unknown {kind} {name!r}; available: {', '.join(sorted(table))}")
+    return importlib.import_module(table[name])
+
+
+def trace(model: Any, example_input: Any = None, **kwargs: Any) -> Graph:
+    """Trace ``model`` into a ``snnir.Graph``.
+
+    A ``torch.nn.Module`` (built from ``snnir.nn`` neurons and torch layers) goes through the torch
+    frontend (``torch.fx``); ``example_input`` is ``[T, N, ...]`` (time first) unless
+    ``time_axis=False``. See ``snnir.frontends.torch.trace``.
+
+    Example:
+        >>> import torch, snnir
+        >>> from snnir import nn as snn
+        >>> net = torch.nn.Sequential(snn.Flatten(), snn.Linear(4, 2), snn.LIF())
+        >>> g = snnir.trace(net, torch.rand(3, 1, 2, 2))
+        >>> [n.op for n in g]
+        ['input', 'flatten', 'linear', 'neuron', 'output']
+    """
+    return _load(FRONTENDS, "frontend", "torch").trace(model, example_input, **kwargs)
+
+
+def compile(graph: Graph, backend: str = "torch", **kwargs: Any) -> Any:
+    """Lower ``graph`` to ``backend`` (``"torch"``: a trainable ``torch.nn.Module``).
+
+    Example:
+        >>> import snnir
+        >>> g = snnir.Graph(); x = g.add_input((3,))
+        >>> _ = g.add_output(g.add_node("neuron", [x], attrs={"model": "IF"}))
+        >>> type(snnir.compile(g, backend="torch")).__name__
+        'GraphModule'
+    """
+    return _load(BACKENDS, "backend", backend).compile(graph, **kwargs)

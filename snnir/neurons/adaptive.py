@@ -1,0 +1,25 @@
+"""LIF with a spike-triggered adaptation current (Gerstner et al., Neuronal Dynamics, ch. 6)."""
+
+from __future__ import annotations
+
+from snnir.neurons.model import NeuronModel
+
+
+class AdaptiveLIF(NeuronModel):
+    """Adaptive LIF, Euler with dt = 1:
+
+    ``v <- v + (x - (v - v_reset) - w) / tau``
+    ``w <- w + (a (v - v_reset) - w) / tau_w``   (with the new ``v``)
+    on a spike, after the reset: ``w <- w + b``.
+    ``a`` couples sub-threshold voltage to adaptation, ``b`` is the spike-triggered jump.
+    """
+
+    state = {"v": "v_reset", "w": 0.0}
+    params = {"tau": 2.0, "tau_w": 20.0, "a": 0.0, "b": 0.1}
+
+    def charge(self, s, **options):
+        return {"v": s.v + (s.x - (s.v - s.v_reset) - s.w) / s.tau,
+                "w": s.w + (s.a * (s.v - s.v_reset) - s.w) / s.tau_w}
+
+    def on_spike(self, s):
+        return {"w": s.w + s.b * s.spike}

@@ -1,0 +1,21 @@
+"""Current-based LIF: the Loihi neuron."""
+
+from __future__ import annotations
+
+from snnir.neurons.model import NeuronModel
+
+
+class CubaLIF(NeuronModel):
+    """Current-based LIF with a synaptic current ``i`` (Loihi's CUBA neuron, in float):
+
+    ``i[t] = i - i / tau_syn + x``
+    ``v[t] = v - (v - v_reset) / tau_mem + i[t]``
+    Loihi's decays are ``du = 1/tau_syn``, ``dv = 1/tau_mem``.
+    """
+
+    state = {"i": 0.0, "v": "v_reset"}
+    params = {"tau_syn": 2.0, "tau_mem": 2.0}
+
+    def charge(self, s, **options):
+        return {"i": s.i - s.i / s.tau_syn + s.x,
+                "v": s.v - (s.v - s.v_reset) / s.tau_mem + s.i}

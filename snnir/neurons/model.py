@@ -1,0 +1,174 @@
+"""``NeuronModel``: a spiking neuron declared as discrete-time sympy equations.
+
+A model gives, for one time step with input ``x``:
+
+1. **charge**: ordered assignments ``state <- expr(x, state, params)``. They run in order, each
+   seeing the values assigned before it (like code), e.g. CUBA updates the current, then the
+   voltage with the new current;
+2. **fire**: ``spike = H(v - threshold)`` where ``H`` is the Heaviside step (``H(0) = 1``) and the
+   backward uses the neuron's surrogate;
+3. **reset**: hard (``v <- (1 - s) v + s v_reset``), soft (``v <- v - s v_threshold``, chosen by
+   ``v_reset=None``; the leak then targets 0) or none, then optional spike-triggered updates
+   (``on_spike``, e.g. adaptation ``w <- w + b s``).
+
+Every backend compiles these expressions; nothing about a neuron is written per backend. A user's
+own model is a subclass, registered by its class name:
+
+    >>> import sympy as sp
+    >>> from snnir.neurons import NeuronModel
+    >>> class LeakyQuadratic(NeuronModel):
+    ...     '''v <- v + (x - v + beta v^2) / tau'''
+    ...     params = {"tau": 4.0, "beta": 0.1}
+    ...     def charge(self, s, **options):
+    ...         return {"v": s.v + (s.x - s.v + s.beta * s.v ** 2) / s.tau}
+    >>> eq = LeakyQuadratic().equations(reset="hard")
+    >>> [name for name, _ in eq.charge]
+    ['v']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Callable, ClassVar, Literal
+
+import sympy as sp
+
+from snnir.errors import GraphError
+
+ResetKind = Literal["hard", "soft", "none"]
+_REGISTRY: dict[str, type[NeuronModel]] = {}
+
+# Parameters every neuron has; a model may change their defaults (Izhikevich fires at 30 mV).
+COMMON_PARAMS = {"v_threshold": 1.0, "v_reset": 0.0}
+
+
+class sigmoid(sp.Function):
+    """The logistic function as one sympy node, so backends print their native ``sigmoid``."""
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sigmoid(self.args[0]) * (1 - sigmoid(self.args[0]))
+
+    def _eval_rewrite_as_exp(self, arg: sp.Expr, **kwargs: Any) -> sp.Expr:
+        return 1 / (1 + sp.exp(-arg))
+
+
+@dataclass(frozen=True)
+class Equations:
+    """A model's equations for one configuration (reset kind and options), ready to compile.
+
+    ``params`` lists every parameter symbol name the expressions use (common ones included);
+    ``init`` gives each state's initial value as an expression of the parameters.
+    """
+
+    model: str
+    x: sp.Symbol
+    spike: sp.Symbol
+    states: tuple[str, ...]
+    params: tuple[str, ...]
+    charge: tuple[tuple[str, sp.Expr], ...]
+    fire: sp.Expr
+    reset: tuple[tuple[str, sp.Expr], ...]
+    init: tuple[tuple[str, sp.Expr], ...]
+
+    def symbol(self, name: str) -> sp.Symbol:
+        return sp.Symbol(name, real=True)
+
+
+class NeuronModel:
+    """Base class of neuron models. Subclasses set the class attributes and ``charge``.
+
+    Attributes:
+        state: state variable -> initial value: a number, a parameter name, or a function of the
+            symbols returning an expression (``lambda s: s.b * s.v_reset``). ``v`` must exist.
+        params: model-specific parameters -> default value (floats).
+        defaults: overrides of the common ``v_threshold`` / ``v_reset`` defaults.
+        options: switches that select the form of the equation (``decay_input``) -> default.
+        learnable: parameters that backends train (stored as arrays on the graph node).
+    """
+
+    state: ClassVar[dict[str, float | str | Callable[[SimpleNamespace], sp.Expr]]] = {"v": "v_reset"}
+    params: ClassVar[dict[str, float]] = {}
+    defaults: ClassVar[dict[str, float]] = {}
+    options: ClassVar[dict[str, bool]] = {}
+    learnable: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "v" not in cls.state:
+            raise TypeError(f"neuron model {cls.__name__} must have a state variable 'v'")
+        clash = set(cls.state) & {*cls.params, *COMMON_PARAMS, "x", "spike"}
+        if clash:
+            raise TypeError(f"neuron model {cls.__name__}: names {sorted(clash)} are both state and parameter")
+        _REGISTRY[cls.__name__] = cls
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    # --- what subclasses write -------------------------------------------------------------------
+    def charge(self, s: SimpleNamespace, **options: Any) -> dict[str, sp.Expr]:
+        """Ordered state updates for one step; ``s`` holds the symbols (``s.x``, ``s.v``, ...)."""
+        raise NotImplementedError
+
+    def threshold(self, s: SimpleNamespace) -> sp.Expr:
+        """The firing threshold (override for adaptive thresholds)."""
+        return s.v_threshold
+
+    def on_spike(self, s: SimpleNamespace) -> dict[str, sp.Expr]:
+        """Updates applied after the reset, as expressions of the spike ``s.spike`` (0 or 1)."""
+        return {}
+
+    def user_params(self, **kwargs: float) -> dict[str, float]:
+        """Map user-facing arguments to equation parameters (e.g. PLIF's ``init_tau`` -> ``w``)."""
+        return kwargs
+
+    # --- derived ---------------------------------------------------------------------------------
+    def all_params(self) -> dict[str, float]:
+        """Every parameter with its default: the common ones and the model's own."""
+        return {**COMMON_PARAMS, **self.defaults, **self.params}
+
+    def equations(self, reset: ResetKind = "hard", **options: Any) -> Equations:
+        """Build the sympy equations for one reset kind and set of options."""
+        unknown = set(options) - set(self.options)
+        if unknown:
+            raise GraphError(f"neuron model {self.name} has no option {sorted(unknown)}; "
+                             f"it takes {sorted(self.options)}")
+        if reset not in ("hard", "soft", "none"):
+            raise GraphError(f"reset must be 'hard', 'soft' or 'none', got {reset!r}")
+        options = {**self.options, **options}
+        names = list(self.all_params())
+        s = SimpleNamespace(**{n: sp.Symbol(n, real=True) for n in [*names, *self.state, "x", "spike"]})
+        # Soft reset has no reset potential: the leak (and the initial value) target 0 instead.
+        leak_target = {s.v_reset: 0} if reset == "soft" else {}
+        with sp.evaluate(False):  # keep the written order of operations (bit-for-bit with peers)
+            charge = [(k, sp.sympify(e)) for k, e in self.charge(s, **options).items()]
+            fire = s.v - self.threshold(s)
+            post = {"hard": [("v", (1 - s.spike) * s.v + s.spike * s.v_reset)],
+                    "soft": [("v", s.v - s.spike * s.v_threshold)], "none": []}[reset]
+            post += [(k, sp.sympify(e)) for k, e in self.on_spike(s).items()]
+        charge = [(k, e.xreplace(leak_target)) for k, e in charge]
+        for k, _ in [*charge, *post]:
+            if k not in self.state:
+                raise GraphError(f"neuron model {self.name} assigns {k!r}, which is not in its state "
+                                 f"{sorted(self.state)}")
+        init = []
+        for k, v in self.state.items():
+            value = getattr(s, v) if isinstance(v, str) else v(s) if callable(v) else sp.Float(v)
+            init.append((k, sp.sympify(value).xreplace(leak_target)))
+        return Equations(self.name, s.x, s.spike, tuple(self.state), tuple(names), tuple(charge),
+                         fire, tuple(post), tuple(init))
+
+
+def get_model(name: str) -> NeuronModel:
+    """The registered model ``name``; the error lists the known ones and how to register more."""
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise GraphError(f"unknown neuron model {name!r}; known: {', '.join(sorted(_REGISTRY))}. A "
+                         "user-defined model is registered when its NeuronModel subclass is defined: "
+                         "import the module that defines it first") from None
+
+
+def registered_models() -> list[str]:
+    return sorted(_REGISTRY)

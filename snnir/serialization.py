@@ -1,0 +1,115 @@
+"""``.snnir`` files: the graph as JSON plus its arrays, in one safetensors container.
+
+Layout (safetensors, a non-executable format): the tensors are the node params, keyed
+``"<node>.<param>"``; the header's ``__metadata__`` holds one key, ``"snnir"``, a JSON document
+``{"format_version", "graph", "sha256"}``. The digest covers the graph JSON and every array's
+name, dtype, shape and bytes, so an edited file is refused. Writing is deterministic:
+``save(load(f))`` reproduces ``f`` byte for byte.
+
+Example:
+    >>> import numpy as np, tempfile, os
+    >>> import snnir
+    >>> g = snnir.Graph(); x = g.add_input((4,))
+    >>> _ = g.add_output(g.add_node("neuron", [x], attrs={"model": "IF"}))
+    >>> path = os.path.join(tempfile.mkdtemp(), "if.snnir")
+    >>> snnir.save(g, path); snnir.load(path).summary() == g.validate().summary()
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from typing import Any
+
+import numpy as np
+
+from snnir.errors import FormatError, GraphError
+from snnir.graph import Graph
+
+FORMAT_VERSION = 1
+_KEY = "snnir"
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _digest(structure_json: str, arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256(structure_json.encode())
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(_json([key, a.dtype.str, list(a.shape)]).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def dumps(graph: Graph) -> bytes:
+    """The bytes of ``graph`` as a ``.snnir`` file (the graph is validated first)."""
+    import safetensors.numpy
+
+    graph.validate()
+    structure, arrays = graph.to_dict()
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    try:
+        structure_json = _json(structure)
+    except ValueError as e:  # NaN/Inf attribute
+        raise GraphError(f"graph {graph.name!r} cannot be saved: {e}") from None
+    doc = {"format_version": FORMAT_VERSION, "graph": structure, "sha256": _digest(structure_json, arrays)}
+    return safetensors.numpy.save(arrays, metadata={_KEY: _json(doc)})
+
+
+def save(graph: Graph, path: str | os.PathLike) -> None:
+    """Write ``graph`` to ``path`` (conventionally ``*.snnir``)."""
+    data = dumps(graph)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _header(data: bytes, where: str) -> dict[str, Any]:
+    if len(data) < 8:
+        raise FormatError(f"{where}: file is {len(data)} bytes, too short for a snnir file (truncated?)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if 8 + n > len(data):
+        raise FormatError(f"{where}: header says {n} bytes but only {len(data) - 8} follow (truncated file)")
+    try:
+        header = json.loads(data[8:8 + n])
+        doc = json.loads(header["__metadata__"][_KEY])
+    except (ValueError, KeyError, TypeError):
+        raise FormatError(f"{where}: not a snnir file (no valid snnir header in the first {8 + n} bytes)") from None
+    if not isinstance(doc, dict) or "format_version" not in doc:
+        raise FormatError(f"{where}: snnir header has no format_version")
+    return doc
+
+
+def loads(data: bytes, where: str = "<bytes>") -> Graph:
+    """Parse ``.snnir`` bytes; raises ``FormatError`` naming ``where`` on any defect."""
+    import safetensors.numpy
+
+    doc = _header(data, where)
+    version = doc["format_version"]
+    if version != FORMAT_VERSION:
+        raise FormatError(f"{where}: format version {version!r}, this snnir reads version {FORMAT_VERSION}; "
+                          "re-export the model with a matching snnir")
+    try:
+        arrays = safetensors.numpy.load(data)
+    except Exception as e:  # safetensors raises its own error type for bad offsets/lengths
+        raise FormatError(f"{where}: array data is corrupt or truncated ({e})") from None
+    structure = doc.get("graph")
+    if not isinstance(structure, dict):
+        raise FormatError(f"{where}: snnir header has no graph")
+    if doc.get("sha256") != _digest(_json(structure), arrays):
+        raise FormatError(f"{where}: checksum mismatch: the graph or its arrays were modified after saving")
+    try:
+        return Graph.from_dict(structure, arrays).validate()
+    except (GraphError, KeyError, TypeError, ValueError) as e:
+        raise FormatError(f"{where}: invalid graph: {e}") from None
+
+
+def load(path: str | os.PathLike) -> Graph:
+    """Read a ``.snnir`` file. Never executes code from the file (no pickle)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return loads(data, where=str(path))
