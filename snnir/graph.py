@@ -246,7 +246,8 @@ class Graph:
     # --- copying and (de)serializing ---------------------------------------------------------------
     def copy(self) -> Graph:
         """A deep copy (new nodes, copied arrays)."""
-        return Graph.from_dict(*self.to_dict())
+        structure, arrays = self.to_dict()
+        return Graph.from_dict(structure, {k: v.copy() for k, v in arrays.items()})
 
     def to_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """``(structure, arrays)``: JSON-able structure, and params keyed ``"<node>.<param>"``."""

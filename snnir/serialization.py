@@ -40,7 +40,7 @@ def _json(obj: Any) -> str:
 def _digest(structure_json: str, arrays: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256(structure_json.encode())
     for key in sorted(arrays):
-        a = np.ascontiguousarray(arrays[key])
+        a = np.require(arrays[key], requirements="C")
         h.update(_json([key, a.dtype.str, list(a.shape)]).encode())
         h.update(a.tobytes())
     return h.hexdigest()
@@ -52,7 +52,7 @@ def dumps(graph: Graph) -> bytes:
 
     graph.validate()
     structure, arrays = graph.to_dict()
-    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    arrays = {k: np.require(v, requirements="C") for k, v in arrays.items()}
     try:
         structure_json = _json(structure)
     except ValueError as e:  # NaN/Inf attribute

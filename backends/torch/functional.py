@@ -61,9 +61,11 @@ def _foldable(net: nn.Module) -> bool:
 def multi_step(net: nn.Module, x_seq: torch.Tensor) -> torch.Tensor:
     """Run ``net`` over a whole sequence ``x_seq`` (``[T, N, ...]``), returning ``[T, N, ...]``.
 
-    A ``Sequential`` of snnir modules runs in multi-step mode (time folded into batch for
-    stateless layers, one time loop per neuron layer); any other module is called once per step
-    in its own step mode. State is kept: call ``reset(net)`` between sequences.
+    A network whose snnir modules are all in multi-step mode is called once (its forward is
+    written for ``[T, N, ...]``). A ``Sequential`` of snnir modules is switched to multi-step mode
+    for the call (time folded into batch for stateless layers, one time loop per neuron layer).
+    Any other module is called once per step in single-step mode. State is kept: call
+    ``reset(net)`` between sequences.
 
     Example:
         >>> import torch
@@ -74,6 +76,9 @@ def multi_step(net: nn.Module, x_seq: torch.Tensor) -> torch.Tensor:
     """
     if x_seq.dim() < 2:
         raise ValueError(f"multi_step expects [T, N, ...] input, got shape {tuple(x_seq.shape)}")
+    modes = {m.step_mode for m in net.modules() if isinstance(m, StepModule)}
+    if modes == {"m"}:
+        return net(x_seq)
     if _foldable(net):
         with step_mode(net, "m"):
             return net(x_seq)

@@ -129,8 +129,8 @@ class Neuron(StepModule):
     def reset_kind(self) -> str:
         return "soft" if self.v_reset is None else "hard"
 
-    @property
     def equations(self) -> CompiledEquations:
+        """The compiled equations for this module's reset kind and options (cached per model)."""
         return compiled_equations(self.model.name, self.reset_kind, tuple(sorted(self.options.items())))
 
     def _param_env(self) -> dict[str, Any]:
@@ -151,7 +151,7 @@ class Neuron(StepModule):
         self.v_seq = None
 
     def single_step(self, x: torch.Tensor) -> torch.Tensor:
-        eqs, params = self.equations, self._param_env()
+        eqs, params = self.equations(), self._param_env()
         state = self.state()
         if state["v"] is None:
             state = eqs.initial_state(x, params)

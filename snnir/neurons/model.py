@@ -140,7 +140,7 @@ class NeuronModel:
         names = list(self.all_params())
         s = SimpleNamespace(**{n: sp.Symbol(n, real=True) for n in [*names, *self.state, "x", "spike"]})
         # Soft reset has no reset potential: the leak (and the initial value) target 0 instead.
-        leak_target = {s.v_reset: 0} if reset == "soft" else {}
+        leak_target = {s.v_reset: sp.Integer(0)} if reset == "soft" else {}
         with sp.evaluate(False):  # keep the written order of operations (bit-for-bit with peers)
             charge = [(k, sp.sympify(e)) for k, e in self.charge(s, **options).items()]
             fire = s.v - self.threshold(s)

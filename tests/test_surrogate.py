@@ -1,0 +1,102 @@
+"""Surrogates: forward is the exact step; backward is each one's analytic derivative."""
+
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+import torch
+
+from snnir import nn as snn
+from snnir import surrogate as S
+from snnir.backends.torch.surrogate import primitive, spike
+from snnir.errors import GraphError
+
+# The analytic derivatives as published (SpikingJelly's docs / the cited papers), written here
+# independently of snnir's sympy declarations.
+ANALYTIC = {
+    "ATan": (S.ATan(alpha=2.0), lambda x: 2.0 / 2 / (1 + (math.pi / 2 * 2.0 * x) ** 2)),
+    "Sigmoid": (S.Sigmoid(alpha=4.0), lambda x: 4.0 * torch.sigmoid(4.0 * x) * (1 - torch.sigmoid(4.0 * x))),
+    "PiecewiseQuadratic": (S.PiecewiseQuadratic(alpha=1.5),
+                           lambda x: torch.where(x.abs() > 1 / 1.5, 0.0, -(1.5**2) * x.abs() + 1.5)),
+    "PiecewiseExp": (S.PiecewiseExp(alpha=1.0), lambda x: 1.0 / 2 * torch.exp(-1.0 * x.abs())),
+    "SoftSign": (S.SoftSign(alpha=2.0), lambda x: 1 / (2 * 2.0 * (1 / 2.0 + x.abs()) ** 2)),
+    "Erf": (S.Erf(alpha=2.0), lambda x: 2.0 / math.sqrt(math.pi) * torch.exp(-(2.0 * x) ** 2)),
+    "SuperSpike": (S.SuperSpike(alpha=1.0), lambda x: 1.0 / (x.abs() + 1) ** 2),
+    "FastSigmoid": (S.FastSigmoid(alpha=25.0), lambda x: 1 / (25.0 * x.abs() + 1) ** 2),
+    "Rect": (S.Rect(alpha=1.0), lambda x: 1.0 * (x.abs() < 0.5 / 1.0).double()),
+    "PiecewiseLeakyReLU": (S.PiecewiseLeakyReLU(w=1.0, c=0.01),
+                           lambda x: torch.where(x.abs() < 1.0, torch.full_like(x, 1 / (2 * 1.0)),
+                                                 torch.full_like(x, 0.01))),
+}
+
+
+def test_every_registered_surrogate_is_covered():
+    assert sorted(ANALYTIC) == S.registered_surrogates()
+
+
+def _grid() -> torch.Tensor:
+    # avoid the kink points (|x| = window edges) where one-sided derivatives differ
+    x = torch.linspace(-2.5, 2.5, 401, dtype=torch.float64)
+    return x[(x.abs() - 0.5).abs() > 1e-3][((x.abs() - 1.0).abs() > 1e-3)[(x.abs() - 0.5).abs() > 1e-3]]
+
+
+@pytest.mark.parametrize("name", sorted(ANALYTIC))
+def test_backward_equals_analytic_derivative(name):
+    sg, reference = ANALYTIC[name]
+    x = _grid().requires_grad_()
+    y = spike(x, sg)
+    assert torch.equal(y.detach(), (x.detach() >= 0).double())  # forward: Heaviside, H(0) = 1
+    (g,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(g, reference(x.detach()).double(), rtol=1e-12, atol=1e-12)
+
+
+class _SmoothThenSurrogate(torch.autograd.Function):
+    """Forward: the surrogate's primitive g(x); backward: the spike's surrogate gradient g'(x)."""
+
+    @staticmethod
+    def forward(ctx, x, sg):
+        ctx.save_for_backward(x)
+        ctx.sg = sg
+        with torch.no_grad():
+            return primitive(x, sg)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_()
+            (g,) = torch.autograd.grad(spike(xr, ctx.sg), xr, grad)
+        return g, None
+
+
+@pytest.mark.parametrize("name", sorted(ANALYTIC))
+def test_gradcheck_backward_is_derivative_of_primitive(name):
+    """torch.autograd.gradcheck (float64): the backward is the finite-difference slope of g."""
+    sg, _ = ANALYTIC[name]
+    x = _grid()[::7].clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: _SmoothThenSurrogate.apply(t, sg), (x,), eps=1e-7, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(ANALYTIC))
+def test_declared_derivative_matches_sympy_diff_of_primitive(name):
+    cls = type(ANALYTIC[name][0])
+    diff = sp.diff(cls.primitive_expr(), S.X) - cls.derivative_expr()
+    values = {cls.symbols()[k]: v for k, v in cls.params.items()}
+    for x in np.linspace(-2.3, 2.3, 37):
+        assert abs(float(diff.subs(values).subs(S.X, x))) < 1e-12
+
+
+def test_alpha_changes_sharpness():
+    x = torch.tensor([0.3], requires_grad=True)
+    g = [torch.autograd.grad(spike(x, S.Sigmoid(alpha=a)).sum(), x)[0].item() for a in (1.0, 4.0, 16.0)]
+    assert g[0] < g[1] and g[2] < g[1]  # peak height grows, tails shrink
+
+
+def test_serialization_round_trip_and_errors():
+    sg = snn.surrogate.PiecewiseLeakyReLU(w=0.5, c=0.1)
+    assert S.surrogate_from_dict(sg.to_dict()) == sg
+    with pytest.raises(GraphError, match="unknown surrogate 'Nope'"):
+        S.surrogate_from_dict({"name": "Nope"})
+    with pytest.raises(TypeError, match="takes \\['alpha'\\]"):
+        S.ATan(beta=1.0)
