@@ -8,7 +8,8 @@ Anything else stops tracing with the fx node, module path and class named.
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.fx as fx
@@ -225,13 +226,13 @@ def trace(model: nn.Module, example_input: Any = None, *, time_axis: bool = True
         >>> from snnir import nn as snn
         >>> net = torch.nn.Sequential(snn.Conv2d(1, 4, 3), snn.LIF(), snn.Flatten(), snn.Linear(16, 2))
         >>> print(trace(net, torch.rand(2, 1, 1, 4, 4)).summary())  # doctest: +NORMALIZE_WHITESPACE
-        node     op           inputs   shape      params                  state
-        input    input                 (1, 4, 4)
-        _0       conv2d       input    (4, 2, 2)  bias[4] weight[4, 1, 3, 3]
-        _1       neuron:LIF   _0       (4, 2, 2)                          v
-        _2       flatten      _1       (16,)
-        _3       linear       _2       (2,)       bias[2] weight[2, 16]
-        output   output       _3       (2,)
+        node    op          inputs  shape      params                      state
+        input   input               (1, 4, 4)
+        _0      conv2d      input   (4, 2, 2)  weight[4, 1, 3, 3] bias[4]
+        _1      neuron:LIF  _0      (4, 2, 2)                              v
+        _2      flatten     _1      (16,)
+        _3      linear      _2      (2,)       weight[2, 16] bias[2]
+        output  output      _3      (2,)
     """
     if not isinstance(model, nn.Module):
         raise TraceError(f"snnir.trace expects a torch.nn.Module, got {type(model).__name__}")
@@ -275,7 +276,8 @@ def trace(model: nn.Module, example_input: Any = None, *, time_axis: bool = True
                 raise TraceError(f"model input {node.name!r} has no example input; pass a tuple of tensors")
             shape = tuple(examples[placeholders].shape[lead:])
             placeholders += 1
-            env[node] = g.add_input(shape, id=node.name)
+            # fx calls Sequential's argument 'input_1' (it avoids the builtin's name)
+            env[node] = g.add_input(shape, id="input" if node.name == "input_1" else node.name)
         elif node.op == "call_module":
             m = modules[node.target]
             ctx.where = f"fx node {node.name!r} (module '{node.target}', class {type(m).__module__}.{type(m).__name__})"
@@ -304,7 +306,8 @@ def trace(model: nn.Module, example_input: Any = None, *, time_axis: bool = True
     try:
         return g.validate()
     except GraphError as e:
-        raise TraceError(f"traced graph of {type(model).__name__} is inconsistent with the example input: {e}") from None
+        raise TraceError(f"traced graph of {type(model).__name__} is inconsistent with the example "
+                         f"input: {e}") from None
 
 
 _RELU = {F.relu, torch.relu, "relu"}

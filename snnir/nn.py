@@ -26,9 +26,9 @@ from snnir.backends.torch.encoding import (
 )
 from snnir.backends.torch.functional import multi_step, reset, set_step_mode, step_mode
 from snnir.backends.torch.layers import (
-    Add,
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
+    Add,
     AvgPool1d,
     AvgPool2d,
     BatchNorm1d,

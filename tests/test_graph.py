@@ -33,7 +33,8 @@ def test_shapes_inferred_per_sample():
 def test_linear_mismatch_names_node():
     g = small_graph()
     g.node("linear").params["weight"] = w(3, 36)
-    with pytest.raises(ShapeError, match="node 'linear' \\(linear\\): linear expects a last axis of 36 features, got input shape \\(16,\\)"):
+    expected = "node 'linear' \\(linear\\): linear expects a last axis of 36 features, got input shape \\(16,\\)"
+    with pytest.raises(ShapeError, match=expected):
         g.validate()
 
 

@@ -79,7 +79,7 @@ def test_parametric_lif(rng, v_reset, decay_input):
     init_tau, vr = 4.0, (v_reset or 0.0)
     m = snn.ParametricLIF(init_tau=init_tau, v_reset=v_reset, decay_input=decay_input)
     assert abs(m.tau.item() - init_tau) < 1e-6  # 1/tau = sigmoid(w), w = -log(init_tau - 1)
-    w = float(m.w)  # the float32 parameter, as float64
+    w = m.w.item()  # the float32 parameter, as float64
     k = 1.0 / (1.0 + np.exp(-w))
     x = rng.uniform(-0.5, 2.5, (50, 6))
 

@@ -14,7 +14,8 @@ from snnir.serialization import FORMAT_VERSION, dumps, loads
 def sample_graph(rng) -> Graph:
     g = Graph("sample")
     x = g.add_input((2, 6, 6))
-    c = g.add_node("conv2d", [x], attrs={"padding": 1}, params={"weight": rng.standard_normal((3, 2, 3, 3)).astype(np.float32)})
+    c = g.add_node("conv2d", [x], attrs={"padding": 1},
+                   params={"weight": rng.standard_normal((3, 2, 3, 3)).astype(np.float32)})
     b = g.add_node("batchnorm", [c], params={"running_mean": rng.random(3), "running_var": rng.random(3) + 1,
                                              "weight": np.ones(3, np.float32), "bias": np.zeros(3, np.float32)})
     n = g.add_node("neuron", [b], attrs={"model": "ParametricLIF", "v_reset": None,

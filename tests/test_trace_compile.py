@@ -128,7 +128,7 @@ def test_compiled_equals_traced(factory, shape, modes, gain, train, tmp_path):
         assert outs[0].sum() > 0, "the test network should spike"
         torch.testing.assert_close(grads_x[1], grads_x[0], rtol=1e-6, atol=0)
         for name, g_orig, g_comp in _matched_grads(net, compiled):
-            torch.testing.assert_close(g_comp, g_orig, rtol=1e-6, atol=1e-12, msg=lambda m: f"{name}: {m}")
+            torch.testing.assert_close(g_comp, g_orig, rtol=1e-6, atol=1e-12, msg=lambda m, n=name: f"{n}: {m}")
         # final states, neuron by neuron in execution order
         orig = [m for m in net.modules() if isinstance(m, snn.Neuron)]
         comp = list(compiled.neurons().values())

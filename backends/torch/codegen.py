@@ -11,8 +11,8 @@ same floating-point operations, in the same order, as the equation reads.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from functools import cache
-from typing import Callable, Sequence
 
 import sympy as sp
 import torch

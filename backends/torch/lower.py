@@ -7,7 +7,8 @@ in multi-step mode each layer processes the whole sequence before the next (acyc
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -69,7 +70,8 @@ def _batchnorm(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
 
 @builds("maxpool1d", "maxpool2d", "avgpool1d", "avgpool2d")
 def _pool(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
-    cls = {"maxpool1d": L.MaxPool1d, "maxpool2d": L.MaxPool2d, "avgpool1d": L.AvgPool1d, "avgpool2d": L.AvgPool2d}[node.op]
+    cls = {"maxpool1d": L.MaxPool1d, "maxpool2d": L.MaxPool2d,
+           "avgpool1d": L.AvgPool1d, "avgpool2d": L.AvgPool2d}[node.op]
     return cls(**node.attrs)
 
 

@@ -7,8 +7,9 @@ subclasses that fix the model. A user-defined model needs no code beyond its equ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
-from typing import Callable
 
 import torch
 
-from .codegen import compile_expr
 from snnir.surrogate import Surrogate
+
+from .codegen import compile_expr
 
 
 @cache

@@ -6,8 +6,9 @@ Passes and backends look ops up here by name (never by ``isinstance`` chains), s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from snnir.errors import GraphError
 
