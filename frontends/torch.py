@@ -202,6 +202,21 @@ def _is_number(a: Any) -> bool:
     return isinstance(a, (int, float)) and not isinstance(a, bool)
 
 
+def _refuse_shared_modules(fx_graph: fx.Graph, modules: dict[str, nn.Module]) -> None:
+    """A module with weights or state called twice would be untied/split silently: refuse it."""
+    calls: dict[str, list[str]] = {}
+    for node in fx_graph.nodes:
+        if node.op == "call_module":
+            calls.setdefault(node.target, []).append(node.name)
+    for target, names in calls.items():
+        m = modules[target]
+        has_state = any(True for _ in m.parameters()) or isinstance(m, (Neuron, L.Dropout))
+        if len(names) > 1 and has_state:
+            raise TraceError(f"module '{target}' ({type(m).__name__}) is called {len(names)} times "
+                             f"(fx nodes {names}); shared weights or state cannot be represented yet. "
+                             "Use one module per call (copy.deepcopy for independent weights)")
+
+
 def _step_offset(model: nn.Module) -> int:
     modes = {m.step_mode for m in model.modules() if isinstance(m, StepModule)}
     if len(modes) > 1:
@@ -254,6 +269,7 @@ def trace(model: nn.Module, example_input: Any = None, *, time_axis: bool = True
         raise TraceError(f"torch.fx could not trace {type(model).__name__}: {e}. Data-dependent control "
                          "flow must live inside a leaf module") from e
     modules = dict(model.named_modules())
+    _refuse_shared_modules(fx_graph, modules)
     g = Graph(name or type(model).__name__)
     env: dict[fx.Node, str] = {}
     placeholders = 0

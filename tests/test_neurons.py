@@ -290,6 +290,18 @@ def test_user_defined_neuron_works_everywhere(rng, tmp_path):
     assert torch.equal(out, net(xs))
 
 
+def test_redefined_model_class_is_recompiled():
+    def define(gain):
+        class Redefined(snnir.NeuronModel):
+            def charge(self, s, **options):
+                return {"v": s.v + gain * s.x}
+        return Redefined
+
+    first = snn.Neuron(define(1.0)(), v_threshold=1.5)(torch.ones(1)).item()
+    second = snn.Neuron(define(2.0)(), v_threshold=1.5)(torch.ones(1)).item()
+    assert (first, second) == (0.0, 1.0)
+
+
 def test_bad_neuron_arguments():
     with pytest.raises(TypeError, match="unknown arguments.*taux"):
         snn.LIF(taux=2.0)

@@ -183,6 +183,16 @@ class WithLSTM(nn.Module):
         return self.body(x)
 
 
+class SharedLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.fc(self.relu(self.fc(self.relu(x))))  # ReLU reuse is fine, fc reuse is not
+
+
 class WithSigmoid(nn.Module):
     def forward(self, x):
         return torch.sigmoid(x)
@@ -204,6 +214,7 @@ class ReadsParameter(nn.Module):
 
 @pytest.mark.parametrize("model,match", [
     (WithLSTM(), r"fx node 'body_1' \(module 'body.1', class torch.nn.modules.rnn.LSTM\): no snnir op.*Supported: "),
+    (SharedLayer(), r"module 'fc' \(Linear\) is called 2 times \(fx nodes \['fc', 'fc_1'\]\)"),
     (WithSigmoid(), r"fx node 'sigmoid' \(call_function sigmoid\): no snnir op for call_function 'sigmoid'.*Wrap"),
     (AddsConstant(), r"fx node 'add'.*no snnir op"),
     (ReadsParameter(), r"reads attribute 'w' directly"),

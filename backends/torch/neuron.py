@@ -59,8 +59,10 @@ class CompiledEquations:
 
 
 @cache
-def compiled_equations(model_name: str, reset: str, options: tuple[tuple[str, Any], ...]) -> CompiledEquations:
-    return CompiledEquations(models.get_model(model_name).equations(reset=reset, **dict(options)))
+def compiled_equations(model_cls: type[NeuronModel], reset: str,
+                       options: tuple[tuple[str, Any], ...]) -> CompiledEquations:
+    """Compiled once per model class (not name: a class redefined in a notebook recompiles)."""
+    return CompiledEquations(model_cls().equations(reset=reset, **dict(options)))
 
 
 class Neuron(StepModule):
@@ -132,7 +134,7 @@ class Neuron(StepModule):
 
     def equations(self) -> CompiledEquations:
         """The compiled equations for this module's reset kind and options (cached per model)."""
-        return compiled_equations(self.model.name, self.reset_kind, tuple(sorted(self.options.items())))
+        return compiled_equations(type(self.model), self.reset_kind, tuple(sorted(self.options.items())))
 
     def _param_env(self) -> dict[str, Any]:
         env: dict[str, Any] = {"v_threshold": self.v_threshold,
