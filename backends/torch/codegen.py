@@ -18,10 +18,11 @@ import sympy as sp
 import torch
 from sympy.printing.pytorch import TorchPrinter
 
+from snnir.codegen import ExactOrderPrinter
 from snnir.neurons.model import sigmoid
 
 
-class _SnnirTorchPrinter(TorchPrinter):
+class _SnnirTorchPrinter(ExactOrderPrinter, TorchPrinter):
     def __init__(self, ref: str) -> None:
         super().__init__({"strict": True})
         self._ref = ref
@@ -33,14 +34,14 @@ class _SnnirTorchPrinter(TorchPrinter):
         return super()._print(expr, **kwargs)
 
     def _print_Pow(self, expr: sp.Pow) -> str:
-        base = self.parenthesize(expr.base, 100)
+        base = self._operand(expr.base)
         if expr.exp == -1:
-            return f"1.0/{base}"
+            return f"(1.0/{base})"
         if expr.exp == sp.S.Half:
             return f"torch.sqrt({self._print(expr.base)})"
         if expr.exp.is_Integer:
-            return f"{base}**{int(expr.exp)}"
-        return f"{base}**({self._print(expr.exp)})"
+            return f"({base}**{int(expr.exp)})"
+        return f"({base}**({self._print(expr.exp)}))"
 
     # Python operators accept float-tensor mixes in either order; torch.gt(float, tensor) does not.
     def _print_Relational(self, expr: sp.core.relational.Relational) -> str:

@@ -20,6 +20,7 @@ from snnir.surrogate import ATan, Surrogate
 
 from .base import StepModule, check_step_mode
 from .codegen import compile_expr
+from .fused import fused_steps, get_kernel
 from .surrogate import spike as spike_fn
 
 _DEFAULT: Any = object()
@@ -30,11 +31,24 @@ class CompiledEquations:
 
     def __init__(self, eq: Equations) -> None:
         self.eq = eq
-        args = ("x", "spike", *eq.states, *eq.params)
+        args = ("x", "spike", *eq.states, *eq.params, *(k for k, _ in eq.constants))
+        self.constants = [(k, compile_expr(e, eq.params, ref=eq.params[0])) for k, e in eq.constants]
         self.charge = [(k, compile_expr(e, args)) for k, e in eq.charge]
         self.fire = compile_expr(eq.fire, args)
         self.reset = [(k, compile_expr(e, args)) for k, e in eq.reset]
         self.init = [(k, compile_expr(e, args)) for k, e in eq.init]
+
+    def with_constants(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` plus the hoisted constants: float64 floats, or tensors if learnable."""
+        if not self.constants:
+            return params
+        learnable = any(torch.is_tensor(v) for v in params.values())
+        args = {k: v if torch.is_tensor(v) else torch.tensor(v, dtype=torch.float64) for k, v in params.items()}
+        out = dict(params)
+        for name, fn in self.constants:
+            value = fn(**args)
+            out[name] = value if learnable and value.requires_grad else float(value)
+        return out
 
     def step(self, x: torch.Tensor, state: dict[str, torch.Tensor], params: dict[str, Any],
              surrogate: Surrogate, detach_reset: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -49,7 +63,7 @@ class CompiledEquations:
         return spikes, {k: env[k] for k in self.eq.states}
 
     def initial_state(self, like: torch.Tensor, params: dict[str, Any]) -> dict[str, torch.Tensor]:
-        env = {"x": like, "spike": 0.0, **params, **dict.fromkeys(self.eq.states, 0.0)}
+        env = {"x": like, "spike": 0.0, **dict.fromkeys(self.eq.states, 0.0), **params}
         out = {}
         for name, fn in self.init:
             value = fn(**env)
@@ -76,6 +90,8 @@ class Neuron(StepModule):
         detach_reset: stop gradients through the reset.
         step_mode: ``'s'`` (``[N, ...]`` per call) or ``'m'`` (``[T, N, ...]`` per call).
         store_v_seq: in multi-step mode keep ``v_seq`` (``[T, N, ...]``, after reset).
+        fused: run all time steps as one fused, generated kernel (CPU, float32/float64; the
+            default). ``False`` selects the per-step reference path (torch ops per step).
         **kwargs: the model's parameters and options (e.g. ``tau``, ``decay_input``).
 
     State variables are attributes (``self.v``, ``self.i``, ...), ``None`` until the first step
@@ -94,7 +110,7 @@ class Neuron(StepModule):
     def __init__(self, model: NeuronModel | None = None, *, v_threshold: float = _DEFAULT,
                  v_reset: float | None = _DEFAULT, surrogate: Surrogate | None = None,
                  detach_reset: bool = False, step_mode: str = "s", store_v_seq: bool = False,
-                 **kwargs: Any) -> None:
+                 fused: bool = True, **kwargs: Any) -> None:
         super().__init__()
         model = model if model is not None else type(self).model
         if model is None:
@@ -111,6 +127,7 @@ class Neuron(StepModule):
         self.detach_reset = bool(detach_reset)
         self.step_mode = check_step_mode(step_mode)
         self.store_v_seq = bool(store_v_seq)
+        self.fused = bool(fused)
         self.options = {k: kwargs.pop(k) for k in list(kwargs) if k in model.options}
         params = model.user_params(**kwargs)
         unknown = set(params) - set(model.params)
@@ -153,23 +170,57 @@ class Neuron(StepModule):
             setattr(self, k, None)
         self.v_seq = None
 
-    def single_step(self, x: torch.Tensor) -> torch.Tensor:
-        eqs, params = self.equations(), self._param_env()
+    def _current_state(self, x: torch.Tensor, params: dict[str, Any]) -> dict[str, torch.Tensor]:
         state = self.state()
         if state["v"] is None:
-            state = eqs.initial_state(x, params)
-        elif state["v"].shape != x.shape:
+            return self.equations().initial_state(x, params)
+        if state["v"].shape != x.shape:
             raise ValueError(f"{type(self).__name__}: input shape {tuple(x.shape)} differs from the state "
                              f"shape {tuple(state['v'].shape)}; call snn.reset(net) between sequences")
+        return state  # type: ignore[return-value]
+
+    def _kernel(self, x: torch.Tensor):
+        if not self.fused or x.device.type != "cpu":
+            return None
+        if any(getattr(self, k).numel() != 1 for k in self.model.learnable):
+            return None  # per-neuron learnable parameters: reference path
+        return get_kernel(self.model, self.reset_kind, self.options, self.surrogate, self.detach_reset, x.dtype)
+
+    def _run_fused(self, kernel, x_seq: torch.Tensor) -> torch.Tensor:
+        params = self.equations().with_constants(self._param_env())
+        state = self._current_state(x_seq[0], params)
+        learnable = [getattr(self, k) for k in self.model.learnable]
+        spikes, state, v_seq = fused_steps(kernel, x_seq, state, params, self.surrogate, learnable,
+                                           self.store_v_seq and self.step_mode == "m")
+        for k, value in state.items():
+            setattr(self, k, value)
+        if v_seq is not None:
+            self.v_seq = v_seq
+        return spikes
+
+    def single_step(self, x: torch.Tensor) -> torch.Tensor:
+        kernel = self._kernel(x)
+        if kernel is not None:
+            return self._run_fused(kernel, x.unsqueeze(0))[0]
+        return self.reference_step(x)
+
+    def reference_step(self, x: torch.Tensor) -> torch.Tensor:
+        """One step through torch ops generated from the equations (the unfused reference)."""
+        eqs = self.equations()
+        params = eqs.with_constants(self._param_env())
+        state = self._current_state(x, params)
         spikes, state = eqs.step(x, state, params, self.surrogate, self.detach_reset)
         for k, value in state.items():
             setattr(self, k, value)
         return spikes
 
     def multi_step(self, x_seq: torch.Tensor) -> torch.Tensor:
+        kernel = self._kernel(x_seq)
+        if kernel is not None and x_seq.shape[0] > 0:
+            return self._run_fused(kernel, x_seq)
         spikes, v_seq = [], []
         for x in x_seq.unbind(0):  # unbind, not x_seq[t]: indexing costs O(T^2) in backward
-            spikes.append(self.single_step(x))
+            spikes.append(self.reference_step(x))
             if self.store_v_seq:
                 v_seq.append(self.v)
         if self.store_v_seq:

@@ -59,7 +59,10 @@ class Equations:
     """A model's equations for one configuration (reset kind and options), ready to compile.
 
     ``params`` lists every parameter symbol name the expressions use (common ones included);
-    ``init`` gives each state's initial value as an expression of the parameters.
+    ``init`` gives each state's initial value as an expression of the parameters. ``constants``
+    are parameter-only function applications (``sigmoid(w)``, ``exp(-1/tau)``) hoisted out of the
+    per-step expressions as symbols ``k_0, k_1, ...``: backends evaluate them once per call, in
+    float64 unless a learnable (tensor) parameter is involved, so every backend sees one value.
     """
 
     model: str
@@ -71,6 +74,11 @@ class Equations:
     fire: sp.Expr
     reset: tuple[tuple[str, sp.Expr], ...]
     init: tuple[tuple[str, sp.Expr], ...]
+    constants: tuple[tuple[str, sp.Expr], ...] = ()
+
+    def unhoisted(self, expr: sp.Expr) -> sp.Expr:
+        """``expr`` with the constants substituted back (for differentiation)."""
+        return expr.xreplace({sp.Symbol(k, real=True): e for k, e in self.constants})
 
     def symbol(self, name: str) -> sp.Symbol:
         return sp.Symbol(name, real=True)
@@ -153,12 +161,30 @@ class NeuronModel:
             if k not in self.state:
                 raise GraphError(f"neuron model {self.name} assigns {k!r}, which is not in its state "
                                  f"{sorted(self.state)}")
+        charge, fire, post, constants = _hoist_constants(charge, fire, post, names)
         init = []
         for k, v in self.state.items():
             value = getattr(s, v) if isinstance(v, str) else v(s) if callable(v) else sp.Float(v)
             init.append((k, sp.sympify(value).xreplace(leak_target)))
         return Equations(self.name, s.x, s.spike, tuple(self.state), tuple(names), tuple(charge),
-                         fire, tuple(post), tuple(init))
+                         fire, tuple(post), tuple(init), constants)
+
+
+def _hoist_constants(charge, fire, post, names):
+    params = {sp.Symbol(n, real=True) for n in names}
+    found: list[sp.Expr] = []
+    for e in [*(e for _, e in charge), fire, *(e for _, e in post)]:
+        for f in sorted(e.atoms(sp.Function), key=sp.default_sort_key):
+            if f.free_symbols and f.free_symbols <= params and f not in found:
+                found.append(f)
+    if not found:
+        return charge, fire, post, ()
+    mapping = {f: sp.Symbol(f"k_{i}", real=True) for i, f in enumerate(found)}
+    with sp.evaluate(False):
+        charge = [(k, e.xreplace(mapping)) for k, e in charge]
+        fire = fire.xreplace(mapping)
+        post = [(k, e.xreplace(mapping)) for k, e in post]
+    return charge, fire, post, tuple((f"k_{i}", f) for i, f in enumerate(found))
 
 
 def get_model(name: str) -> NeuronModel:

@@ -1,0 +1,219 @@
+"""Fused CPU kernels for neuron layers: C generated from a ``StepProgram``, built once, cached.
+
+Forward runs all T steps of a block of 16 neurons with the state in registers (``omp simd`` over
+the block, OpenMP over blocks) and keeps only the charged values the backward reads; backward
+walks time in reverse, recomputing spikes and previous states from them. Floating point follows
+the equation's written order with ``-ffp-contract=off``, so the forward matches the per-step torch
+path operation for operation. Builds are cached under ``$SNNIR_CACHE_DIR`` (default
+``~/.cache/snnir``) by a hash of source, compiler and flags, so only the first use of a model pays
+the compiler (well under a second).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from functools import cache
+from pathlib import Path
+
+import sympy as sp
+from sympy.codegen.ast import float32, float64, real
+from sympy.printing.c import C99CodePrinter
+
+from snnir.codegen import ExactOrderPrinter, rename
+from snnir.neurons.adjoint import StepProgram
+
+BLOCK = 16
+_FLAGS = ["-O3", "-fPIC", "-shared", "-fopenmp", "-ffp-contract=off", "-march=native", "-std=c99"]
+_lock = threading.Lock()
+
+
+class KernelBuildError(RuntimeError):
+    """No C compiler, or the generated source failed to build."""
+
+
+class _CPrinter(ExactOrderPrinter, C99CodePrinter):
+    def __init__(self, dtype: str) -> None:
+        super().__init__({"type_aliases": {real: float32 if dtype == "float" else float64}})
+        self._suffix = "F" if dtype == "float" else ""
+
+    def _print(self, expr, **kwargs):  # type: ignore[override]
+        if isinstance(expr, sp.Expr) and expr.is_number and not expr.is_Boolean:
+            value = float(expr)
+            return f"({value!r}{self._suffix})" if "e" in repr(value) or "." in repr(value) else \
+                f"({value!r}.0{self._suffix})"
+        return super()._print(expr, **kwargs)
+
+    def _print_Pow(self, expr):
+        if expr.exp.is_Integer and 1 <= int(expr.exp) <= 4:  # v**2 -> v*v, as torch squares
+            base = self._operand(expr.base)
+            return "(" + "*".join([base] * int(expr.exp)) + ")"
+        if expr.exp == -1:
+            return f"((1.0{self._suffix})/{self.parenthesize(expr.base, 100)})"
+        return super()._print_Pow(expr)
+
+    def _print_sigmoid(self, expr):
+        one = f"1.0{self._suffix}"
+        return f"({one}/({one} + {self._print(sp.exp(-expr.args[0]))}))"
+
+
+def _assign(printer: _CPrinter, name: str, expr: sp.Expr, declare: bool = False) -> str:
+    return f"{'scalar_t ' if declare else ''}{name} = {printer.doprint(expr)};"
+
+
+def _indent(lines: list[str], depth: int) -> str:
+    return "\n".join(" " * (4 * depth) + line for line in lines)
+
+
+def _per_state(template: str, states: tuple[str, ...]) -> list[str]:
+    return [template.format(i=i, k=k) for i, k in enumerate(states)]
+
+
+def generate_source(prog: StepProgram, dtype: str) -> str:
+    """C source of the forward and backward kernels of ``prog`` for ``dtype`` ('float'/'double')."""
+    pr = _CPrinter(dtype)
+    S, kept, nh = prog.states, prog.kept, len(prog.kept)
+    at = "t_ * N + b_ + j_"
+    params = _indent([f"const scalar_t p_{n} = (scalar_t)prm[{i}];" for i, n in enumerate(prog.params)], 1)
+    h_to_s = {sp.Symbol(f"s_{k}", real=True): sp.Symbol(f"h_{k}", real=True) for k in S}
+    z_of_h = rename(prog.fire, h_to_s)
+    spike_of = "const scalar_t spike = ({z} >= 0) ? 1 : 0;"
+
+    fwd = [f"scalar_t s_{k} = r_{k}[j_];" for k in S] + ["const scalar_t x = xt_[j_];"]
+    fwd += [_assign(pr, f"s_{k}", e) for k, e in prog.charge]
+    fwd += [f"if (h_store) h_store[(t_ * {nh} + {i}) * N + b_ + j_] = s_{k};" for i, k in enumerate(kept)]
+    fwd += [_assign(pr, "z_", prog.fire, declare=True), spike_of.format(z="z_")]
+    fwd += [_assign(pr, f"s_{k}", e) for k, e in prog.reset]
+    fwd += [f"if (v_seq) v_seq[{at}] = s_v;", f"spikes[{at}] = spike;"] + [f"r_{k}[j_] = s_{k};" for k in S]
+
+    bwd = [f"const scalar_t h_{k} = h_store[(t_ * {nh} + {i}) * N + b_ + j_];" for i, k in enumerate(kept)]
+    bwd += [f"const scalar_t g_{k} = rg_{k}[j_];" for k in S]
+    bwd += [_assign(pr, "z_", z_of_h, declare=True), spike_of.format(z="z_"),
+            f"const scalar_t g_spike = grad_spikes[{at}];"]
+    if prog.needs_x:
+        bwd.append(f"const scalar_t x = x_in[{at}];")
+    if prog.needs_prev:  # the state before step t: initial state, or reset(h(t-1), spike(t-1))
+        bwd += [" ".join(f"scalar_t s_{k};" for k in S), "if (t_ == 0) {"]
+        bwd += _per_state("    s_{k} = state0[{i} * N + b_ + j_];", S) + ["} else {"]
+        bwd += [f"    const scalar_t h_{k} = h_store[((t_ - 1) * {nh} + {i}) * N + b_ + j_];"
+                for i, k in enumerate(kept)]
+        bwd += ["    " + _assign(pr, "zp_", z_of_h, declare=True), "    " + spike_of.format(z="zp_")]
+        bwd += ["    " + _assign(pr, f"s_{k}", e) for k, e in prog.prev_state] + ["}"]
+    for name, e in prog.backward:
+        if name.startswith("gp_"):
+            bwd.append(f"acc_{name[3:]} += {pr.doprint(e)};")
+        else:
+            bwd.append(f"const scalar_t {name} = {pr.doprint(e)};")
+    bwd += [f"grad_x[{at}] = gx;"] + [f"rg_{k}[j_] = gprev_{k};" for k in S]
+
+    learn = prog.learnable
+    reduction = f" reduction(+:{', '.join(f'acc_{n}' for n in learn)})" if learn else ""
+    block_loop = "for (int64_t j_ = 0; j_ < nb_; ++j_) "
+    return f"""// generated by snnir from the equations of states {', '.join(S)}; do not edit
+#include <math.h>
+#include <stdint.h>
+#include <stddef.h>
+typedef {dtype} scalar_t;
+
+void snnir_forward(int64_t T, int64_t N, const scalar_t* x_in, scalar_t* spikes, scalar_t* state,
+                   scalar_t* h_store, scalar_t* v_seq, const double* prm, int nthreads) {{
+{params}
+    #pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t b_ = 0; b_ < N; b_ += {BLOCK}) {{
+        const int64_t nb_ = (N - b_ < {BLOCK}) ? N - b_ : {BLOCK};
+{_indent([f"scalar_t r_{k}[{BLOCK}];" for k in S], 2)}
+{_indent(_per_state(block_loop + "r_{k}[j_] = state[{i} * N + b_ + j_];", S), 2)}
+        for (int64_t t_ = 0; t_ < T; ++t_) {{
+            const scalar_t* xt_ = x_in + t_ * N + b_;
+            #pragma omp simd
+            for (int64_t j_ = 0; j_ < nb_; ++j_) {{
+{_indent(fwd, 4)}
+            }}
+        }}
+{_indent(_per_state(block_loop + "state[{i} * N + b_ + j_] = r_{k}[j_];", S), 2)}
+    }}
+}}
+
+void snnir_backward(int64_t T, int64_t N, const scalar_t* grad_spikes, const scalar_t* grad_state,
+                    const scalar_t* h_store, const scalar_t* x_in, const scalar_t* state0, scalar_t* grad_x,
+                    scalar_t* grad_state0, double* grad_params, const double* prm, int nthreads) {{
+{params}
+    #pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t b_ = 0; b_ < N; b_ += {BLOCK}) {{
+        const int64_t nb_ = (N - b_ < {BLOCK}) ? N - b_ : {BLOCK};
+{_indent([f"scalar_t rg_{k}[{BLOCK}];" for k in S] + [f"double acc_{n} = 0;" for n in learn], 2)}
+{_indent(_per_state(block_loop + "rg_{k}[j_] = grad_state ? grad_state[{i} * N + b_ + j_] : 0;", S), 2)}
+        for (int64_t t_ = T - 1; t_ >= 0; --t_) {{
+            #pragma omp simd{reduction}
+            for (int64_t j_ = 0; j_ < nb_; ++j_) {{
+{_indent(bwd, 4)}
+            }}
+        }}
+{_indent(_per_state(block_loop + "grad_state0[{i} * N + b_ + j_] = rg_{k}[j_];", S), 2)}
+{_indent([f"grad_params[(b_ / {BLOCK}) * {len(learn)} + {i}] = acc_{n};" for i, n in enumerate(learn)], 2)}
+    }}
+}}
+"""
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("SNNIR_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "snnir")
+    path = Path(root) / "kernels"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _compiler() -> str:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        raise KernelBuildError("no C compiler found (set CC, or install gcc); using the per-step torch path")
+    return cc
+
+
+@cache
+def _host_tag() -> str:
+    # -march=native code is only valid on this CPU: key the cache by its model and flags
+    info = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = "".join(line for line in f if line.startswith(("model name", "flags")))[:4096]
+    except OSError:
+        pass
+    return f"{platform.machine()}|{sys.platform}|{info}"
+
+
+def build(source: str) -> ctypes.CDLL:
+    """Compile ``source`` to a shared library (cached by content hash) and load it."""
+    cc = _compiler()
+    key = hashlib.sha256("\0".join([source, cc, *_FLAGS, _host_tag()]).encode()).hexdigest()[:24]
+    lib_path = _cache_dir() / f"snnir_{key}.so"
+    with _lock:
+        if not lib_path.exists():
+            with tempfile.TemporaryDirectory() as tmp:
+                src = Path(tmp) / "kernel.c"
+                src.write_text(source)
+                out = Path(tmp) / "kernel.so"
+                try:
+                    proc = subprocess.run([cc, *_FLAGS, str(src), "-o", str(out), "-lm"], capture_output=True,
+                                          text=True)
+                except OSError as e:
+                    raise KernelBuildError(f"cannot run the C compiler {cc!r}: {e}") from None
+                if proc.returncode != 0:
+                    raise KernelBuildError(f"building a fused neuron kernel failed:\n{proc.stderr[-2000:]}")
+                tmp_lib = lib_path.with_suffix(f".{os.getpid()}.tmp")
+                shutil.copyfile(out, tmp_lib)
+                os.replace(tmp_lib, lib_path)  # atomic: concurrent builders never see half a file
+        lib = ctypes.CDLL(str(lib_path))
+    i64, ptr, integer = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    lib.snnir_forward.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, integer]
+    lib.snnir_forward.restype = None
+    lib.snnir_backward.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, integer]
+    lib.snnir_backward.restype = None
+    return lib
