@@ -96,7 +96,7 @@ def generate_source(prog: StepProgram, dtype: str) -> str:
     bwd = [f"const scalar_t h_{k} = h_store[(t_ * {nh} + {i}) * N + b_ + j_];" for i, k in enumerate(kept)]
     bwd += [f"const scalar_t g_{k} = rg_{k}[j_];" for k in S]
     bwd += [_assign(pr, "z_", z_of_h, declare=True), spike_of.format(z="z_"),
-            f"const scalar_t g_spike = grad_spikes[{at}];"]
+            f"const scalar_t g_spike = grad_spikes[grad_is_scalar ? 0 : {at}];"]
     if prog.needs_x:
         bwd.append(f"const scalar_t x = x_in[{at}];")
     if prog.needs_prev:  # the state before step t: initial state, or reset(h(t-1), spike(t-1))
@@ -141,7 +141,8 @@ void snnir_forward(int64_t T, int64_t N, const scalar_t* x_in, scalar_t* spikes,
     }}
 }}
 
-void snnir_backward(int64_t T, int64_t N, const scalar_t* grad_spikes, const scalar_t* grad_state,
+void snnir_backward(int64_t T, int64_t N, const scalar_t* grad_spikes, int grad_is_scalar,
+                    const scalar_t* grad_state,
                     const scalar_t* h_store, const scalar_t* x_in, const scalar_t* state0, scalar_t* grad_x,
                     scalar_t* grad_state0, double* grad_params, const double* prm, int nthreads) {{
 {params}
@@ -214,6 +215,6 @@ def build(source: str) -> ctypes.CDLL:
     i64, ptr, integer = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
     lib.snnir_forward.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, integer]
     lib.snnir_forward.restype = None
-    lib.snnir_backward.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, integer]
+    lib.snnir_backward.argtypes = [i64, i64, ptr, integer, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, integer]
     lib.snnir_backward.restype = None
     return lib

@@ -49,12 +49,16 @@ class FusedKernel:
     def backward(self, g_spikes: torch.Tensor, g_state: torch.Tensor | None, h: torch.Tensor,
                  x: torch.Tensor | None, state0: torch.Tensor, prm: torch.Tensor):
         T, N = g_spikes.shape
-        grad_x = torch.empty_like(g_spikes)
+        grad_x = torch.empty((T, N), dtype=g_spikes.dtype)
         grad_state0 = torch.empty_like(state0)
         n_learn = len(self.prog.learnable)
         grad_params = torch.zeros((N + BLOCK - 1) // BLOCK, max(n_learn, 1), dtype=torch.float64)
-        self.lib.snnir_backward(T, N, _ptr(g_spikes), _ptr(g_state), _ptr(h), _ptr(x), _ptr(state0), _ptr(grad_x),
-                                _ptr(grad_state0), _ptr(grad_params), _ptr(prm), torch.get_num_threads())
+        # a broadcast scalar gradient (loss = spikes.sum()) is read as one value, not materialized
+        scalar = g_spikes.stride() == (0, 0)
+        g_spikes = g_spikes if scalar else g_spikes.contiguous()
+        self.lib.snnir_backward(T, N, _ptr(g_spikes), int(scalar), _ptr(g_state), _ptr(h), _ptr(x),
+                                _ptr(state0), _ptr(grad_x), _ptr(grad_state0), _ptr(grad_params), _ptr(prm),
+                                torch.get_num_threads())
         return grad_x, grad_state0, grad_params.sum(0)[:n_learn]
 
 
@@ -79,7 +83,7 @@ class _FusedNeuron(torch.autograd.Function):
         kernel = ctx.kernel
         if state0 is None:
             state0 = torch.empty(len(kernel.prog.states), g_spikes.shape[1], dtype=g_spikes.dtype)
-        gx, gs0, gp = kernel.backward(g_spikes.contiguous(), None if g_state is None else g_state.contiguous(),
+        gx, gs0, gp = kernel.backward(g_spikes, None if g_state is None else g_state.contiguous(),
                                       h, x, state0, ctx.prm)
         return gx, gs0, gp.to(ctx.learnable_dtype), None, None, None, None
 
