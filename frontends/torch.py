@@ -11,12 +11,14 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.fx as fx
 from torch import nn
 from torch.nn import functional as F
 
 from snnir.backends.torch import layers as L
+from snnir.backends.torch import stateful as S
 from snnir.backends.torch.base import StepModule
 from snnir.backends.torch.encoding import _Encoder
 from snnir.backends.torch.neuron import Neuron
@@ -178,6 +180,21 @@ def _neuron(m: Neuron, ctx: _Context) -> OpMapping:
     return "neuron", attrs, params
 
 
+@maps(S.SynapseFilter)
+def _synapse_filter(m: S.SynapseFilter, ctx: _Context) -> OpMapping:
+    return "synapse_filter", {"tau": m.tau}, {}
+
+
+@maps(S.Delay)
+def _delay(m: S.Delay, ctx: _Context) -> OpMapping:
+    return "delay", {"steps": m.steps}, {}
+
+
+@maps(L.Affine)
+def _affine_module(m: L.Affine, ctx: _Context) -> OpMapping:
+    return "affine", {}, {"weight": _np(m.weight), "bias": _np(m.bias)}
+
+
 @maps(_Encoder)
 def _encoder(m: nn.Module, ctx: _Context) -> None:
     raise ctx.error(f"{type(m).__name__} creates the time axis; encode the input before the traced "
@@ -210,15 +227,32 @@ def _refuse_shared_modules(fx_graph: fx.Graph, modules: dict[str, nn.Module]) ->
             calls.setdefault(node.target, []).append(node.name)
     for target, names in calls.items():
         m = modules[target]
-        has_state = any(True for _ in m.parameters()) or isinstance(m, (Neuron, L.Dropout))
+        has_state = any(True for _ in m.parameters()) or isinstance(m, (Neuron, L.Dropout, S.SynapseFilter,
+                                                                         S.Delay, S.Recurrent))
         if len(names) > 1 and has_state:
             raise TraceError(f"module '{target}' ({type(m).__name__}) is called {len(names)} times "
                              f"(fx nodes {names}); shared weights or state cannot be represented yet. "
                              "Use one module per call (copy.deepcopy for independent weights)")
 
 
+def _outer_step_modules(model: nn.Module) -> list[StepModule]:
+    """StepModules outside any Recurrent wrapper (whose insides always run single steps)."""
+    found: list[StepModule] = []
+
+    def visit(m: nn.Module) -> None:
+        if isinstance(m, StepModule):
+            found.append(m)
+        if isinstance(m, S.Recurrent):
+            return
+        for child in m.children():
+            visit(child)
+
+    visit(model)
+    return found
+
+
 def _step_offset(model: nn.Module) -> int:
-    modes = {m.step_mode for m in model.modules() if isinstance(m, StepModule)}
+    modes = {m.step_mode for m in _outer_step_modules(model)}
     if len(modes) > 1:
         raise TraceError("the model mixes single-step and multi-step modules; set one mode with "
                          "snn.set_step_mode(model, 's' or 'm') before tracing")
@@ -235,6 +269,9 @@ def trace(model: nn.Module, example_input: Any = None, *, time_axis: bool = True
             ``[T, N, ...]`` when ``time_axis`` (the default), else ``[N, ...]``.
         time_axis: whether ``example_input`` has the leading time axis.
         name: graph name (default: the model's class name).
+
+    ``snn.Recurrent`` wrappers become graph cycles: ``add(x, feedback) -> module -> connection``
+    with the feedback edge reading the previous step.
 
     Example:
         >>> import torch
@@ -260,65 +297,11 @@ def trace(model: nn.Module, example_input: Any = None, *, time_axis: bool = True
         if not torch.is_tensor(x) or x.dim() < lead:
             raise TraceError(f"example input must be a tensor with {'[T, N, ...]' if time_axis else '[N, ...]'} "
                              f"axes, got {getattr(x, 'shape', type(x).__name__)}")
-    ctx = _Context(_step_offset(model))
-    try:
-        fx_graph = _Tracer().trace(model)
-    except TraceError:
-        raise
-    except Exception as e:
-        raise TraceError(f"torch.fx could not trace {type(model).__name__}: {e}. Data-dependent control "
-                         "flow must live inside a leaf module") from e
-    modules = dict(model.named_modules())
-    _refuse_shared_modules(fx_graph, modules)
     g = Graph(name or type(model).__name__)
-    env: dict[fx.Node, str] = {}
-    placeholders = 0
-
-    def value(a: Any, what: str) -> str:
-        if not isinstance(a, fx.Node):
-            raise ctx.error(f"{what} must be a tensor produced by the model, got constant {a!r}")
-        return env[a]
-
-    def emit(node: fx.Node, op: str, inputs: list[str], attrs: dict | None = None, params: dict | None = None) -> None:
-        try:
-            env[node] = g.add_node(op, inputs, attrs=attrs, params=params, id=g._new_id(node.name))
-        except GraphError as e:
-            raise ctx.error(str(e)) from None
-
-    for node in fx_graph.nodes:
-        ctx.where = f"fx node {node.name!r}"
-        if node.op == "placeholder":
-            if placeholders >= len(examples):
-                raise TraceError(f"model input {node.name!r} has no example input; pass a tuple of tensors")
-            shape = tuple(examples[placeholders].shape[lead:])
-            placeholders += 1
-            # fx calls Sequential's argument 'input_1' (it avoids the builtin's name)
-            env[node] = g.add_input(shape, id="input" if node.name == "input_1" else node.name)
-        elif node.op == "call_module":
-            m = modules[node.target]
-            ctx.where = f"fx node {node.name!r} (module '{node.target}', class {type(m).__module__}.{type(m).__name__})"
-            mapper = _module_mapper(m)
-            if mapper is None:
-                raise ctx.error("no snnir op for this module class. Supported: " +
-                                ", ".join(sorted(c.__name__ for c in _MODULES)) +
-                                ". Replace it with a supported layer, or define a NeuronModel for custom dynamics")
-            inputs = [value(a, "module input") for a in node.args]
-            mapped = mapper(m, ctx)
-            if mapped is None:
-                env[node] = inputs[0]
-            else:
-                emit(node, mapped[0], inputs, mapped[1], mapped[2])
-        elif node.op in ("call_function", "call_method"):
-            _map_function(node, ctx, value, emit, env)
-        elif node.op == "output":
-            outs = node.args[0] if isinstance(node.args[0], (tuple, list)) else (node.args[0],)
-            for o in outs:
-                g.add_output(value(o, "model output"))
-        else:  # get_attr
-            raise ctx.error(f"reads attribute '{node.target}' directly in forward; wrap the computation "
-                            "that uses it in a module")
-    if placeholders != len(examples):
-        raise TraceError(f"model takes {placeholders} input(s) but {len(examples)} example inputs were given")
+    shapes = [tuple(x.shape[lead:]) for x in examples]
+    outputs = _Emitter(g, _step_offset(model)).module(model, None, shapes, prefix="")
+    for out in outputs:
+        g.add_output(out)
     try:
         return g.validate()
     except GraphError as e:
@@ -326,9 +309,111 @@ def trace(model: nn.Module, example_input: Any = None, *, time_axis: bool = True
                          f"input: {e}") from None
 
 
+class _Emitter:
+    """Adds the ops of one (sub)module to a graph; recursive for ``Recurrent`` wrappers."""
+
+    def __init__(self, g: Graph, offset: int) -> None:
+        self.g = g
+        self.ctx = _Context(offset)
+
+    def module(self, model: nn.Module, inputs: list[str] | None, shapes: list[tuple[int, ...]] | None,
+               prefix: str) -> list[str]:
+        """Emit ``model`` fed by ``inputs`` (node ids), or by new input nodes of ``shapes``."""
+        if _module_mapper(model) is not None or isinstance(model, S.Recurrent):
+            # a leaf used as a whole (sub-)model, e.g. Recurrent(snn.LIF()) or trace(snn.LIF(), x)
+            if inputs is None:
+                inputs = [self.g.add_input(s) for s in (shapes or ())][:1]
+            name = (prefix.rstrip("_") or type(model).__name__.lower())
+            return [self.leaf(model, name, inputs, name)]
+        try:
+            fx_graph = _Tracer().trace(model)
+        except TraceError:
+            raise
+        except Exception as e:
+            raise TraceError(f"torch.fx could not trace {type(model).__name__}: {e}. Data-dependent control "
+                             "flow must live inside a leaf module") from e
+        modules = dict(model.named_modules())
+        _refuse_shared_modules(fx_graph, modules)
+        env: dict[fx.Node, str] = {}
+        placeholders, outputs = 0, []
+        for node in fx_graph.nodes:
+            self.ctx.where = f"fx node {node.name!r}"
+            if node.op == "placeholder":
+                if inputs is not None:
+                    env[node] = inputs[placeholders]
+                elif placeholders >= len(shapes or ()):
+                    raise TraceError(f"model input {node.name!r} has no example input; pass a tuple of tensors")
+                else:  # fx calls Sequential's argument 'input_1' (it avoids the builtin's name)
+                    input_id = "input" if node.name == "input_1" else node.name
+                    env[node] = self.g.add_input(shapes[placeholders], id=input_id)
+                placeholders += 1
+            elif node.op == "call_module":
+                args = [self.value(a, "module input", env) for a in node.args]
+                env[node] = self.leaf(modules[node.target], prefix + node.name, args, prefix + node.target)
+            elif node.op in ("call_function", "call_method"):
+                _map_function(node, self.ctx, lambda a, what: self.value(a, what, env),
+                              lambda n, op, ins, attrs=None, params=None: self.emit(n.name, prefix, env, n, op, ins,
+                                                                                  attrs, params), env)
+            elif node.op == "output":
+                outs = node.args[0] if isinstance(node.args[0], (tuple, list)) else (node.args[0],)
+                outputs = [self.value(o, "model output", env) for o in outs]
+            else:  # get_attr
+                raise self.ctx.error(f"reads attribute '{node.target}' directly in forward; wrap the computation "
+                                     "that uses it in a module")
+        expected = len(inputs) if inputs is not None else len(shapes or ())
+        if placeholders != expected:
+            raise TraceError(f"model takes {placeholders} input(s) but {expected} were given")
+        return outputs
+
+    def value(self, a: Any, what: str, env: dict) -> str:
+        if not isinstance(a, fx.Node):
+            raise self.ctx.error(f"{what} must be a tensor produced by the model, got constant {a!r}")
+        return env[a]
+
+    def emit(self, name: str, prefix: str, env: dict, node: fx.Node | None, op: str, inputs: list[str],
+             attrs: dict | None = None, params: dict | None = None) -> str:
+        try:
+            node_id = self.g.add_node(op, inputs, attrs=attrs, params=params, id=self.g._new_id(prefix + name))
+        except GraphError as e:
+            raise self.ctx.error(str(e)) from None
+        if node is not None:
+            env[node] = node_id
+        return node_id
+
+    def leaf(self, m: nn.Module, name: str, inputs: list[str], path: str) -> str:
+        self.ctx.where = f"fx node {name!r} (module '{path}', class {type(m).__module__}.{type(m).__name__})"
+        if isinstance(m, S.Recurrent):
+            return self.recurrent(m, name, inputs)
+        mapper = _module_mapper(m)
+        if mapper is None:
+            raise self.ctx.error("no snnir op for this module class. Supported: " +
+                                 ", ".join(sorted(c.__name__ for c in _MODULES)) +
+                                 ". Replace it with a supported layer, or define a NeuronModel for custom dynamics")
+        mapped = mapper(m, self.ctx)
+        if mapped is None:
+            return inputs[0]
+        return self.emit(name, "", {}, None, mapped[0], inputs, mapped[1], mapped[2])
+
+    def recurrent(self, m: S.Recurrent, name: str, inputs: list[str]) -> str:
+        """``add(x, feedback) -> module -> connection``; the feedback edge closes the cycle."""
+        outer = self.ctx.offset
+        self.ctx.offset = 1  # the wrapped modules run single steps: their dims count from the batch
+        try:
+            entry = self.emit(f"{name}_in", "", {}, None, "add", inputs)
+            (out,) = self.module(m.module, [entry], None, prefix=f"{name}_")
+            feedback = out
+            if m.connection is not None:
+                (feedback,) = self.module(m.connection, [out], None, prefix=f"{name}_fb_")
+        finally:
+            self.ctx.offset = outer
+        self.g.add_edge(feedback, entry, port=len(inputs))
+        return out
+
+
 _RELU = {F.relu, torch.relu, "relu"}
 _FLATTEN = {torch.flatten, "flatten"}
 _ADD = {operator.add, torch.add, "add", operator.iadd}
+_SUB = {operator.sub, torch.sub, "sub"}
 _MUL = {operator.mul, torch.mul, "mul"}
 _DIV = {operator.truediv, torch.div, "div"}
 _CAT = {torch.cat, torch.concat}
@@ -349,6 +434,15 @@ def _map_function(node: fx.Node, ctx: _Context, value: Callable, emit: Callable,
         if kwargs.get("alpha", 1) != 1:
             raise ctx.error("torch.add with alpha != 1 is not supported")
         emit(node, "add", [value(a, "add input") for a in args[:2]])
+    elif (target in _ADD or target in _SUB) and len(args) == 2 and any(_is_number(a) for a in args):
+        tensors = [a for a in args if isinstance(a, fx.Node)]
+        if len(tensors) != 1 or kwargs.get("alpha", 1) != 1:
+            raise ctx.error("only a tensor plus or minus a number is supported")
+        c = float(next(a for a in args if _is_number(a)))
+        tensor_first = isinstance(args[0], fx.Node)
+        sign, bias = (1.0, c) if target in _ADD else ((1.0, -c) if tensor_first else (-1.0, c))
+        emit(node, "affine", [value(tensors[0], "affine input")], {},
+             {"weight": np.array(sign, np.float32), "bias": np.array(bias, np.float32)})
     elif (target in _MUL or target in _DIV) and len(args) == 2:
         tensors = [a for a in args if isinstance(a, fx.Node)]
         consts = [a for a in args if _is_number(a)]
@@ -362,5 +456,5 @@ def _map_function(node: fx.Node, ctx: _Context, value: Callable, emit: Callable,
         emit(node, "cat", [value(t, "cat input") for t in tensors], {"axis": ctx.axis(dim, "cat")})
     else:
         raise ctx.error(f"no snnir op for {node.op} {label!r}. Supported: F.relu/torch.relu, torch.flatten, "
-                        "+ / torch.add of two tensors, tensor * or / a number, torch.cat. Wrap other "
+                        "+ / torch.add of two tensors, tensor + - * / a number, torch.cat. Wrap other "
                         "computations in a supported module")

@@ -2,8 +2,14 @@
 
 Nodes have an id, an ``op`` (looked up in the op registry), ``attrs`` (JSON-able hyperparameters),
 ``params`` (numpy arrays) and, once validated, a per-sample output ``shape`` (no batch, no time
-axis). Edges carry the input ``port`` of the consumer. The graph is evaluated once per time step;
-a cycle is legal only through a stateful node (its output is read one step late).
+axis). Edges carry the input ``port`` of the consumer. The graph is evaluated once per time step.
+
+Recurrence: an edge that closes a cycle reads the previous step's value. Which edges those are is
+defined by insertion order: inside a strongly connected component, an edge ``u -> v`` with ``v``
+added no later than ``u`` is *recurrent* (frontends add nodes in execution order, so feedback
+edges are exactly these). Every cycle must pass through a stateful node (a neuron, a synapse
+filter, a delay), otherwise a value would depend on itself within one step. ``meta`` holds
+JSON-able annotations that passes attach (the ``schedule`` plan, synapse-neuron groups).
 
 Example:
     >>> import numpy as np
@@ -47,6 +53,15 @@ def _canonical(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise GraphError(f"attribute value {value!r} of type {type(value).__name__} is not JSON-able")
+
+
+def _jsonable(value: Any) -> Any:
+    """Lists back from JSON's tuples-as-lists, for ``meta`` (which keeps lists, like JSON)."""
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
 
 
 @dataclass
@@ -99,6 +114,7 @@ class Graph:
     def __init__(self, name: str = "snnir") -> None:
         self.name = name
         self._g = nx.DiGraph()
+        self.meta: dict[str, Any] = {}
 
     # --- construction ----------------------------------------------------------------------------
     def _new_id(self, base: str) -> str:
@@ -203,14 +219,31 @@ class Graph:
     def successors(self, node_id: str) -> list[str]:
         return list(self._g.successors(node_id))
 
+    def recurrent_edges(self) -> set[tuple[str, str]]:
+        """Edges that close a cycle (they carry the previous step's value); see the module doc."""
+        order = {n: i for i, n in enumerate(self._g.nodes)}
+        out = set()
+        for component in nx.strongly_connected_components(self._g):
+            if len(component) == 1 and not any(self._g.has_edge(n, n) for n in component):
+                continue
+            for u in component:
+                for v in self._g.successors(u):
+                    if v in component and order[v] <= order[u]:
+                        out.add((u, v))
+        return out
+
+    def is_recurrent(self) -> bool:
+        return not nx.is_directed_acyclic_graph(self._g)
+
     def topological_order(self) -> list[str]:
-        """Node ids with every node after its inputs (ties broken by insertion order)."""
-        try:
-            order = {n: i for i, n in enumerate(self._g.nodes)}
-            return list(nx.lexicographical_topological_sort(self._g, key=order.__getitem__))
-        except nx.NetworkXUnfeasible:
-            raise GraphError(f"graph {self.name!r} has a cycle; recurrent graphs need the schedule "
-                             "pass to be evaluated") from None
+        """Node ids with every node after its inputs within a step (recurrent edges excluded),
+        ties broken by insertion order."""
+        order = {n: i for i, n in enumerate(self._g.nodes)}
+        dag = self._g
+        if self.is_recurrent():
+            dag = nx.DiGraph(self._g)
+            dag.remove_edges_from(self.recurrent_edges())
+        return list(nx.lexicographical_topological_sort(dag, key=order.__getitem__))
 
     # --- checks ----------------------------------------------------------------------------------
     def validate(self) -> Graph:
@@ -224,7 +257,8 @@ class Graph:
             if cyclic and not any(self.node(n).stateful for n in cycle_nodes):
                 raise GraphError(f"cycle through {sorted(cycle_nodes)} has no stateful node or delay: "
                                  "a value would depend on itself within one time step")
-        for node_id in self.topological_order():
+        order = self.topological_order()
+        for node_id in order:
             node = self.node(node_id)
             spec = node.spec
             preds = self.predecessors(node_id)
@@ -235,13 +269,29 @@ class Graph:
                 raise GraphError(f"node {node_id!r} ({node.op}) has input ports {ports}, expected 0..{len(preds) - 1}")
             if node.op == "output" and self.successors(node_id):
                 raise GraphError(f"output node {node_id!r} must not feed other nodes")
-            in_shapes = [self.node(p).shape for p in preds]
-            try:
-                node.shape = tuple(int(d) for d in spec.infer_shape(node.attrs, node.params, in_shapes))
-            except ShapeError as e:
-                raise ShapeError(f"node {node_id!r} ({node.op}): {e}") from None
-            except GraphError as e:
-                raise GraphError(f"node {node_id!r} ({node.op}): {e}") from None
+        # Shapes: a recurrent input's shape is known only after its source; a first pass infers
+        # what it can (an add takes its known inputs' shape), the second checks with all inputs.
+        shapes: dict[str, Shape] = {}
+        for final in (False, True) if self.is_recurrent() else (True,):
+            for node_id in order:
+                node = self.node(node_id)
+                in_shapes = [shapes.get(p) for p in self.predecessors(node_id)]
+                if None in in_shapes:
+                    known = [s for s in in_shapes if s is not None]
+                    if final or not known or node.spec.arity is not None or node.op != "add":
+                        if final:
+                            raise ShapeError(f"node {node_id!r} ({node.op}): the shape of a recurrent input "
+                                             "cannot be inferred")
+                        continue
+                    in_shapes = known
+                try:
+                    shapes[node_id] = tuple(int(d) for d in node.spec.infer_shape(node.attrs, node.params, in_shapes))
+                except ShapeError as e:
+                    raise ShapeError(f"node {node_id!r} ({node.op}): {e}") from None
+                except GraphError as e:
+                    raise GraphError(f"node {node_id!r} ({node.op}): {e}") from None
+        for node_id, shape in shapes.items():
+            self.node(node_id).shape = shape
         return self
 
     # --- copying and (de)serializing ---------------------------------------------------------------
@@ -258,12 +308,13 @@ class Graph:
             for k, v in n.params.items():
                 arrays[f"{n.id}.{k}"] = v
         edges = [[s, d, p] for s, d, p in self._g.edges(data="port")]
-        return {"name": self.name, "nodes": nodes, "edges": edges}, arrays
+        return {"name": self.name, "nodes": nodes, "edges": edges, "meta": _jsonable(_canonical(self.meta))}, arrays
 
     @classmethod
     def from_dict(cls, structure: dict[str, Any], arrays: dict[str, np.ndarray]) -> Graph:
         """Inverse of ``to_dict`` (raises ``GraphError`` naming what is inconsistent)."""
         g = cls(structure.get("name", "snnir"))
+        g.meta = _jsonable(structure.get("meta", {}))
         for entry in structure["nodes"]:
             node_id = entry["id"]
             params = {}
@@ -294,6 +345,12 @@ class Graph:
             rows.append((n.id, op, ",".join(self.predecessors(n.id)), str(n.shape), params, state))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+    def render(self, path: str) -> object:
+        """Draw the graph to ``path`` (.svg, .png or .dot); see ``snnir.inspect.render``."""
+        from snnir.inspect import render
+
+        return render(self, path)
 
     def __repr__(self) -> str:
         return f"Graph({self.name!r}, {len(self)} nodes, {self._g.number_of_edges()} edges)"

@@ -29,6 +29,7 @@ from snnir.backends.torch.layers import (
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
     Add,
+    Affine,
     AvgPool1d,
     AvgPool2d,
     BatchNorm1d,
@@ -57,10 +58,12 @@ from snnir.backends.torch.neuron import (
     ParametricLIF,
     neuron_class,
 )
+from snnir.backends.torch.stateful import Delay, Recurrent, SynapseFilter
 from snnir.backends.torch.surrogate import spike
 
 __all__ = [
-    "EIF", "IF", "LIF", "QIF", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveLIF", "Add",
+    "EIF", "IF", "LIF", "QIF", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveLIF", "Add", "Affine",
+    "Delay", "Recurrent", "SynapseFilter",
     "AvgPool1d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Cat", "Conv1d", "Conv2d", "CubaLIF",
     "DirectEncoder", "Dropout", "Dropout2d", "Flatten", "Izhikevich", "LatencyEncoder", "Linear",
     "MaxPool1d", "MaxPool2d", "Neuron", "ParametricLIF", "PeriodicEncoder", "PoissonEncoder", "ReLU",

@@ -102,15 +102,28 @@ def test_cycle_without_state_is_rejected_with_its_nodes():
         g.validate()
 
 
-def test_cycle_through_neuron_passes_the_legality_check():
+def test_cycle_through_neuron_is_legal_and_its_back_edge_is_recurrent():
     g = Graph()
     x = g.add_input((3,))
     s = g.add_node("add", [x], id="sum")
     n = g.add_node("neuron", [s], attrs={"model": "LIF"}, id="lif")
     g.add_edge(n, s, port=1)  # recurrent: lif output at t-1 feeds sum at t
     g.add_output(n)
-    # legal; evaluation order for cycles comes from the schedule pass, and until then it says so
-    with pytest.raises(GraphError, match="has a cycle; recurrent graphs need the schedule pass"):
+    g.validate()
+    assert g.recurrent_edges() == {("lif", "sum")}
+    assert g.topological_order() == ["input", "sum", "lif", "output"]
+    assert g.node("sum").shape == (3,) and g.node("lif").shape == (3,)
+
+
+def test_recurrent_input_shape_mismatch_is_reported():
+    g = Graph()
+    x = g.add_input((3,))
+    s = g.add_node("add", [x], id="sum")
+    n = g.add_node("neuron", [s], attrs={"model": "LIF"}, id="lif")
+    fb = g.add_node("linear", [n], params={"weight": w(4, 3)}, id="fb")
+    g.add_edge(fb, s, port=1)
+    g.add_output(n)
+    with pytest.raises(ShapeError, match="node 'sum' \\(add\\): add needs inputs of one shape"):
         g.validate()
 
 

@@ -198,9 +198,9 @@ class WithSigmoid(nn.Module):
         return torch.sigmoid(x)
 
 
-class AddsConstant(nn.Module):
+class Squares(nn.Module):
     def forward(self, x):
-        return x + 1.0
+        return x ** 2
 
 
 class ReadsParameter(nn.Module):
@@ -216,7 +216,7 @@ class ReadsParameter(nn.Module):
     (WithLSTM(), r"fx node 'body_1' \(module 'body.1', class torch.nn.modules.rnn.LSTM\): no snnir op.*Supported: "),
     (SharedLayer(), r"module 'fc' \(Linear\) is called 2 times \(fx nodes \['fc', 'fc_1'\]\)"),
     (WithSigmoid(), r"fx node 'sigmoid' \(call_function sigmoid\): no snnir op for call_function 'sigmoid'.*Wrap"),
-    (AddsConstant(), r"fx node 'add'.*no snnir op"),
+    (Squares(), r"fx node 'pow.*no snnir op for call_function 'pow'"),
     (ReadsParameter(), r"reads attribute 'w' directly"),
     (nn.Sequential(snn.PoissonEncoder(4), snn.LIF()), r"PoissonEncoder creates the time axis"),
     (nn.Sequential(nn.Flatten(0), snn.LIF()), r"would merge the batch axis"),

@@ -139,3 +139,33 @@ class Cat(StepModule):
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}, step_mode={self.step_mode}"
+
+
+class Affine(StepModule):
+    """``y = x * weight + bias``, scalars or one value per channel (the per-sample axis 0)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, step_mode: str = "s") -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.as_tensor(weight, dtype=torch.float32).clone())
+        self.bias = nn.Parameter(torch.as_tensor(bias, dtype=torch.float32).clone())
+        _init_step(self, step_mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = 2 if self.step_mode == "m" else 1
+        shape = (-1,) + (1,) * (x.dim() - lead - 1)
+        w = self.weight.view(shape) if self.weight.dim() else self.weight
+        b = self.bias.view(shape) if self.bias.dim() else self.bias
+        return x * w + b
+
+
+class Constant(StepModule):
+    """A per-sample constant, broadcast to the batch (and time) of ``like``."""
+
+    def __init__(self, value: torch.Tensor, step_mode: str = "s") -> None:
+        super().__init__()
+        self.register_buffer("value", torch.as_tensor(value).clone())
+        _init_step(self, step_mode)
+
+    def forward(self, like: torch.Tensor) -> torch.Tensor:
+        lead = like.shape[:2] if self.step_mode == "m" else like.shape[:1]
+        return self.value.expand(*lead, *self.value.shape)

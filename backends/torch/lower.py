@@ -10,15 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from snnir.errors import GraphError
 from snnir.graph import Graph, Node
+from snnir.passes.schedule import schedule as schedule_pass
 from snnir.surrogate import surrogate_from_dict
 
 from . import layers as L
-from .base import check_step_mode
+from . import stateful as S
+from .base import StepModule, check_step_mode
 from .functional import reset, set_step_mode
 from .neuron import Neuron, neuron_for
 
@@ -37,7 +40,7 @@ def builds(*ops: str) -> Callable[[Builder], Builder]:
 
 def _load_params(module: nn.Module, node: Node, names: dict[str, str] | None = None) -> nn.Module:
     """Copy ``node.params`` into ``module``'s tensors of the same (or mapped) names."""
-    state = {(names or {}).get(k, k): torch.from_numpy(v.copy()) for k, v in node.params.items()}
+    state = {(names or {}).get(k, k): torch.tensor(np.asarray(v)) for k, v in node.params.items()}
     missing, unexpected = module.load_state_dict(state, strict=False)
     if unexpected:
         raise GraphError(f"node {node.id!r} ({node.op}): params {unexpected} have no place in {type(module).__name__}")
@@ -113,6 +116,26 @@ def _scale(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     return L.Scale(node.attrs["factor"])
 
 
+@builds("affine")
+def _affine(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return L.Affine(torch.tensor(np.asarray(node.params["weight"])), torch.tensor(np.asarray(node.params["bias"])))
+
+
+@builds("constant")
+def _constant(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return L.Constant(torch.tensor(np.asarray(node.params["value"])))
+
+
+@builds("synapse_filter")
+def _synapse_filter(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return S.SynapseFilter(node.attrs["tau"])
+
+
+@builds("delay")
+def _delay(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return S.Delay(node.attrs["steps"])
+
+
 @builds("neuron")
 def _neuron(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     kwargs = dict(node.attrs)
@@ -122,32 +145,50 @@ def _neuron(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     return _load_params(cls(**kwargs), node)
 
 
-class GraphModule(nn.Module):
-    """A compiled graph: ``forward(*inputs)`` evaluates the nodes in topological order.
+class GraphModule(StepModule):
+    """A compiled graph that executes the graph's ``schedule`` plan.
 
-    ``layers[node_id]`` is the module of each node; ``reset()`` clears all neuron state.
-    In ``step_mode='m'`` inputs are ``[T, N, ...]``; in ``'s'`` one call is one step ``[N, ...]``.
+    ``step_mode='m'`` (inputs ``[T, N, ...]``): ``sequence`` regions run node by node over the
+    whole sequence; ``step`` regions (recurrent loops) run step by step, recurrent edges reading
+    the previous step (zeros at t = 0). ``step_mode='s'``: one call is one time step through all
+    nodes; recurrent values are kept between calls until ``reset()``. ``layers[node_id]`` holds
+    each node's module; a graph without a plan gets one from the ``schedule`` pass.
     """
 
     def __init__(self, graph: Graph, step_mode: str = "m") -> None:
         super().__init__()
         graph = graph.copy().validate()
+        if "schedule" not in graph.meta:
+            graph = schedule_pass(graph)
         self.graph_name = graph.name
         self.layers = nn.ModuleDict()
         self._key: dict[str, str] = {}
-        self._plan: list[tuple[str, str, list[str]]] = []
+        self._op: dict[str, str] = {}
+        self._shape: dict[str, tuple[int, ...]] = {}
+        recurrent = graph.recurrent_edges()
+        self._preds: dict[str, list[tuple[str, bool]]] = {}
         for node_id in graph.topological_order():
             node = graph.node(node_id)
             preds = graph.predecessors(node_id)
-            if node.op not in ("input", "output"):
-                if node.op not in _BUILDERS:
-                    raise GraphError(f"node {node_id!r}: the torch backend has no lowering for op {node.op!r}")
-                key = node_id if not hasattr(self.layers, node_id) else f"{node_id}_"
-                self._key[node_id] = key
-                self.layers[key] = _BUILDERS[node.op](node, graph.node(preds[0]).shape if preds else ())
-            self._plan.append((node_id, node.op, preds))
+            self._preds[node_id] = [(p, (p, node_id) in recurrent) for p in preds]
+            self._op[node_id] = node.op
+            self._shape[node_id] = node.shape  # type: ignore[assignment]
+            if node.op in ("input", "output"):
+                continue
+            if node.op not in _BUILDERS:
+                raise GraphError(f"node {node_id!r}: the torch backend has no lowering for op {node.op!r}")
+            key = node_id if not hasattr(self.layers, node_id) else f"{node_id}_"
+            self._key[node_id] = key
+            self.layers[key] = _BUILDERS[node.op](node, graph.node(preds[0]).shape if preds else ())
+        self._order = graph.topological_order()
+        self._plan = [(r["mode"], list(r["nodes"])) for r in graph.meta["schedule"]["regions"]]
+        self._group = {syn: neuron for syn, neuron in graph.meta.get("groups", [])}
+        self._grouped_neurons = set(self._group.values())
+        self._recurrent_sources = sorted({u for u, _ in recurrent})
+        self._stepped = [n for mode, nodes in self._plan if mode == "step" for n in nodes if n in self._key]
         self.input_names = graph.inputs
         self.output_names = graph.outputs
+        self._last: dict[str, torch.Tensor] = {}
         self.step_mode = check_step_mode(step_mode)
         set_step_mode(self, step_mode)
 
@@ -159,24 +200,81 @@ class GraphModule(nn.Module):
         """Neuron modules by node id (their ``.v`` etc. hold the state)."""
         return {n: self.layers[k] for n, k in self._key.items() if isinstance(self.layers[k], Neuron)}
 
+    def regions(self) -> list[tuple[str, list[str]]]:
+        """The executed plan: ``(mode, node ids)`` per region."""
+        return [(m, list(n)) for m, n in self._plan]
+
     def reset(self) -> None:
         reset(self.layers)
+        self._last = {}
+
+    def _call(self, node_id: str, args: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+        layer = self.layers[self._key[node_id]]
+        if self._op[node_id] == "constant":
+            return layer(like)
+        return layer(*args)
+
+    def _zeros(self, node_id: str, like: torch.Tensor, lead: tuple[int, ...]) -> torch.Tensor:
+        return torch.zeros(*lead, *self._shape[node_id], dtype=like.dtype, device=like.device)
 
     def forward(self, *inputs: torch.Tensor) -> Any:
         if len(inputs) != len(self.input_names):
             raise TypeError(f"graph {self.graph_name!r} takes {len(self.input_names)} input(s) "
                             f"{self.input_names}, got {len(inputs)}")
         env: dict[str, torch.Tensor] = dict(zip(self.input_names, inputs))
-        outputs = []
-        for node_id, op, preds in self._plan:
-            if op == "input":
+        like = inputs[0]
+        if self.step_mode == "s":
+            self._single_step(env, like)
+        else:
+            for mode, nodes in self._plan:
+                if mode == "sequence":
+                    self._run_sequence(nodes, env, like)
+                else:
+                    self._run_steps(nodes, env, like)
+        outs = [env[self._preds[o][0][0]] for o in self.output_names]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _run_sequence(self, nodes: list[str], env: dict[str, torch.Tensor], like: torch.Tensor) -> None:
+        for node_id in nodes:
+            op = self._op[node_id]
+            if op in ("input", "output") or node_id in self._grouped_neurons:
                 continue
-            args = [env[p] for p in preds]
-            if op == "output":
-                outputs.append(args[0])
+            out = self._call(node_id, [env[p] for p, _ in self._preds[node_id]], like)
+            if node_id in self._group:  # synapse -> neuron as one unit; the current is not kept
+                neuron = self._group[node_id]
+                env[neuron] = self.layers[self._key[neuron]](out)
             else:
-                env[node_id] = self.layers[self._key[node_id]](*args)
-        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+                env[node_id] = out
+
+    def _run_steps(self, nodes: list[str], env: dict[str, torch.Tensor], like: torch.Tensor) -> None:
+        for node_id in nodes:  # a recurrent loop runs one step at a time
+            if node_id in self._key:
+                self.layers[self._key[node_id]].step_mode = "s"
+        T, N = like.shape[0], like.shape[1]
+        members = set(nodes)
+        prev = {n: self._zeros(n, like, (N,)) for n in nodes}
+        seqs: dict[str, list[torch.Tensor]] = {n: [] for n in nodes}
+        for t in range(T):
+            cur: dict[str, torch.Tensor] = {}
+            for node_id in nodes:
+                args = [prev[p] if rec else (cur[p] if p in members else env[p][t])
+                        for p, rec in self._preds[node_id]]
+                cur[node_id] = self._call(node_id, args, like[t])
+                seqs[node_id].append(cur[node_id])
+            prev = cur
+        for node_id in nodes:
+            env[node_id] = torch.stack(seqs[node_id])
+
+    def _single_step(self, env: dict[str, torch.Tensor], like: torch.Tensor) -> None:
+        N = like.shape[0]
+        for node_id in self._order:
+            op = self._op[node_id]
+            if op in ("input", "output"):
+                continue
+            args = [(self._last.get(p) if self._last.get(p) is not None else self._zeros(p, like, (N,)))
+                    if rec else env[p] for p, rec in self._preds[node_id]]
+            env[node_id] = self._call(node_id, args, like)
+        self._last = {n: env[n] for n in self._recurrent_sources}
 
 
 def compile(graph: Graph, step_mode: str = "m", **kwargs: Any) -> GraphModule:

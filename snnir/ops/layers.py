@@ -176,3 +176,23 @@ register_op(OpSpec("add", _add_shape, arity=None, doc="Element-wise sum of input
 register_op(OpSpec("cat", _cat_shape, attrs={"axis": REQUIRED}, arity=None,
                    doc="Concatenation along a per-sample axis."))
 register_op(OpSpec("scale", _passthrough, attrs={"factor": REQUIRED}, doc="y = factor * x."))
+
+
+def _affine_shape(attrs: dict, params: dict, in_shapes: list[Shape]) -> Shape:
+    (shape,) = in_shapes
+    for name in ("weight", "bias"):
+        p = params[name]
+        if p.ndim > 1 or (p.ndim == 1 and (not shape or p.shape[0] != shape[0])):
+            raise ShapeError(f"affine {name} of shape {p.shape} must be a scalar or one value per channel "
+                             f"(axis 0 of input shape {shape})")
+    return shape
+
+
+def _constant_shape(attrs: dict, params: dict, in_shapes: list[Shape]) -> Shape:
+    return tuple(params["value"].shape)
+
+
+register_op(OpSpec("affine", _affine_shape, params=("weight", "bias"),
+                   doc="y = x * weight + bias; weight/bias are scalars or per channel (axis 0)."))
+register_op(OpSpec("constant", _constant_shape, params=("value",), arity=0,
+                   doc="A per-sample constant (the same for every sample and step)."))

@@ -1,0 +1,7 @@
+"""Graph passes: each ``Graph -> Graph``, registered by name, composed by ``optimize``."""
+
+from snnir.passes import cleanup, elementwise, fold_batchnorm, grouping, schedule  # noqa: F401  (registration)
+from snnir.passes.pipeline import DEFAULT_PIPELINE, PassCheckError, optimize
+from snnir.passes.registry import get_pass, register_pass, registered_passes
+
+__all__ = ["DEFAULT_PIPELINE", "PassCheckError", "get_pass", "optimize", "register_pass", "registered_passes"]

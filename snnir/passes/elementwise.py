@@ -1,0 +1,62 @@
+"""``fuse_elementwise``: chains of ``scale``/``affine`` ops collapse into one ``affine``.
+
+``(x * w1 + b1) * w2 + b2 = x * (w1 w2) + (b1 w2 + b2)``, per channel or scalar. A chain is fused
+when each link is the only reader of the previous one; a ``scale`` or ``affine`` right after a
+``linear``/``conv`` is folded into its weights too (per output channel, exact).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snnir.graph import Graph, Node
+from snnir.passes.registry import register_pass
+from snnir.passes.rewrite import bypass, single_consumer, touches_recurrence
+
+_ELEMENTWISE = ("scale", "affine")
+
+
+def _as_affine(n: Node, dtype) -> tuple[np.ndarray, np.ndarray]:
+    if n.op == "scale":
+        return np.asarray(n.attrs["factor"], np.float64), np.asarray(0.0)
+    return n.params["weight"].astype(np.float64), n.params["bias"].astype(np.float64)
+
+
+@register_pass("fuse_elementwise")
+def fuse_elementwise(g: Graph) -> Graph:
+    g = g.copy().validate()
+    changed = True
+    while changed:
+        changed = False
+        recurrent = g.recurrent_edges()
+        for node in list(g):
+            if node.op not in _ELEMENTWISE or touches_recurrence(g, node.id, recurrent):
+                continue
+            (src_id,) = g.predecessors(node.id)
+            src = g.node(src_id)
+            if single_consumer(g, src_id) != node.id or touches_recurrence(g, src_id, recurrent):
+                continue
+            w2, b2 = _as_affine(node, np.float64)
+            if src.op in _ELEMENTWISE:
+                w1, b1 = _as_affine(src, np.float64)
+                dtype = node.params["weight"].dtype if node.op == "affine" else (
+                    src.params["weight"].dtype if src.op == "affine" else np.float32)
+                src.op, src.attrs = "affine", {}
+                src.params = {"weight": np.asarray(w1 * w2, dtype), "bias": np.asarray(b1 * w2 + b2, dtype)}
+            elif src.op in ("conv1d", "conv2d") or (src.op == "linear" and len(src.shape) == 1):
+                # per-channel factors act on axis 0: output channels of a conv, features of a
+                # linear on a vector (not on a (L, features) sequence)
+                w = src.params["weight"]
+                dtype = w.dtype
+                out = w.shape[0]
+                w2v, b2v = np.broadcast_to(w2, (out,)), np.broadcast_to(b2, (out,))
+                shape = (-1,) + (1,) * (w.ndim - 1)
+                src.params["weight"] = (w.astype(np.float64) * w2v.reshape(shape)).astype(dtype)
+                bias = src.params.get("bias", np.zeros(out, dtype)).astype(np.float64)
+                src.params["bias"] = (bias * w2v + b2v).astype(dtype)
+            else:
+                continue
+            bypass(g, node.id)
+            changed = True
+            break
+    return g.validate()

@@ -1,0 +1,46 @@
+"""``schedule``: the traversal-order plan, from strongly connected components.
+
+Acyclic parts of the graph run *layer by layer over the whole sequence* (``"sequence"`` regions:
+each node processes all T steps in one call, stateless ops with time folded into batch, neurons
+with their fused time loop). Strongly connected components (recurrent loops) run *step by step*
+(``"step"`` regions: for each t, every node of the loop in order, recurrent edges reading t-1).
+The plan is stored in ``graph.meta["schedule"]`` (serialized with the graph); backends execute it.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from snnir.graph import Graph
+from snnir.passes.registry import register_pass
+
+
+def plan_regions(g: Graph) -> list[dict]:
+    """``[{"mode": "sequence" | "step", "nodes": [...]}, ...]`` in execution order."""
+    order = {n: i for i, n in enumerate(g.topological_order())}
+    cond = nx.condensation(g.nx)
+    members = nx.get_node_attributes(cond, "members")
+    comp_order = nx.lexicographical_topological_sort(cond, key=lambda c: min(order[n] for n in members[c]))
+    regions: list[dict] = []
+    for comp in comp_order:
+        nodes = sorted(members[comp], key=order.__getitem__)
+        cyclic = len(nodes) > 1 or g.nx.has_edge(nodes[0], nodes[0])
+        mode = "step" if cyclic else "sequence"
+        if mode == "sequence" and regions and regions[-1]["mode"] == "sequence":
+            regions[-1]["nodes"].extend(nodes)
+        else:
+            regions.append({"mode": mode, "nodes": nodes})
+    return regions
+
+
+@register_pass("schedule")
+def schedule(g: Graph) -> Graph:
+    g = g.copy().validate()
+    g.meta["schedule"] = {"regions": plan_regions(g)}
+    return g
+
+
+def region_of(g: Graph) -> dict[str, int]:
+    """Node id -> index of its region in the stored plan (empty if the graph has none)."""
+    plan = g.meta.get("schedule", {}).get("regions", [])
+    return {n: i for i, r in enumerate(plan) for n in r["nodes"]}
