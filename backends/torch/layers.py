@@ -52,6 +52,9 @@ class Dropout(StepModule):
     ``channelwise=True`` (``Dropout2d``) drops whole channels. In single-step mode the mask is
     drawn at the first step after ``reset()``.
 
+    In multi-step mode the mask is also kept across calls until ``reset()``, so a sequence fed in
+    several blocks of time steps sees one mask.
+
     Example:
         >>> import torch
         >>> d = Dropout(0.5, step_mode="m"); _ = torch.manual_seed(0)
@@ -78,11 +81,10 @@ class Dropout(StepModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if self.step_mode == "m":
-            return x * self._draw(x[0]).unsqueeze(0)
-        if self.mask is None or self.mask.shape[0] != x.shape[0]:
-            self.mask = self._draw(x)
-        return x * self.mask
+        step = x[0] if self.step_mode == "m" else x
+        if self.mask is None or self.mask.shape[0] != step.shape[0]:
+            self.mask = self._draw(step)
+        return x * (self.mask.unsqueeze(0) if self.step_mode == "m" else self.mask)
 
     def reset(self) -> None:
         self.mask = None

@@ -148,9 +148,11 @@ def _neuron(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
 class GraphModule(StepModule):
     """A compiled graph that executes the graph's ``schedule`` plan.
 
-    ``step_mode='m'`` (inputs ``[T, N, ...]``): ``sequence`` regions run node by node over the
-    whole sequence; ``step`` regions (recurrent loops) run step by step, recurrent edges reading
-    the previous step (zeros at t = 0). ``step_mode='s'``: one call is one time step through all
+    ``step_mode='m'`` (inputs ``[T, N, ...]``): ``sequence`` regions run node by node over blocks
+    of time steps whose largest activation fits ``time_block_bytes`` (8 MiB by default; the whole
+    sequence at once while a BatchNorm in the region trains, since its batch statistics span all
+    steps); ``step`` regions (recurrent loops) run step by step, recurrent edges reading the
+    previous step (zeros at t = 0). ``step_mode='s'``: one call is one time step through all
     nodes; recurrent values are kept between calls until ``reset()``. ``layers[node_id]`` holds
     each node's module; a graph without a plan gets one from the ``schedule`` pass.
     """
@@ -181,7 +183,15 @@ class GraphModule(StepModule):
             self._key[node_id] = key
             self.layers[key] = _BUILDERS[node.op](node, graph.node(preds[0]).shape if preds else ())
         self._order = graph.topological_order()
-        self._plan = [(r["mode"], list(r["nodes"])) for r in graph.meta["schedule"]["regions"]]
+        regions = graph.meta["schedule"]["regions"]
+        self._plan = [(r["mode"], list(r["nodes"])) for r in regions]
+        self._sample_elems = [r.get("sample_elems", 0) for r in regions]
+        self.time_block_bytes = 8 << 20
+        # nodes whose values leave their region (read by a later region or a graph output)
+        region_of = {n: i for i, (_, nodes) in enumerate(self._plan) for n in nodes}
+        self._exported = [{n for n in nodes if any(region_of[v] != i or graph.node(v).op == "output"
+                                                   for v in graph.successors(n))}
+                          for i, (_, nodes) in enumerate(self._plan)]
         self._group = {syn: neuron for syn, neuron in graph.meta.get("groups", [])}
         self._grouped_neurons = set(self._group.values())
         self._recurrent_sources = sorted({u for u, _ in recurrent})
@@ -226,13 +236,32 @@ class GraphModule(StepModule):
         if self.step_mode == "s":
             self._single_step(env, like)
         else:
-            for mode, nodes in self._plan:
-                if mode == "sequence":
-                    self._run_sequence(nodes, env, like)
-                else:
+            for i, (mode, nodes) in enumerate(self._plan):
+                if mode == "step":
                     self._run_steps(nodes, env, like)
+                    continue
+                block = self._time_block(i, nodes, like)
+                if block >= like.shape[0]:
+                    self._run_sequence(nodes, env, like)
+                    continue
+                outs: dict[str, list[torch.Tensor]] = {n: [] for n in self._exported[i]}
+                for start in range(0, like.shape[0], block):
+                    part = {k: v[start:start + block] for k, v in env.items()}
+                    self._run_sequence(nodes, part, like[start:start + block])
+                    for n in outs:
+                        outs[n].append(part[n])
+                env.update({n: torch.cat(v) for n, v in outs.items()})
         outs = [env[self._preds[o][0][0]] for o in self.output_names]
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _time_block(self, region: int, nodes: list[str], like: torch.Tensor) -> int:
+        """Time steps per call for a sequence region (all of them while a BatchNorm trains)."""
+        for n in nodes:
+            layer = self.layers[self._key[n]] if n in self._key else None
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.training:
+                return like.shape[0]
+        per_step = max(1, like.shape[1] * self._sample_elems[region] * like.element_size())
+        return max(1, self.time_block_bytes // per_step)
 
     def _run_sequence(self, nodes: list[str], env: dict[str, torch.Tensor], like: torch.Tensor) -> None:
         for node_id in nodes:

@@ -1,13 +1,22 @@
 """``schedule``: the traversal-order plan, from strongly connected components.
 
-Acyclic parts of the graph run *layer by layer over the whole sequence* (``"sequence"`` regions:
-each node processes all T steps in one call, stateless ops with time folded into batch, neurons
+Acyclic parts of the graph run *layer by layer over the sequence* (``"sequence"`` regions: each
+node processes many time steps in one call, stateless ops with time folded into batch, neurons
 with their fused time loop). Strongly connected components (recurrent loops) run *step by step*
 (``"step"`` regions: for each t, every node of the loop in order, recurrent edges reading t-1).
+
+A sequence region records ``sample_elems``, its largest per-sample activation: a backend runs the
+region in blocks of time steps whose activations fit its memory budget (folding all of T at once
+makes tensors that miss the caches and fault in fresh pages on every call; one step at a time pays
+per-call overhead). Results are the same either way, because every stateful node carries its state
+from one block to the next.
+
 The plan is stored in ``graph.meta["schedule"]`` (serialized with the graph); backends execute it.
 """
 
 from __future__ import annotations
+
+import math
 
 import networkx as nx
 
@@ -30,6 +39,9 @@ def plan_regions(g: Graph) -> list[dict]:
             regions[-1]["nodes"].extend(nodes)
         else:
             regions.append({"mode": mode, "nodes": nodes})
+    for r in regions:
+        if r["mode"] == "sequence":
+            r["sample_elems"] = max(math.prod(g.node(n).shape) for n in r["nodes"])
     return regions
 
 
