@@ -1,6 +1,7 @@
 """The ``snnir`` command line.
 
-    snnir inspect model.snnir      # node table: op, shapes, params, state
+    snnir inspect model.snnir [--render model.svg]   # node table (and a drawing)
+    snnir optimize model.snnir optimized.snnir [--passes fold_batchnorm schedule] [--check]
     snnir version
 """
 
@@ -13,11 +14,26 @@ from snnir.errors import SnnirError
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from snnir.inspect import inspect, render
     from snnir.serialization import load
 
     graph = load(args.file)
     print(f"{graph!r} from {args.file}")
-    print(graph.summary())
+    inspect(graph)
+    if args.render:
+        print(f"drawn to {render(graph, args.render)}")
+    return 0
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    from snnir.inspect import inspect
+    from snnir.passes import optimize
+    from snnir.serialization import load, save
+
+    graph = optimize(load(args.input), args.passes, check=args.check)
+    save(graph, args.output)
+    inspect(graph)
+    print(f"{len(graph)} nodes written to {args.output}")
     return 0
 
 
@@ -27,13 +43,20 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inspect", help="print a .snnir file's nodes, shapes, params and state")
     p.add_argument("file")
+    p.add_argument("--render", metavar="PATH", help="also draw the graph (.svg, .png or .dot)")
     p.set_defaults(func=_inspect)
+    p = sub.add_parser("optimize", help="run graph passes on a .snnir file")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--passes", nargs="+", default=None, help="pass names (default: the standard pipeline)")
+    p.add_argument("--check", action="store_true", help="prove each pass keeps the outputs (needs torch)")
+    p.set_defaults(func=_optimize)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda a: print(__import__("snnir").__version__) or 0)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (SnnirError, OSError) as e:
+    except (SnnirError, OSError, ValueError) as e:
         print(f"snnir {args.command}: error: {e}", file=sys.stderr)
         return 1
 

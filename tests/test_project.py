@@ -43,7 +43,11 @@ def test_cli_inspect(tmp_path):
     snnir.save(g, tmp_path / "m.snnir")
     from snnir.cli import main
 
-    assert main(["inspect", str(tmp_path / "m.snnir")]) == 0
+    assert main(["inspect", str(tmp_path / "m.snnir"), "--render", str(tmp_path / "m.dot")]) == 0
+    assert (tmp_path / "m.dot").read_text().startswith("digraph")
+    assert main(["optimize", str(tmp_path / "m.snnir"), str(tmp_path / "o.snnir"), "--check"]) == 0
+    assert snnir.load(tmp_path / "o.snnir").meta["schedule"]["regions"][0]["mode"] == "sequence"
+    assert main(["optimize", str(tmp_path / "m.snnir"), str(tmp_path / "o.snnir"), "--passes", "nope"]) == 1
     (tmp_path / "bad.snnir").write_bytes(b"xx")
     assert main(["inspect", str(tmp_path / "bad.snnir")]) == 1
 
