@@ -1,1 +1,25 @@
-"""Frontends: importers that turn user models into ``snnir.Graph`` (installed as ``snnir.frontends``)."""
+"""Frontends: importers that turn user models into ``snnir.Graph`` (installed as ``snnir.frontends``).
+
+Each importer lives in its own module and loads its dependency (torch, onnx) only when called.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def from_torch_ann(module: Any, example_input: Any, name: str | None = None):
+    """An ANN ``torch.nn.Module`` as a graph of ANN ops (see ``snnir.frontends.ann``)."""
+    from snnir.frontends.ann import from_torch_ann as impl
+
+    return impl(module, example_input, name)
+
+
+def from_onnx(model: Any, name: str | None = None):
+    """An ONNX model (path or ``onnx.ModelProto``) as a graph of ANN ops (see ``snnir.frontends.onnx``)."""
+    from snnir.frontends.onnx import from_onnx as impl
+
+    return impl(model, name)
+
+
+__all__ = ["from_onnx", "from_torch_ann"]

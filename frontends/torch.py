@@ -151,6 +151,12 @@ def _relu(m: nn.ReLU, ctx: _Context) -> OpMapping:
     return "relu", {}, {}
 
 
+@maps(nn.ReLU6, nn.Hardtanh)
+def _clip_module(m: nn.Module, ctx: _Context) -> OpMapping:
+    lo, hi = (0.0, 6.0) if isinstance(m, nn.ReLU6) else (float(m.min_val), float(m.max_val))
+    return "clip", {"min": lo, "max": hi}, {}
+
+
 @maps(nn.Identity)
 def _identity(m: nn.Identity, ctx: _Context) -> None:
     return None  # the node forwards its input
@@ -411,12 +417,26 @@ class _Emitter:
 
 
 _RELU = {F.relu, torch.relu, "relu"}
+_CLIP = {F.relu6, F.hardtanh, torch.clamp, torch.clip, "clamp", "clip"}
+_BATCH = "<batch size>"  # marker for x.size(0) in the fx environment
 _FLATTEN = {torch.flatten, "flatten"}
 _ADD = {operator.add, torch.add, "add", operator.iadd}
 _SUB = {operator.sub, torch.sub, "sub"}
 _MUL = {operator.mul, torch.mul, "mul"}
 _DIV = {operator.truediv, torch.div, "div"}
 _CAT = {torch.cat, torch.concat}
+_MAXPOOL_ARGS = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+_AVGPOOL_ARGS = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+_MAX_DEFAULTS = {"kernel_size": None, "stride": None, "padding": 0, "dilation": 1, "ceil_mode": False}
+_AVG_DEFAULTS = {"kernel_size": None, "stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True}
+_POOLS = {
+    F.max_pool1d: ("maxpool1d", _MAXPOOL_ARGS, _MAX_DEFAULTS),
+    F.max_pool2d: ("maxpool2d", _MAXPOOL_ARGS, _MAX_DEFAULTS),
+    F.avg_pool1d: ("avgpool1d", _AVGPOOL_ARGS, _AVG_DEFAULTS),
+    F.avg_pool2d: ("avgpool2d", _AVGPOOL_ARGS, _AVG_DEFAULTS),
+    F.adaptive_avg_pool1d: ("adaptive_avgpool1d", ("output_size",), {"output_size": None}),
+    F.adaptive_avg_pool2d: ("adaptive_avgpool2d", ("output_size",), {"output_size": None}),
+}
 
 
 def _map_function(node: fx.Node, ctx: _Context, value: Callable, emit: Callable, env: dict) -> None:
@@ -425,6 +445,23 @@ def _map_function(node: fx.Node, ctx: _Context, value: Callable, emit: Callable,
     ctx.where = f"fx node {node.name!r} ({node.op} {label})"
     if target in _RELU:
         emit(node, "relu", [value(args[0], "relu input")])
+    elif target in _CLIP:
+        lo = args[1] if len(args) > 1 else kwargs.get("min", kwargs.get("min_val", 0.0 if target is F.relu6 else None))
+        hi = args[2] if len(args) > 2 else kwargs.get("max", kwargs.get("max_val", 6.0 if target is F.relu6 else None))
+        if target is F.hardtanh:
+            lo, hi = (-1.0 if lo is None else lo), (1.0 if hi is None else hi)
+        emit(node, "clip", [value(args[0], "clip input")],
+             {"min": None if lo is None else float(lo), "max": None if hi is None else float(hi)})
+    elif target == "size":
+        if (args[1] if len(args) > 1 else None) != 0:
+            raise ctx.error("only x.size(0) (the batch size, used as x.view(x.size(0), -1)) is supported")
+        env[node] = _BATCH
+    elif target in ("view", "reshape"):
+        shape = args[1:] if len(args) > 2 or not isinstance(args[1], (tuple, list)) else list(args[1])
+        if len(shape) != 2 or env.get(shape[0]) is not _BATCH or shape[1] != -1:
+            raise ctx.error("only x.view(x.size(0), -1) / x.reshape(x.size(0), -1) (a flatten) is supported; "
+                            "use torch.flatten(x, 1) or snn.Flatten()")
+        emit(node, "flatten", [value(args[0], "view input")], {"start": 0, "end": -1})
     elif target in _FLATTEN:
         start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
         end = args[2] if len(args) > 2 else kwargs.get("end_dim", -1)
@@ -450,11 +487,20 @@ def _map_function(node: fx.Node, ctx: _Context, value: Callable, emit: Callable,
             raise ctx.error("only a tensor times (or divided by) a number is supported")
         factor = float(consts[0]) if target in _MUL else 1.0 / float(consts[0])
         emit(node, "scale", [value(tensors[0], "scale input")], {"factor": factor})
+    elif target in _POOLS:
+        op, names, defaults = _POOLS[target]
+        bound = dict(zip(names, args[1:]))
+        bound.update({k: v for k, v in kwargs.items() if k in names})
+        if bound.get("return_indices") or bound.get("divisor_override"):
+            raise ctx.error(f"{label} with return_indices/divisor_override is not supported")
+        attrs = {k: bound.get(k, d) for k, d in defaults.items()}
+        emit(node, op, [value(args[0], f"{label} input")], attrs)
     elif target in _CAT:
         tensors = args[0]
         dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
         emit(node, "cat", [value(t, "cat input") for t in tensors], {"axis": ctx.axis(dim, "cat")})
     else:
-        raise ctx.error(f"no snnir op for {node.op} {label!r}. Supported: F.relu/torch.relu, torch.flatten, "
-                        "+ / torch.add of two tensors, tensor + - * / a number, torch.cat. Wrap other "
-                        "computations in a supported module")
+        raise ctx.error(f"no snnir op for {node.op} {label!r}. Supported: F.relu/torch.relu, F.relu6/clamp, "
+                        "torch.flatten, x.view(x.size(0), -1), F.max/avg/adaptive_avg_pool1d/2d, + / torch.add "
+                        "of two tensors, tensor + - * / a number, torch.cat. Wrap other computations in a "
+                        "supported module")

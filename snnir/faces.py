@@ -39,6 +39,13 @@ def trace(model: Any, example_input: Any = None, **kwargs: Any) -> Graph:
     return _load(FRONTENDS, "frontend", "torch").trace(model, example_input, **kwargs)
 
 
+def convert(model: Any, calibration: Any = None, **kwargs: Any) -> Graph:
+    """Convert a trained ANN to a calibrated SNN graph; see ``snnir.conversion.convert``."""
+    from snnir.conversion import convert as impl
+
+    return impl(model, calibration, **kwargs)
+
+
 def compile(graph: Graph, backend: str = "torch", **kwargs: Any) -> Any:
     """Lower ``graph`` to ``backend`` (``"torch"``: a trainable ``torch.nn.Module``).
 

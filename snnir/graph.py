@@ -73,6 +73,7 @@ class Node:
     attrs: dict[str, Any] = field(default_factory=dict)
     params: dict[str, np.ndarray] = field(default_factory=dict)
     shape: Shape | None = None
+    in_shape: Shape | None = None  # shape of input 0, filled by validate()
 
     @property
     def spec(self) -> OpSpec:
@@ -88,7 +89,7 @@ class Node:
             return {}
         if self.shape is None:
             raise GraphError(f"node {self.id!r}: shapes are unknown, call graph.validate() first")
-        return self.spec.state(self.attrs, self.shape)  # type: ignore[misc]
+        return self.spec.state(self.attrs, self.shape, self.in_shape or self.shape)  # type: ignore[misc]
 
 
 def _normalize_attrs(node_id: str, spec: OpSpec, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -269,6 +270,11 @@ class Graph:
                 raise GraphError(f"node {node_id!r} ({node.op}) has input ports {ports}, expected 0..{len(preds) - 1}")
             if node.op == "output" and self.successors(node_id):
                 raise GraphError(f"output node {node_id!r} must not feed other nodes")
+        return self.infer_shapes()
+
+    def infer_shapes(self) -> Graph:
+        """Infer every node's per-sample shape (also on a graph still being built); returns ``self``."""
+        order = self.topological_order()
         # Shapes: a recurrent input's shape is known only after its source; a first pass infers
         # what it can (an add takes its known inputs' shape), the second checks with all inputs.
         shapes: dict[str, Shape] = {}
@@ -291,7 +297,10 @@ class Graph:
                 except GraphError as e:
                     raise GraphError(f"node {node_id!r} ({node.op}): {e}") from None
         for node_id, shape in shapes.items():
-            self.node(node_id).shape = shape
+            node = self.node(node_id)
+            node.shape = shape
+            preds = self.predecessors(node_id)
+            node.in_shape = shapes[preds[0]] if preds else None
         return self
 
     # --- copying and (de)serializing ---------------------------------------------------------------

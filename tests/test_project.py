@@ -70,3 +70,16 @@ def test_digits_example_short_run():
     result = train_digits.train(epochs=3)
     assert result["accuracy"] > 0.85
     assert result["accuracy_compiled"] == result["accuracy"]
+
+
+def test_every_source_package_is_installed():
+    """pyproject lists packages explicitly (frontends/ and backends/ are mapped): none may be missing."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = set()
+    for top, prefix in (("snnir", "snnir"), ("frontends", "snnir.frontends"), ("backends", "snnir.backends")):
+        for init in (ROOT / top).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / top).parts
+            found.add(".".join((prefix, *rel)))
+    assert found == listed, f"missing from pyproject: {sorted(found - listed)}; stale: {sorted(listed - found)}"

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .base import FoldTime, StepModule, check_step_mode
 
@@ -171,3 +172,54 @@ class Constant(StepModule):
     def forward(self, like: torch.Tensor) -> torch.Tensor:
         lead = like.shape[:2] if self.step_mode == "m" else like.shape[:1]
         return self.value.expand(*lead, *self.value.shape)
+
+
+class Clip(StepModule):
+    """``y = clamp(x, min, max)`` (ReLU6 is ``Clip(0, 6)``)."""
+
+    def __init__(self, min: float | None = None, max: float | None = None, step_mode: str = "s") -> None:
+        super().__init__()
+        self.min, self.max = min, max
+        _init_step(self, step_mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x, self.min, self.max)
+
+    def extra_repr(self) -> str:
+        return f"min={self.min}, max={self.max}, step_mode={self.step_mode}"
+
+
+class SpikingMaxPool2d(StepModule):
+    """Max pooling for spike trains: per window, the spike of the input with the highest spike
+    count so far (Rueckauer et al. 2017; ties go to the first input of the window).
+
+    Example:
+        >>> import torch
+        >>> pool = SpikingMaxPool2d(2, step_mode="m")
+        >>> x = torch.tensor([[1., 0., 1., 0.], [1., 1., 0., 0.], [0., 1., 1., 0.]]).view(3, 1, 1, 2, 2)
+        >>> pool(x).flatten().tolist()   # counts after each step: [1,0,1,0], [2,1,1,0], [2,2,2,0]
+        [1.0, 1.0, 0.0]
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, step_mode: str = "s"):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
+        _init_step(self, step_mode)
+        self.register_buffer("count", None, persistent=False)
+
+    def _gate(self, count: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        _, idx = F.max_pool2d(count, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                              return_indices=True)
+        return x.flatten(-2).gather(-1, idx.flatten(-2)).view_as(idx)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.step_mode == "s":
+            self.count = x.detach() if self.count is None else self.count + x.detach()
+            return self._gate(self.count, x)
+        counts = torch.cumsum(x.detach(), 0) + (self.count if self.count is not None else 0)
+        self.count = counts[-1]
+        return self._gate(counts.flatten(0, 1), x.flatten(0, 1)).unflatten(0, x.shape[:2])
+
+    def reset(self) -> None:
+        self.count = None

@@ -24,6 +24,7 @@ from . import stateful as S
 from .base import StepModule, check_step_mode
 from .functional import reset, set_step_mode
 from .neuron import Neuron, neuron_for
+from .quant import apply_quant
 
 Builder = Callable[[Node, tuple[int, ...]], nn.Module]
 _BUILDERS: dict[str, Builder] = {}
@@ -47,10 +48,14 @@ def _load_params(module: nn.Module, node: Node, names: dict[str, str] | None = N
     return module
 
 
+def _quantized(module: nn.Module, node: Node) -> nn.Module:
+    return apply_quant(module, node.attrs["quant"]) if node.attrs.get("quant") else module
+
+
 @builds("linear")
 def _linear(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     out_f, in_f = node.params["weight"].shape
-    return _load_params(L.Linear(in_f, out_f, bias="bias" in node.params), node)
+    return _quantized(_load_params(L.Linear(in_f, out_f, bias="bias" in node.params), node), node)
 
 
 @builds("conv1d", "conv2d")
@@ -58,9 +63,9 @@ def _conv(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     w = node.params["weight"]
     cls = L.Conv1d if node.op == "conv1d" else L.Conv2d
     a = node.attrs
-    return _load_params(cls(w.shape[1] * a["groups"], w.shape[0], tuple(w.shape[2:]), stride=a["stride"],
-                            padding=a["padding"], dilation=a["dilation"], groups=a["groups"],
-                            bias="bias" in node.params), node)
+    conv = cls(w.shape[1] * a["groups"], w.shape[0], tuple(w.shape[2:]), stride=a["stride"], padding=a["padding"],
+               dilation=a["dilation"], groups=a["groups"], bias="bias" in node.params)
+    return _quantized(_load_params(conv, node), node)
 
 
 @builds("batchnorm")
@@ -124,6 +129,16 @@ def _affine(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
 @builds("constant")
 def _constant(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     return L.Constant(torch.tensor(np.asarray(node.params["value"])))
+
+
+@builds("clip")
+def _clip(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return L.Clip(node.attrs["min"], node.attrs["max"])
+
+
+@builds("spiking_maxpool2d")
+def _spiking_maxpool(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return L.SpikingMaxPool2d(**node.attrs)
 
 
 @builds("synapse_filter")
@@ -199,6 +214,8 @@ class GraphModule(StepModule):
         self.input_names = graph.inputs
         self.output_names = graph.outputs
         self._last: dict[str, torch.Tensor] = {}
+        self.capture: set[str] = set()  # node ids whose values forward() keeps in .captured
+        self.captured: dict[str, torch.Tensor] = {}
         self.step_mode = check_step_mode(step_mode)
         set_step_mode(self, step_mode)
 
@@ -251,6 +268,7 @@ class GraphModule(StepModule):
                     for n in outs:
                         outs[n].append(part[n])
                 env.update({n: torch.cat(v) for n, v in outs.items()})
+        self.captured = {n: env[n] for n in self.capture if n in env}
         outs = [env[self._preds[o][0][0]] for o in self.output_names]
         return outs[0] if len(outs) == 1 else tuple(outs)
 

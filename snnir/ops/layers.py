@@ -80,7 +80,7 @@ def _make_conv(ndim: int) -> OpSpec:
         attrs = {**attrs, "stride": attrs["stride"] or 1}
         return (weight.shape[0], *_windows(attrs, ndim, sizes, tuple(weight.shape[2:])))
 
-    return OpSpec(name, infer, attrs={"stride": 1, "padding": 0, "dilation": 1, "groups": 1},
+    return OpSpec(name, infer, attrs={"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "quant": None},
                   params=("weight",), optional_params=("bias",),
                   doc=f"{ndim}-d cross-correlation with zero padding, as torch.nn.Conv{ndim}d.")
 
@@ -157,8 +157,9 @@ def _passthrough(attrs: dict, params: dict, in_shapes: list[Shape]) -> Shape:
 register_op(OpSpec("input", lambda a, p, s: tuple(a["shape"]), attrs={"shape": REQUIRED}, arity=0,
                    doc="A graph input; `shape` is per sample."))
 register_op(OpSpec("output", _passthrough, doc="A graph output."))
-register_op(OpSpec("linear", _linear_shape, params=("weight",), optional_params=("bias",),
-                   doc="y = x W^T + b over the last axis, as torch.nn.Linear."))
+register_op(OpSpec("linear", _linear_shape, attrs={"quant": None}, params=("weight",), optional_params=("bias",),
+                   doc="y = x W^T + b over the last axis, as torch.nn.Linear. ``quant`` (set by the "
+                       "quantize pass): the weights are used on an integer grid (fake quantization)."))
 for _n in (1, 2):
     register_op(_make_conv(_n))
     register_op(_make_pool("max", _n))
@@ -196,3 +197,14 @@ register_op(OpSpec("affine", _affine_shape, params=("weight", "bias"),
                    doc="y = x * weight + bias; weight/bias are scalars or per channel (axis 0)."))
 register_op(OpSpec("constant", _constant_shape, params=("value",), arity=0,
                    doc="A per-sample constant (the same for every sample and step)."))
+
+
+def _clip_shape(attrs: dict, params: dict, in_shapes: list[Shape]) -> Shape:
+    lo, hi = attrs["min"], attrs["max"]
+    if lo is not None and hi is not None and lo > hi:
+        raise ShapeError(f"clip min {lo} is above max {hi}")
+    return in_shapes[0]
+
+
+register_op(OpSpec("clip", _clip_shape, attrs={"min": None, "max": None},
+                   doc="y = min(max(x, min), max); ReLU6 is clip(0, 6). None leaves a side open."))

@@ -37,7 +37,7 @@ def _normalize(attrs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _state(attrs: dict[str, Any], shape: Shape) -> dict[str, Shape]:
+def _state(attrs: dict[str, Any], shape: Shape, in_shape: Shape) -> dict[str, Shape]:
     return dict.fromkeys(get_model(attrs["model"]).state, shape)
 
 

@@ -14,7 +14,7 @@ from snnir.errors import GraphError
 
 Shape = tuple[int, ...]
 ShapeRule = Callable[[dict[str, Any], dict[str, Any], list[Shape]], Shape]
-StateRule = Callable[[dict[str, Any], Shape], dict[str, Shape]]
+StateRule = Callable[[dict[str, Any], Shape, Shape], dict[str, Shape]]
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class OpSpec:
     names the arrays the op carries, ``optional_params`` those it may carry (a bias). ``arity`` is
     the number of inputs, or ``None`` for "one or more" (add, cat). ``infer_shape(attrs, params,
     input_shapes)`` returns the per-sample output shape or raises ``ShapeError``. Stateful ops give
-    ``state(attrs, shape) -> {name: shape}``: the state a backend must keep between time steps.
+    ``state(attrs, out_shape, in_shape) -> {name: shape}``: the state a backend keeps between steps.
     Ops whose attributes depend on other attributes (a neuron's depend on its model) give
     ``normalize(attrs) -> attrs`` instead of a fixed ``attrs`` table.
     """

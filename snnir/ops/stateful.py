@@ -25,8 +25,8 @@ def _filter_shape(attrs: dict[str, Any], params: dict, in_shapes: list[Shape]) -
 
 
 register_op(OpSpec("delay", _delay_shape, attrs={"steps": REQUIRED},
-                   state=lambda attrs, shape: {"buffer": (attrs["steps"], *shape)},
+                   state=lambda attrs, shape, in_shape: {"buffer": (attrs["steps"], *shape)},
                    doc="y[t] = x[t - steps] (0 for t < steps)."))
 register_op(OpSpec("synapse_filter", _filter_shape, attrs={"tau": REQUIRED},
-                   state=lambda attrs, shape: {"i": shape},
+                   state=lambda attrs, shape, in_shape: {"i": shape},
                    doc="Exponential synaptic trace: i[t] = i[t-1] - i[t-1] / tau + x[t]; y[t] = i[t]."))

@@ -1,6 +1,14 @@
 """Graph passes: each ``Graph -> Graph``, registered by name, composed by ``optimize``."""
 
-from snnir.passes import cleanup, elementwise, fold_batchnorm, grouping, schedule  # noqa: F401  (registration)
+from snnir.passes import (  # noqa: F401  (registration)
+    ann_to_snn,
+    cleanup,
+    elementwise,
+    fold_batchnorm,
+    grouping,
+    quantize,
+    schedule,
+)
 from snnir.passes.pipeline import DEFAULT_PIPELINE, PassCheckError, optimize
 from snnir.passes.registry import get_pass, register_pass, registered_passes
 

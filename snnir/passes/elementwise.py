@@ -2,7 +2,11 @@
 
 ``(x * w1 + b1) * w2 + b2 = x * (w1 w2) + (b1 w2 + b2)``, per channel or scalar. A chain is fused
 when each link is the only reader of the previous one; a ``scale`` or ``affine`` right after a
-``linear``/``conv`` is folded into its weights too (per output channel, exact).
+``linear``/``conv`` is folded into its weights too (per output channel, exact). A ``scale`` (or
+per-channel ``affine`` without shift) right *before* a ``linear``/``conv`` that is its only reader
+folds into that layer's input weights: ``W (s x) = (W s) x`` (weight normalization). A shift
+folds into a linear's bias (``W b``) but not into a zero-padded conv, where it would be wrong at
+the borders.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ def fuse_elementwise(g: Graph) -> Graph:
                 continue
             (src_id,) = g.predecessors(node.id)
             src = g.node(src_id)
+            if _fold_into_reader(g, node, recurrent):
+                bypass(g, node.id)
+                changed = True
+                break
             if single_consumer(g, src_id) != node.id or touches_recurrence(g, src_id, recurrent):
                 continue
             w2, b2 = _as_affine(node, np.float64)
@@ -60,3 +68,28 @@ def fuse_elementwise(g: Graph) -> Graph:
             changed = True
             break
     return g.validate()
+
+
+def _fold_into_reader(g: Graph, node: Node, recurrent) -> bool:
+    """Fold ``node`` (scale/affine) into the input side of its only reader, a conv or linear."""
+    reader_id = single_consumer(g, node.id)
+    if reader_id is None or touches_recurrence(g, reader_id, recurrent):
+        return False
+    reader = g.node(reader_id)
+    if reader.op not in ("linear", "conv1d", "conv2d"):
+        return False
+    w_s, b_s = _as_affine(node, np.float64)
+    w = reader.params["weight"]
+    if reader.op == "linear" and len(node.shape) == 1:
+        cols = np.broadcast_to(w_s, (w.shape[1],))
+        shift = np.broadcast_to(b_s, (w.shape[1],))
+        bias = reader.params.get("bias", np.zeros(w.shape[0], w.dtype)).astype(np.float64)
+        reader.params["bias"] = (bias + w.astype(np.float64) @ shift).astype(w.dtype)
+        reader.params["weight"] = (w.astype(np.float64) * cols[None, :]).astype(w.dtype)
+        return True
+    if reader.op in ("conv1d", "conv2d") and not np.any(b_s) and reader.attrs["groups"] == 1:
+        chans = np.broadcast_to(w_s, (w.shape[1],))
+        shape = (1, -1) + (1,) * (w.ndim - 2)
+        reader.params["weight"] = (w.astype(np.float64) * chans.reshape(shape)).astype(w.dtype)
+        return True
+    return False

@@ -1,0 +1,87 @@
+"""``ann_to_snn``: ReLUs become IF neurons with soft reset, scaled by calibrated activations.
+
+Rate coding: an IF neuron with threshold 1 and reset by subtraction, fed a constant current
+``a / lambda``, fires at rate ``min(a / lambda, 1)``. So each ``relu`` (or ``clip(0, c)``) with
+calibrated activation scale ``lambda`` becomes
+
+    scale(1 / lambda) -> IF(v_threshold=1, v_reset=None) -> scale(lambda)
+
+and the network computes the ANN's activations as spike rates times ``lambda``. Because every
+spiking layer's output carries its own ``lambda``, residual adds and concatenations receive
+consistently scaled inputs without extra bookkeeping, and average pooling (linear) commutes.
+``fuse_elementwise`` folds the ``1 / lambda`` into the preceding conv/linear weights.
+Channel-wise scales use a per-channel ``affine`` instead of ``scale``.
+
+MaxPool: ``maxpool2d`` becomes ``spiking_maxpool2d`` (the spike of the input with the highest
+count so far, Rueckauer et al. 2017); for constant analog inputs it equals max pooling.
+
+Scales come from ``graph.meta["calibration"]["scales"]`` (node id -> scale or per-channel list),
+written by ``snnir.convert``. Output decoding is by the final layer's input current (the graph's
+output is the last analog layer; average it over time), or, with ``meta["calibration"]["decode"]
+== "rate"``, by an IF layer appended to the output (spike counts times its scale).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snnir.errors import GraphError
+from snnir.graph import Graph, _normalize_attrs
+from snnir.passes.registry import register_pass
+
+
+def _scale_node(g: Graph, src: str, factor, name: str) -> str:
+    f = np.asarray(factor, np.float32)
+    if f.ndim == 0:
+        return g.add_node("scale", [src], attrs={"factor": float(f)}, id=g._new_id(name))
+    return g.add_node("affine", [src], params={"weight": f, "bias": np.zeros_like(f)}, id=g._new_id(name))
+
+
+def _rewire(g: Graph, old: str, new: str, skip: str) -> None:
+    for _, v, port in list(g.nx.out_edges(old, data="port")):
+        if v != skip:
+            g.nx.remove_edge(old, v)
+            g.nx.add_edge(new, v, port=port)
+
+
+@register_pass("ann_to_snn")
+def ann_to_snn(g: Graph) -> Graph:
+    g = g.copy().validate()
+    calib = g.meta.get("calibration")
+    if not calib:
+        raise GraphError("ann_to_snn needs calibrated activation scales in graph.meta['calibration']; use "
+                         "snnir.convert(model, calibration=loader) to compute them")
+    scales = calib["scales"]
+    # Rebuild in insertion order so the new nodes sit where the ReLUs were (ids stay readable).
+    for node in list(g):
+        if node.op == "clip" and node.attrs["min"] not in (0.0, None):
+            raise GraphError(f"node {node.id!r}: clip with min {node.attrs['min']} has no spiking equivalent "
+                             "(only clip(0, c), i.e. ReLU6-style, converts)")
+        if node.op not in ("relu", "clip"):
+            if node.op == "maxpool2d":
+                node.op = "spiking_maxpool2d"
+            continue
+        if node.id not in scales:
+            raise GraphError(f"node {node.id!r} ({node.op}) has no calibrated scale")
+        lam = np.asarray(scales[node.id], np.float64)
+        if node.op == "clip" and node.attrs["max"] is not None:
+            lam = np.minimum(lam, node.attrs["max"])
+        lam = np.maximum(lam, 1e-8)
+        (src,) = g.predecessors(node.id)
+        pre = _scale_node(g, src, 1.0 / lam, f"{node.id}_norm")
+        g.nx.remove_edge(src, node.id)
+        g.nx.add_edge(pre, node.id, port=0)
+        node.op, node.params = "neuron", {}
+        node.attrs = _normalize_attrs(node.id, node.spec, {"model": "IF", "v_threshold": 1.0, "v_reset": None})
+        post = _scale_node(g, node.id, lam, f"{node.id}_rate")
+        _rewire(g, node.id, post, skip=post)
+    if calib.get("decode") == "rate":
+        for out in g.outputs:
+            (src,) = g.predecessors(out)
+            lam = np.asarray(calib["scales"].get("__output__", 1.0), np.float64)
+            pre = _scale_node(g, src, 1.0 / np.maximum(lam, 1e-8), "output_norm")
+            n = g.add_node("neuron", [pre], attrs={"model": "IF", "v_reset": None}, id=g._new_id("output_if"))
+            post = _scale_node(g, n, lam, "output_rate")
+            g.nx.remove_edge(src, out)
+            g.nx.add_edge(post, out, port=0)
+    return g.validate()
