@@ -68,10 +68,13 @@ def spikingjelly_accuracy(ann: nn.Module, calib: list[torch.Tensor], x: torch.Te
                           mode, T: int) -> float | None:
     try:
         from spikingjelly.activation_based import ann2snn, functional
-    except ImportError:
+    except ImportError as e:
+        print(f"SpikingJelly's converter is not available ({e}); pip install --no-deps spikingjelly requests")
         return None
     loader = [(b, torch.zeros(len(b))) for b in calib]
-    model = ann2snn.Converter(mode=mode, dataloader=loader)(copy.deepcopy(ann)).eval()
+    # SpikingJelly 2.0: a rate-coding recipe (the same calibration data and percentile)
+    recipe = ann2snn.recipes.RateCodingRecipe(loader, mode=mode)
+    model = ann2snn.Converter(recipe).convert(copy.deepcopy(ann)).eval()
     functional.reset_net(model)
     out = 0.0
     for _ in range(T):
@@ -105,7 +108,7 @@ def main() -> dict:
         print(f"{'snnir ' + name:<24}" + "".join(f"{row[T] * 100:>8.2f}%" for T in TS))
     if sj[TS[0]] is not None:
         print(f"{'spikingjelly 99.9%':<24}" + "".join(f"{sj[T] * 100:>8.2f}%" for T in TS))
-    print(f"{'snnir ' + best + ' int8':<24}" + "".join(f"{q_acc[T] * 100:>8.2f}%" for T in TS))
+    print(f"{'snnir best, int8':<24}" + "".join(f"{q_acc[T] * 100:>8.2f}%" for T in TS))
     print(f"\nbest mode at T=32: {best}, {table[best][32] * 100:.2f}% "
           f"({(ann_acc - table[best][32]) * 100:+.2f} points below the ANN); int8 per-channel: "
           f"{q_acc[32] * 100:.2f}%")
