@@ -19,13 +19,19 @@ from snnir.neurons.adjoint import StepProgram, step_program
 from snnir.neurons.model import NeuronModel
 from snnir.surrogate import Surrogate
 
-from .cpu_kernel import BLOCK, KernelBuildError, build, generate_source
+from .cpu_kernel import TILE_MAX, KernelBuildError, build, generate_source
 
 _DTYPES = {torch.float32: "float", torch.float64: "double"}
 
 
 def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p | None:
     return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+def _tile(N: int) -> int:
+    """Neurons per tile: as large as TILE_MAX, yet at least two tiles per thread when N allows."""
+    per_thread = -(-N // (2 * max(1, torch.get_num_threads())))
+    return int(min(TILE_MAX, max(16, -(-per_thread // 16) * 16)))
 
 
 class FusedKernel:
@@ -42,8 +48,8 @@ class FusedKernel:
         state = state0.clone()
         h = torch.empty((T, len(self.prog.kept), N), dtype=x.dtype) if keep else None
         v_seq = torch.empty_like(x) if want_v else None
-        self.lib.snnir_forward(T, N, _ptr(x), _ptr(spikes), _ptr(state), _ptr(h), _ptr(v_seq), _ptr(prm),
-                               torch.get_num_threads())
+        self.lib.snnir_forward(T, N, _tile(N), _ptr(x), _ptr(spikes), _ptr(state), _ptr(h), _ptr(v_seq),
+                               _ptr(prm), torch.get_num_threads())
         return spikes, state, h, v_seq
 
     def backward(self, g_spikes: torch.Tensor, g_state: torch.Tensor | None, h: torch.Tensor,
@@ -52,11 +58,12 @@ class FusedKernel:
         grad_x = torch.empty((T, N), dtype=g_spikes.dtype)
         grad_state0 = torch.empty_like(state0)
         n_learn = len(self.prog.learnable)
-        grad_params = torch.zeros((N + BLOCK - 1) // BLOCK, max(n_learn, 1), dtype=torch.float64)
+        tile = _tile(N)
+        grad_params = torch.zeros((N + tile - 1) // tile, max(n_learn, 1), dtype=torch.float64)
         # a broadcast scalar gradient (loss = spikes.sum()) is read as one value, not materialized
         scalar = g_spikes.stride() == (0, 0)
         g_spikes = g_spikes if scalar else g_spikes.contiguous()
-        self.lib.snnir_backward(T, N, _ptr(g_spikes), int(scalar), _ptr(g_state), _ptr(h), _ptr(x),
+        self.lib.snnir_backward(T, N, tile, _ptr(g_spikes), int(scalar), _ptr(g_state), _ptr(h), _ptr(x),
                                 _ptr(state0), _ptr(grad_x), _ptr(grad_state0), _ptr(grad_params), _ptr(prm),
                                 torch.get_num_threads())
         return grad_x, grad_state0, grad_params.sum(0)[:n_learn]
