@@ -9,6 +9,11 @@ Peak memory is the growth of the process's peak RSS during one forward+backward.
     python benchmarks/bench_neurons.py        # all workloads; results also in bench_neurons.json
     python benchmarks/bench_neurons.py --workloads lif_fc on_512 --processes 3
 
+``--malloc-tuned`` runs every framework with glibc told to keep freed memory
+(``MALLOC_TRIM_THRESHOLD_``/``MALLOC_MMAP_THRESHOLD_``): by default glibc unmaps large freed
+blocks, so every training step faults its big tensors back in, which costs conv SNNs up to ~40%
+of their time on this machine (jemalloc or tcmalloc have the same effect).
+
 Workloads: lif_fc (Flatten -> Linear(784, 10) -> LIF, T=100, B=64), on_512 and on_4096
 (Linear(n, n) + LIF, B=16, T=500, Gaussian input), conv (Conv-BN-LIF-Pool x2 -> Linear -> LIF,
 2x34x34, T=16, B=16), and neurons (each built-in snnir neuron alone, 2^16 neurons, T = 8, 32, 128,
@@ -190,6 +195,11 @@ def floor_ms(workload: str) -> dict:
             "floor_ms": (flops / peak + state_bytes / bandwidth) * 1000}
 
 
+_MALLOC_ENV: dict[str, str] = {}
+MALLOC_TUNED = {"MALLOC_TRIM_THRESHOLD_": "4000000000", "MALLOC_MMAP_THRESHOLD_": "4000000000",
+                "MALLOC_TOP_PAD_": "268435456"}
+
+
 def run_case(workload: str, framework: str, processes: int, repeats: int, spikes_dir: str) -> dict:
     runs = []
     # snnir's first process compiles its kernels into an empty cache (cold first call); the
@@ -199,7 +209,7 @@ def run_case(workload: str, framework: str, processes: int, repeats: int, spikes
         spikes = os.path.join(spikes_dir, f"{workload.replace(':', '_')}-{framework}.npy")
         cmd = [sys.executable, __file__, "--worker", "--workload", workload, "--framework", framework,
                "--spikes", spikes, "--repeats", str(repeats)]
-        env = {**os.environ, "OMP_NUM_THREADS": "2", "SNNIR_CACHE_DIR": cache}
+        env = {**os.environ, "OMP_NUM_THREADS": "2", "SNNIR_CACHE_DIR": cache, **_MALLOC_ENV}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             return {"workload": workload, "framework": framework, "error": proc.stderr.strip().splitlines()[-1:]}
@@ -239,6 +249,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1, help="processes per case (median taken)")
     parser.add_argument("--repeats", type=int, default=0, help="timed repeats (0: about 2 s per case)")
     parser.add_argument("--json", default=str(HERE / "bench_neurons.json"))
+    parser.add_argument("--malloc-tuned", action="store_true", help="keep freed memory mapped (all frameworks)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
     parser.add_argument("--framework", help=argparse.SUPPRESS)
@@ -250,6 +261,8 @@ def main() -> None:
 
     import peers
 
+    if args.malloc_tuned:
+        _MALLOC_ENV.update(MALLOC_TUNED)
     frameworks = args.frameworks or list(peers.FRAMEWORKS)
     skipped = {f: peers.available(f) for f in frameworks}
     for f, why in skipped.items():
