@@ -3,9 +3,11 @@
 Forward runs all T steps of a tile of neurons (up to ``TILE_MAX``; the caller picks the size) with
 the state in L1-resident arrays: each step streams one contiguous run of every array (``omp simd``
 over the tile, OpenMP over tiles), which keeps hardware prefetchers and the TLB happy where a
-small block walking time at a stride of N would miss the cache on every access. It keeps only the
-charged values the backward reads; backward walks time in reverse, recomputing spikes and previous
-states from them. Floating point follows
+small block walking time at a stride of N would miss the cache on every access. The forward writes
+only the spikes. The backward, per tile, first re-runs that tile's forward from the saved input and
+initial state into a small local buffer of the charged values it reads (so no full-size voltage
+sequence is ever allocated), then walks time in reverse, recomputing spikes and previous states
+from them. Floating point follows
 the equation's written order with ``-ffp-contract=off``, so the forward matches the per-step torch
 path operation for operation. Builds are cached under ``$SNNIR_CACHE_DIR`` (default
 ``~/.cache/snnir``) by a hash of source, compiler and flags, so only the first use of a model pays
@@ -103,17 +105,20 @@ def generate_source(prog: StepProgram, dtype: str) -> str:
     # No branches in the vectorized loops: buffers that are not wanted are replaced by L1 scratch.
     fwd_ptrs = [f"scalar_t* hp{i}_ = h_store ? h_store + (t_ * {nh} + {i}) * N + b_ : hsc{i}_;"
                 for i in range(nh)]
-    fwd_ptrs += ["scalar_t* vp_ = v_seq ? v_seq + t_ * N + b_ : vsc_;"]
+    fwd_ptrs += ["scalar_t* vp_ = v_seq ? v_seq + t_ * N + b_ : vsc_;", "scalar_t* sp_ = spikes + t_ * N + b_;"]
+    # the backward's recompute: charged values into the tile buffer, spikes and v into scratch
+    re_ptrs = [f"scalar_t* hp{i}_ = hb_ + (t_ * {nh} + {i}) * tile;" for i in range(nh)]
+    re_ptrs += ["scalar_t* vp_ = vsc_;", "scalar_t* sp_ = ssc_;"]
     fwd = [f"scalar_t s_{k} = r_{k}[j_];" for k in S] + ["const scalar_t x = xt_[j_];"]
     fwd += [_assign(pr, f"s_{k}", e) for k, e in prog.charge]
     fwd += [f"hp{i}_[j_] = s_{k};" for i, k in enumerate(kept)]
     fwd += [_assign(pr, "z_", prog.fire, declare=True), spike_of.format(z="z_")]
     fwd += [_assign(pr, f"s_{k}", e) for k, e in prog.reset]
-    fwd += ["vp_[j_] = s_v;", f"spikes[{at}] = spike;"] + [f"r_{k}[j_] = s_{k};" for k in S]
+    fwd += ["vp_[j_] = s_v;", "sp_[j_] = spike;"] + [f"r_{k}[j_] = s_{k};" for k in S]
     fwd_scratch = [f"scalar_t hsc{i}_[{TILE_MAX}];" for i in range(nh)] + [f"scalar_t vsc_[{TILE_MAX}];"]
 
     def backward_body(first_step: bool) -> list[str]:
-        body = [f"const scalar_t h_{k} = h_store[(t_ * {nh} + {i}) * N + b_ + j_];" for i, k in enumerate(kept)]
+        body = [f"const scalar_t h_{k} = hb_[(t_ * {nh} + {i}) * tile + j_];" for i, k in enumerate(kept)]
         body += [f"const scalar_t g_{k} = rg_{k}[j_];" for k in S]
         body += [_assign(pr, "z_", z_of_h, declare=True), spike_of.format(z="z_"),
                  "const scalar_t g_spike = gs_[j_];"]
@@ -123,7 +128,7 @@ def generate_source(prog: StepProgram, dtype: str) -> str:
             body += _per_state("const scalar_t s_{k} = state0[{i} * N + b_ + j_];", S)
         elif prog.needs_prev:  # ... else reset(h(t-1), spike(t-1)), recomputed
             body += [" ".join(f"scalar_t s_{k};" for k in S), "{"]
-            body += [f"    const scalar_t h_{k} = h_store[((t_ - 1) * {nh} + {i}) * N + b_ + j_];"
+            body += [f"    const scalar_t h_{k} = hb_[((t_ - 1) * {nh} + {i}) * tile + j_];"
                      for i, k in enumerate(kept)]
             body += ["    " + _assign(pr, "zp_", z_of_h, declare=True), "    " + spike_of.format(z="zp_")]
             body += ["    " + _assign(pr, f"s_{k}", e) for k, e in prog.prev_state] + ["}"]
@@ -143,6 +148,7 @@ def generate_source(prog: StepProgram, dtype: str) -> str:
 #include <math.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <stdlib.h>
 typedef {dtype} scalar_t;
 {_SIMD_MATH}
 
@@ -167,15 +173,29 @@ void snnir_forward(int64_t T, int64_t N, int64_t tile, const scalar_t* x_in, sca
     }}
 }}
 
-void snnir_backward(int64_t T, int64_t N, int64_t tile, const scalar_t* grad_spikes, int grad_is_scalar,
-                    const scalar_t* grad_state,
-                    const scalar_t* h_store, const scalar_t* x_in, const scalar_t* state0, scalar_t* grad_x,
-                    scalar_t* grad_state0, double* grad_params, const double* prm, int nthreads) {{
+int snnir_backward(int64_t T, int64_t N, int64_t tile, const scalar_t* grad_spikes, int grad_is_scalar,
+                   const scalar_t* grad_state, const scalar_t* x_in, const scalar_t* state0, scalar_t* grad_x,
+                   scalar_t* grad_state0, double* grad_params, const double* prm, int nthreads) {{
 {params}
+    int failed = 0;
     #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t b_ = 0; b_ < N; b_ += tile) {{
         const int64_t nb_ = (N - b_ < tile) ? N - b_ : tile;
 {_indent([f"scalar_t rg_{k}[{TILE_MAX}];" for k in S] + [f"double acc_{n} = 0;" for n in learn], 2)}
+        /* recompute this tile's forward from the saved input: charged values into hb_ */
+        scalar_t* hb_ = (scalar_t*)malloc(sizeof(scalar_t) * (size_t)(T * {max(nh, 1)} * tile));
+        if (!hb_) {{ failed = 1; continue; }}
+{_indent([f"scalar_t r_{k}[{TILE_MAX}];" for k in S], 2)}
+{_indent(_per_state(block_loop + "r_{k}[j_] = state0[{i} * N + b_ + j_];", S), 2)}
+{_indent(fwd_scratch + [f"scalar_t ssc_[{TILE_MAX}];"], 2)}
+        for (int64_t t_ = 0; t_ < T; ++t_) {{
+            const scalar_t* xt_ = x_in + t_ * N + b_;
+{_indent(re_ptrs, 3)}
+            #pragma omp simd
+            for (int64_t j_ = 0; j_ < nb_; ++j_) {{
+{_indent(fwd, 4)}
+            }}
+        }}
 {_indent(_per_state(block_loop + "rg_{k}[j_] = grad_state ? grad_state[{i} * N + b_ + j_] : 0;", S), 2)}
         scalar_t gsc_[{TILE_MAX}];
         if (grad_is_scalar) for (int64_t j_ = 0; j_ < nb_; ++j_) gsc_[j_] = grad_spikes[0];
@@ -194,8 +214,10 @@ void snnir_backward(int64_t T, int64_t N, int64_t tile, const scalar_t* grad_spi
             }}
         }}
 {_indent(_per_state(block_loop + "grad_state0[{i} * N + b_ + j_] = rg_{k}[j_];", S), 2)}
+        free(hb_);
 {_indent([f"grad_params[(b_ / tile) * {len(learn)} + {i}] = acc_{n};" for i, n in enumerate(learn)], 2)}
     }}
+    return failed;
 }}
 """
 
@@ -252,6 +274,6 @@ def build(source: str) -> ctypes.CDLL:
     i64, ptr, integer = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
     lib.snnir_forward.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, integer]
     lib.snnir_forward.restype = None
-    lib.snnir_backward.argtypes = [i64, i64, i64, ptr, integer, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, integer]
-    lib.snnir_backward.restype = None
+    lib.snnir_backward.argtypes = [i64, i64, i64, ptr, integer, ptr, ptr, ptr, ptr, ptr, ptr, ptr, integer]
+    lib.snnir_backward.restype = integer
     return lib

@@ -1,5 +1,9 @@
 """The fused multi-step neuron: one ``autograd.Function`` over all T steps, CPU kernel inside.
 
+Only the input and the initial state are saved for backward (both usually alive anyway, and no
+new buffer is written); the backward kernel recomputes each tile's charged values before walking
+time in reverse.
+
 ``FusedKernel`` wraps the compiled forward/backward for one (model, reset, options, surrogate,
 detach_reset, dtype); ``fused_steps`` runs a sequence and returns spikes, the final state and
 optionally the post-reset voltage sequence. Gradients flow to the input, the initial state (so
@@ -42,40 +46,46 @@ class FusedKernel:
         self.dtype = dtype
         self.lib = build(generate_source(prog, _DTYPES[dtype]))
 
-    def forward(self, x: torch.Tensor, state0: torch.Tensor, prm: torch.Tensor, keep: bool, want_v: bool):
+    def forward(self, x: torch.Tensor, state0: torch.Tensor, prm: torch.Tensor, want_v: bool):
         T, N = x.shape
         spikes = torch.empty_like(x)
         state = state0.clone()
-        h = torch.empty((T, len(self.prog.kept), N), dtype=x.dtype) if keep else None
         v_seq = torch.empty_like(x) if want_v else None
-        self.lib.snnir_forward(T, N, _tile(N), _ptr(x), _ptr(spikes), _ptr(state), _ptr(h), _ptr(v_seq),
+        self.lib.snnir_forward(T, N, _tile(N), _ptr(x), _ptr(spikes), _ptr(state), None, _ptr(v_seq),
                                _ptr(prm), torch.get_num_threads())
-        return spikes, state, h, v_seq
+        return spikes, state, v_seq
 
-    def backward(self, g_spikes: torch.Tensor, g_state: torch.Tensor | None, h: torch.Tensor,
-                 x: torch.Tensor | None, state0: torch.Tensor, prm: torch.Tensor):
+    def backward(self, g_spikes: torch.Tensor, g_state: torch.Tensor | None, x: torch.Tensor,
+                 state0: torch.Tensor, prm: torch.Tensor):
         T, N = g_spikes.shape
         grad_x = torch.empty((T, N), dtype=g_spikes.dtype)
         grad_state0 = torch.empty_like(state0)
         n_learn = len(self.prog.learnable)
-        tile = _tile(N)
+        # each tile re-runs its forward into a local buffer of T * kept values: keep it near 2 MiB
+        per_neuron = T * max(1, len(self.prog.kept)) * g_spikes.element_size()
+        tile = int(min(_tile(N), max(16, (2 << 20) // per_neuron // 16 * 16)))
         grad_params = torch.zeros((N + tile - 1) // tile, max(n_learn, 1), dtype=torch.float64)
         # a broadcast scalar gradient (loss = spikes.sum()) is read as one value, not materialized
         scalar = g_spikes.stride() == (0, 0)
         g_spikes = g_spikes if scalar else g_spikes.contiguous()
-        self.lib.snnir_backward(T, N, tile, _ptr(g_spikes), int(scalar), _ptr(g_state), _ptr(h), _ptr(x),
-                                _ptr(state0), _ptr(grad_x), _ptr(grad_state0), _ptr(grad_params), _ptr(prm),
-                                torch.get_num_threads())
+        failed = self.lib.snnir_backward(T, N, tile, _ptr(g_spikes), int(scalar), _ptr(g_state), _ptr(x),
+                                         _ptr(state0), _ptr(grad_x), _ptr(grad_state0), _ptr(grad_params),
+                                         _ptr(prm), torch.get_num_threads())
+        if failed:
+            raise MemoryError(f"fused neuron backward: could not allocate a {tile}-neuron recompute buffer")
         return grad_x, grad_state0, grad_params.sum(0)[:n_learn]
 
 
 class _FusedNeuron(torch.autograd.Function):
+    """Saves the input and the initial state only; the backward recomputes the rest per tile."""
+
     @staticmethod
     def forward(ctx, x, state0, learnable, kernel, prm, keep, want_v):  # type: ignore[override]
-        spikes, state, h, v_seq = kernel.forward(x, state0, prm, keep, want_v)
+        spikes, state, v_seq = kernel.forward(x, state0, prm, want_v)
         ctx.kernel, ctx.prm = kernel, prm
         ctx.learnable_dtype = learnable.dtype
-        ctx.save_for_backward(h, x if kernel.prog.needs_x else None, state0 if kernel.prog.needs_prev else None)
+        if keep:
+            ctx.save_for_backward(x, state0)
         if v_seq is None:
             return spikes, state
         ctx.mark_non_differentiable(v_seq)
@@ -84,14 +94,11 @@ class _FusedNeuron(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_spikes, g_state, *unused):  # type: ignore[override]
-        h, x, state0 = ctx.saved_tensors
-        if h is None:
-            raise RuntimeError("fused neuron: forward ran without keeping its state for backward")
-        kernel = ctx.kernel
-        if state0 is None:
-            state0 = torch.empty(len(kernel.prog.states), g_spikes.shape[1], dtype=g_spikes.dtype)
-        gx, gs0, gp = kernel.backward(g_spikes, None if g_state is None else g_state.contiguous(),
-                                      h, x, state0, ctx.prm)
+        if not ctx.saved_tensors:
+            raise RuntimeError("fused neuron: forward ran without keeping its input for backward")
+        x, state0 = ctx.saved_tensors
+        gx, gs0, gp = ctx.kernel.backward(g_spikes, None if g_state is None else g_state.contiguous(),
+                                          x, state0, ctx.prm)
         return gx, gs0, gp.to(ctx.learnable_dtype), None, None, None, None
 
 
