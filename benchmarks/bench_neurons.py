@@ -36,6 +36,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from timing import median_ms  # noqa: E402
+
 
 def _peak_rss_reset() -> int:
     """Make freed memory go back to the OS at once (so RSS follows live memory), reset the
@@ -63,17 +65,6 @@ def _status(key: str) -> int:
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
-
-
-def _median_ms(fn, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -111,9 +102,9 @@ def worker(args: argparse.Namespace) -> dict:
         out = run(x)
         out.sum().backward()
 
-    reps = args.repeats or max(3, min(20, int(2.0 / max(_median_ms(fwd_bwd, 1, 1) / 1000, 1e-3))))
-    result["fwd_ms"] = _median_ms(fwd, 2, reps)
-    result["fwd_bwd_ms"] = _median_ms(fwd_bwd, 2, reps)
+    reps = args.repeats or max(3, min(20, int(2.0 / max(median_ms(fwd_bwd, 1, 1) / 1000, 1e-3))))
+    result["fwd_ms"] = median_ms(fwd, 2, reps)
+    result["fwd_bwd_ms"] = median_ms(fwd_bwd, 2, reps)
     base = _peak_rss_reset()
     fwd_bwd()
     result["peak_mib"] = (_status("VmHWM") - base) / 1024
@@ -164,8 +155,8 @@ def neuron_worker(args: argparse.Namespace, result: dict) -> dict:
         n(xg).sum().backward()
 
     reps = args.repeats or 7
-    result["fwd_ms"] = _median_ms(fwd, 2, reps)
-    result["fwd_bwd_ms"] = _median_ms(fwd_bwd, 2, reps)
+    result["fwd_ms"] = median_ms(fwd, 2, reps)
+    result["fwd_bwd_ms"] = median_ms(fwd_bwd, 2, reps)
     base = _peak_rss_reset()
     fwd_bwd()
     result["peak_mib"] = (_status("VmHWM") - base) / 1024
@@ -185,10 +176,10 @@ def floor_ms(workload: str) -> dict:
     n_in, n_out = spec["sizes"]
     M = spec["T"] * spec["B"]
     a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
-    peak = 2 * 4096**3 / (_median_ms(lambda: a @ b, 2, 5) / 1000)
+    peak = 2 * 4096**3 / (median_ms(lambda: a @ b, 2, 5) / 1000)
     big = torch.randn(64 * 2**20 // 4)
     out = torch.empty_like(big)
-    bandwidth = 2 * big.numel() * 4 / (_median_ms(lambda: out.copy_(big), 2, 9) / 1000)  # read + write
+    bandwidth = 2 * big.numel() * 4 / (median_ms(lambda: out.copy_(big), 2, 9) / 1000)  # read + write
     flops = 3 * 2 * M * n_in * n_out  # forward, grad input, grad weight
     state_bytes = 6 * M * n_out * 4
     return {"gemm_gflops": peak / 1e9, "bandwidth_gbs": bandwidth / 1e9,

@@ -16,9 +16,7 @@ Workloads: the conv SNN of bench_neurons (2x34x34, T=16, B=16) and a recurrent S
 from __future__ import annotations
 
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -28,6 +26,9 @@ import snnir
 from snnir import nn as snn
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from timing import median_ms  # noqa: E402
 
 
 def conv_snn() -> tuple[nn.Module, torch.Tensor]:
@@ -43,17 +44,6 @@ def recurrent_snn() -> tuple[nn.Module, torch.Tensor]:
     with torch.no_grad():
         net[0].weight.mul_(3)
     return net, torch.rand(100, 32, 100)
-
-
-def median_ms(fn, warmup=2, repeats=7) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
 
 
 def measure(graph: snnir.Graph, x: torch.Tensor, mode: str) -> dict[str, float]:

@@ -141,6 +141,12 @@ def generate_source(prog: StepProgram, dtype: str) -> str:
 
     bwd_later, bwd_first = backward_body(False), backward_body(True)
 
+    def time_loop(ptrs: list[str]) -> str:
+        """The forward over all steps of one tile, writing through ``ptrs`` (set per step)."""
+        lines = ["for (int64_t t_ = 0; t_ < T; ++t_) {", "    const scalar_t* xt_ = x_in + t_ * N + b_;"]
+        lines += ["    " + p for p in ptrs] + ["    #pragma omp simd", "    for (int64_t j_ = 0; j_ < nb_; ++j_) {"]
+        return _indent(lines + ["        " + f for f in fwd] + ["    }", "}"], 2)
+
     learn = prog.learnable
     reduction = f" reduction(+:{', '.join(f'acc_{n}' for n in learn)})" if learn else ""
     block_loop = "for (int64_t j_ = 0; j_ < nb_; ++j_) "
@@ -161,14 +167,7 @@ void snnir_forward(int64_t T, int64_t N, int64_t tile, const scalar_t* x_in, sca
 {_indent([f"scalar_t r_{k}[{TILE_MAX}];" for k in S], 2)}
 {_indent(_per_state(block_loop + "r_{k}[j_] = state[{i} * N + b_ + j_];", S), 2)}
 {_indent(fwd_scratch, 2)}
-        for (int64_t t_ = 0; t_ < T; ++t_) {{
-            const scalar_t* xt_ = x_in + t_ * N + b_;
-{_indent(fwd_ptrs, 3)}
-            #pragma omp simd
-            for (int64_t j_ = 0; j_ < nb_; ++j_) {{
-{_indent(fwd, 4)}
-            }}
-        }}
+{time_loop(fwd_ptrs)}
 {_indent(_per_state(block_loop + "state[{i} * N + b_ + j_] = r_{k}[j_];", S), 2)}
     }}
 }}
@@ -188,14 +187,7 @@ int snnir_backward(int64_t T, int64_t N, int64_t tile, const scalar_t* grad_spik
 {_indent([f"scalar_t r_{k}[{TILE_MAX}];" for k in S], 2)}
 {_indent(_per_state(block_loop + "r_{k}[j_] = state0[{i} * N + b_ + j_];", S), 2)}
 {_indent(fwd_scratch + [f"scalar_t ssc_[{TILE_MAX}];"], 2)}
-        for (int64_t t_ = 0; t_ < T; ++t_) {{
-            const scalar_t* xt_ = x_in + t_ * N + b_;
-{_indent(re_ptrs, 3)}
-            #pragma omp simd
-            for (int64_t j_ = 0; j_ < nb_; ++j_) {{
-{_indent(fwd, 4)}
-            }}
-        }}
+{time_loop(re_ptrs)}
 {_indent(_per_state(block_loop + "rg_{k}[j_] = grad_state ? grad_state[{i} * N + b_ + j_] : 0;", S), 2)}
         scalar_t gsc_[{TILE_MAX}];
         if (grad_is_scalar) for (int64_t j_ = 0; j_ < nb_; ++j_) gsc_[j_] = grad_spikes[0];
