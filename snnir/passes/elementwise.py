@@ -15,12 +15,18 @@ import numpy as np
 
 from snnir.graph import Graph, Node
 from snnir.passes.registry import register_pass
-from snnir.passes.rewrite import bypass, single_consumer, touches_recurrence
+from snnir.passes.rewrite import (
+    absorbs_output_affine,
+    bypass,
+    fold_output_affine,
+    single_consumer,
+    touches_recurrence,
+)
 
 _ELEMENTWISE = ("scale", "affine")
 
 
-def _as_affine(n: Node, dtype) -> tuple[np.ndarray, np.ndarray]:
+def _as_affine(n: Node) -> tuple[np.ndarray, np.ndarray]:
     if n.op == "scale":
         return np.asarray(n.attrs["factor"], np.float64), np.asarray(0.0)
     return n.params["weight"].astype(np.float64), n.params["bias"].astype(np.float64)
@@ -44,24 +50,15 @@ def fuse_elementwise(g: Graph) -> Graph:
                 break
             if single_consumer(g, src_id) != node.id or touches_recurrence(g, src_id, recurrent):
                 continue
-            w2, b2 = _as_affine(node, np.float64)
+            w2, b2 = _as_affine(node)
             if src.op in _ELEMENTWISE:
-                w1, b1 = _as_affine(src, np.float64)
+                w1, b1 = _as_affine(src)
                 dtype = node.params["weight"].dtype if node.op == "affine" else (
                     src.params["weight"].dtype if src.op == "affine" else np.float32)
                 src.op, src.attrs = "affine", {}
                 src.params = {"weight": np.asarray(w1 * w2, dtype), "bias": np.asarray(b1 * w2 + b2, dtype)}
-            elif src.op in ("conv1d", "conv2d") or (src.op == "linear" and len(src.shape) == 1):
-                # per-channel factors act on axis 0: output channels of a conv, features of a
-                # linear on a vector (not on a (L, features) sequence)
-                w = src.params["weight"]
-                dtype = w.dtype
-                out = w.shape[0]
-                w2v, b2v = np.broadcast_to(w2, (out,)), np.broadcast_to(b2, (out,))
-                shape = (-1,) + (1,) * (w.ndim - 1)
-                src.params["weight"] = (w.astype(np.float64) * w2v.reshape(shape)).astype(dtype)
-                bias = src.params.get("bias", np.zeros(out, dtype)).astype(np.float64)
-                src.params["bias"] = (bias * w2v + b2v).astype(dtype)
+            elif absorbs_output_affine(src):
+                fold_output_affine(src, w2, b2)
             else:
                 continue
             bypass(g, node.id)
@@ -78,7 +75,7 @@ def _fold_into_reader(g: Graph, node: Node, recurrent) -> bool:
     reader = g.node(reader_id)
     if reader.op not in ("linear", "conv1d", "conv2d"):
         return False
-    w_s, b_s = _as_affine(node, np.float64)
+    w_s, b_s = _as_affine(node)
     w = reader.params["weight"]
     if reader.op == "linear" and len(node.shape) == 1:
         cols = np.broadcast_to(w_s, (w.shape[1],))

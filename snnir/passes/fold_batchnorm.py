@@ -12,7 +12,13 @@ import numpy as np
 
 from snnir.graph import Graph
 from snnir.passes.registry import register_pass
-from snnir.passes.rewrite import bypass, single_consumer, touches_recurrence
+from snnir.passes.rewrite import (
+    absorbs_output_affine,
+    bypass,
+    fold_output_affine,
+    single_consumer,
+    touches_recurrence,
+)
 
 
 def _bn_affine(params: dict[str, np.ndarray], eps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -34,14 +40,8 @@ def fold_batchnorm(g: Graph) -> Graph:
         scale, shift = _bn_affine(bn.params, bn.attrs["eps"])
         (src_id,) = g.predecessors(bn.id)
         src = g.node(src_id)
-        folds = src.op in ("conv1d", "conv2d") or (src.op == "linear" and len(src.shape) == 1)
-        if folds and single_consumer(g, src_id) == bn.id:
-            w = src.params["weight"]
-            dtype = w.dtype
-            shape = (-1,) + (1,) * (w.ndim - 1)
-            src.params["weight"] = (w.astype(np.float64) * scale.reshape(shape)).astype(dtype)
-            bias = src.params.get("bias", np.zeros(w.shape[0], dtype)).astype(np.float64)
-            src.params["bias"] = (bias * scale + shift).astype(dtype)
+        if absorbs_output_affine(src) and single_consumer(g, src_id) == bn.id:
+            fold_output_affine(src, scale, shift)
             bypass(g, bn.id)
         else:
             dtype = bn.params["running_mean"].dtype

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from snnir.graph import Graph
+import numpy as np
+
+from snnir.graph import Graph, Node
 
 
 def touches_recurrence(g: Graph, node_id: str, recurrent: set[tuple[str, str]]) -> bool:
@@ -23,3 +25,22 @@ def single_consumer(g: Graph, node_id: str) -> str | None:
     """The only node reading ``node_id``, or None."""
     succ = g.successors(node_id)
     return succ[0] if len(succ) == 1 else None
+
+
+def absorbs_output_affine(node: Node) -> bool:
+    """Whether ``y * w + b`` per channel (axis 0) can fold into ``node``'s weights: the output
+    channels of a conv, or the features of a linear on a vector (not a (L, features) sequence)."""
+    return node.op in ("conv1d", "conv2d") or (node.op == "linear" and len(node.shape or ()) == 1)
+
+
+def fold_output_affine(node: Node, scale, shift) -> None:
+    """``node(x) * scale + shift`` -> ``node'(x)``: scale the weights per output channel, shift the
+    bias (computed in float64, stored in the weights' dtype)."""
+    w = node.params["weight"]
+    out = w.shape[0]
+    scale = np.broadcast_to(np.asarray(scale, np.float64), (out,))
+    shift = np.broadcast_to(np.asarray(shift, np.float64), (out,))
+    shape = (-1,) + (1,) * (w.ndim - 1)
+    bias = node.params.get("bias", np.zeros(out, w.dtype)).astype(np.float64)
+    node.params["weight"] = (w.astype(np.float64) * scale.reshape(shape)).astype(w.dtype)
+    node.params["bias"] = (bias * scale + shift).astype(w.dtype)
