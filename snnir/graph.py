@@ -345,15 +345,11 @@ class Graph:
 
     # --- display ---------------------------------------------------------------------------------
     def summary(self) -> str:
-        """A table of nodes: id, op, inputs, shape, parameter shapes, state variables."""
-        rows = [("node", "op", "inputs", "shape", "params", "state")]
-        for n in self:
-            params = " ".join(f"{k}{list(v.shape)}" for k, v in n.params.items())
-            state = " ".join(n.state_spec()) if n.stateful and n.shape is not None else ""
-            op = f"{n.op}:{n.attrs['model']}" if n.op == "neuron" else n.op
-            rows.append((n.id, op, ",".join(self.predecessors(n.id)), str(n.shape), params, state))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+        """A table of nodes: id, op, inputs, shape, parameter shapes, state variables
+        (``snnir.inspect`` adds schedule regions and marks recurrent inputs)."""
+        from snnir.inspect import node_table
+
+        return node_table(self, schedule=False)
 
     def render(self, path: str) -> object:
         """Draw the graph to ``path`` (.svg, .png or .dot); see ``snnir.inspect.render``."""

@@ -32,22 +32,31 @@ def _regions(g: Graph) -> dict[str, str]:
     return {n: f"{i} {r['mode']}" for i, r in enumerate(plan) for n in r["nodes"]}
 
 
-def inspect(g: Graph, file=None) -> str:
-    """Print (and return) a table: node, op, inputs, shape, params, state, schedule region."""
-    g = g.copy().validate() if any(n.shape is None for n in g) else g
-    recurrent = g.recurrent_edges()
+def node_table(g: Graph, schedule: bool = True) -> str:
+    """The node table: id, op, inputs, shape, params, state (and, with ``schedule``, the region
+    and ``*`` on recurrent inputs)."""
+    recurrent = g.recurrent_edges() if schedule else set()
     regions = _regions(g)
-    rows = [("node", "op", "inputs", "shape", "params", "state", "region")]
+    header = ("node", "op", "inputs", "shape", "params", "state") + (("region",) if schedule else ())
+    rows = [header]
     for n in g:
         params = " ".join(f"{k}{list(v.shape)}" for k, v in n.params.items())
-        state = " ".join(n.state_spec()) if n.stateful else ""
+        state = " ".join(n.state_spec()) if n.stateful and n.shape is not None else ""
         op = f"{n.op}:{n.attrs['model']}" if n.op == "neuron" else n.op
         inputs = ",".join(p + ("*" if (p, n.id) in recurrent else "") for p in g.predecessors(n.id))
-        rows.append((n.id, op, inputs, str(n.shape), params, state, regions.get(n.id, "")))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        row = (n.id, op, inputs, str(n.shape), params, state)
+        rows.append(row + ((regions.get(n.id, ""),) if schedule else ()))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     text = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
     if recurrent:
         text += "\n(* = recurrent input: the previous step's value)"
+    return text
+
+
+def inspect(g: Graph, file=None) -> str:
+    """Print (and return) a table: node, op, inputs, shape, params, state, schedule region."""
+    g = g.copy().validate() if any(n.shape is None for n in g) else g
+    text = node_table(g)
     print(text, file=file)
     return text
 
