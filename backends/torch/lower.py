@@ -204,6 +204,10 @@ class GraphModule(StepModule):
         self.time_block_bytes = 8 << 20
         # nodes whose values leave their region (read by a later region or a graph output)
         region_of = {n: i for i, (_, nodes) in enumerate(self._plan) for n in nodes}
+        # per region, the BatchNorms whose training mode forbids time blocks (checked each call)
+        self._batchnorms = [[self.layers[self._key[n]] for n in nodes if n in self._key
+                             and isinstance(self.layers[self._key[n]], nn.modules.batchnorm._BatchNorm)]
+                            for _, nodes in self._plan]
         self._exported = [{n for n in nodes if any(region_of[v] != i or graph.node(v).op == "output"
                                                    for v in graph.successors(n))}
                           for i, (_, nodes) in enumerate(self._plan)]
@@ -257,7 +261,7 @@ class GraphModule(StepModule):
                 if mode == "step":
                     self._run_steps(nodes, env, like)
                     continue
-                block = self._time_block(i, nodes, like)
+                block = self._time_block(i, like)
                 if block >= like.shape[0]:
                     self._run_sequence(nodes, env, like)
                     continue
@@ -272,12 +276,10 @@ class GraphModule(StepModule):
         outs = [env[self._preds[o][0][0]] for o in self.output_names]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
-    def _time_block(self, region: int, nodes: list[str], like: torch.Tensor) -> int:
+    def _time_block(self, region: int, like: torch.Tensor) -> int:
         """Time steps per call for a sequence region (all of them while a BatchNorm trains)."""
-        for n in nodes:
-            layer = self.layers[self._key[n]] if n in self._key else None
-            if isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.training:
-                return like.shape[0]
+        if any(bn.training for bn in self._batchnorms[region]):
+            return like.shape[0]
         per_step = max(1, like.shape[1] * self._sample_elems[region] * like.element_size())
         return max(1, self.time_block_bytes // per_step)
 
