@@ -11,8 +11,10 @@ from typing import Any
 
 from snnir.graph import Graph
 
-BACKENDS = {"torch": "snnir.backends.torch"}
+BACKENDS = {"torch": "snnir.backends.torch", "lava": "snnir.backends.lava"}
 FRONTENDS = {"torch": "snnir.frontends.torch"}
+# Each exporter module has ``export(graph, path, **kwargs) -> None``.
+EXPORTERS = {"lava": "snnir.backends.lava", "nir": "snnir.backends.nir", "onnx": "snnir.backends.onnx"}
 
 
 def _load(table: dict[str, str], kind: str, name: str) -> Any:
@@ -57,3 +59,13 @@ def compile(graph: Graph, backend: str = "torch", **kwargs: Any) -> Any:
         'GraphModule'
     """
     return _load(BACKENDS, "backend", backend).compile(graph, **kwargs)
+
+
+def export(graph: Graph, path: Any, format: str, **kwargs: Any) -> None:
+    """Write ``graph`` to ``path`` in an interchange or chip ``format``.
+
+    ``"lava"``: a lava-dl netx HDF5 file (``snnir.backends.lava``); ``"nir"``: a NIR HDF5 file
+    (``snnir.backends.nir``); ``"onnx"``: a streaming one-step ONNX model (``snnir.backends.onnx``).
+    Keyword arguments go to the exporter (``dt`` for NIR, ``unroll`` for ONNX, ...).
+    """
+    _load(EXPORTERS, "export format", format).export(graph, path, **kwargs)
