@@ -8,7 +8,7 @@ from snnir import _checkout
 
 _checkout.install()
 
-from snnir.errors import FormatError, GraphError, ShapeError, SnnirError, TraceError  # noqa: E402
+from snnir.errors import FormatError, GraphError, LoihiMappingError, ShapeError, SnnirError, TraceError  # noqa: E402
 from snnir.faces import compile, convert, export, trace  # noqa: E402
 from snnir.graph import Graph, Node  # noqa: E402
 from snnir.inspect import inspect, render  # noqa: E402
@@ -17,9 +17,9 @@ from snnir.passes import PassCheckError, optimize  # noqa: E402
 from snnir.serialization import load, save  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["FormatError", "Graph", "GraphError", "NeuronModel", "Node", "PassCheckError", "ShapeError",
-           "SnnirError", "TraceError", "compile", "convert", "export", "inspect", "load", "optimize", "render", "save",
-           "trace", "nn"]
+__all__ = ["FormatError", "Graph", "GraphError", "LoihiMappingError", "NeuronModel", "Node", "PassCheckError",
+           "ShapeError", "SnnirError", "TraceError", "compile", "convert", "export", "inspect", "load", "optimize",
+           "render", "save", "trace", "nn"]
 
 
 def __getattr__(name: str):

@@ -19,3 +19,8 @@ class FormatError(SnnirError):
 
 class TraceError(SnnirError):
     """A model holds a module or function that the tracer cannot map to an IR op."""
+
+
+class LoihiMappingError(SnnirError):
+    """A node or setting that Loihi (through lava-dl netx) cannot express; the message names the
+    node and the reason."""

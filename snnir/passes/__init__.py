@@ -8,6 +8,7 @@ from snnir.passes import (  # noqa: F401  (registration)
     grouping,
     quantize,
     schedule,
+    to_loihi,
 )
 from snnir.passes.pipeline import DEFAULT_PIPELINE, PassCheckError, optimize
 from snnir.passes.registry import get_pass, register_pass, registered_passes

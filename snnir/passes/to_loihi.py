@@ -1,0 +1,271 @@
+"""``to_loihi``: put a graph on Loihi's fixed-point grid, or say which node cannot go there.
+
+A Loihi layer (a lava-dl netx ``dense``/``conv`` layer) is a synapse with 8-bit weights feeding a
+layer of CUBA neurons, which Loihi runs in integers (``../shared/reference/loihi-netx.md``):
+
+    u[t] = rtz(u * (4096 - i_decay), 12) + 64 * (W s)
+    v[t] = rtz(v * (4096 - v_decay), 12) + u[t] + 64 * bias
+    spike = v > 64 * vth, then v = 0                (u is not reset)
+
+The pass rewrites every (synapse, neuron) pair so that the float graph *is* that integer network
+read in lava-dl slayer's units (weight, bias, threshold = integer / 64; state = integer / 4096):
+
+- weights become ``m / 32`` with an 8-bit mantissa ``m`` (netx stores the even integer ``2 m``),
+  after scaling the layer by a power of two ``k`` that uses the 8-bit range (the ``quantize``
+  pass's power-of-two scale). A layer's state can be scaled freely because it only emits 0/1
+  spikes, so ``k`` multiplies the weights, bias and threshold of that layer alike;
+- decays become ``n / 4096``: LIF's ``tau`` becomes ``4096 / round(4096 / tau)``;
+- ``LIF(decay_input=True)`` (``v + (x - v) / tau``) is exact once ``1/tau`` is folded into the
+  incoming weights and bias; ParametricLIF maps as LIF with its current ``tau`` (fixed from then on);
+  IF is a CUBA neuron with no decay; CubaLIF maps directly.
+
+What Loihi cannot express raises ``LoihiMappingError`` naming the node: soft reset, a reset
+potential other than 0, other neuron models, pooling (netx 0.6 cannot load pool layers: use a
+strided conv), non-sequential graphs (add, cat), activations (relu), 1-d convolutions, and values
+outside Loihi's ranges (12-bit decays, 17-bit threshold mantissa, 13-bit bias mantissa).
+
+Threshold: snnir fires at ``v >= threshold``, Loihi at ``v > 64 * vth`` in integers, i.e. at
+``v >= (64 * vth + 1) / 4096`` in float. The mapped graph's threshold is exactly that, so the float
+graph fires when the chip does (on ties too); against the original graph it is one more
+quantization step of 1/4096 (in the layer's scaled units).
+Time: Loihi delivers a synapse's output one step later, so layer ``l`` of the chip fires ``l``
+steps after the float layer; the simulator realigns (see ``LoihiSimulator``).
+
+Example:
+    >>> import numpy as np, snnir
+    >>> from snnir.passes.to_loihi import to_loihi
+    >>> g = snnir.Graph(); x = g.add_input((3,))
+    >>> w = np.array([[0.30, -0.12, 0.05], [0.5, 0.25, -0.5]], np.float32)
+    >>> lin = g.add_node("linear", [x], params={"weight": w})
+    >>> _ = g.add_output(g.add_node("neuron", [lin], attrs={"model": "LIF", "tau": 3.0, "decay_input": False}))
+    >>> m = to_loihi(g)
+    >>> m.node("linear").params["weight"] * 32          # 8-bit mantissas (layer scaled by k = 4)
+    array([[ 38., -15.,   6.],
+           [ 64.,  32., -64.]], dtype=float32)
+    >>> m.node("neuron").attrs["v_threshold"] * 4096, round(4096 / m.node("neuron").attrs["tau"])
+    (16385.0, 1365)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from snnir.errors import LoihiMappingError
+from snnir.graph import Graph, Node
+from snnir.passes.cleanup import eliminate_dead
+from snnir.passes.fold_batchnorm import fold_batchnorm
+from snnir.passes.quantize import quantize
+from snnir.passes.registry import register_pass
+from snnir.passes.rewrite import bypass
+
+DECAY_UNITY = 4096      # 12-bit decays: 4096 = full decay per step
+WEIGHT_UNITS = 64       # integer weight / bias / threshold = float x 64 (slayer's convention)
+MANTISSA = (-128, 127)  # 8-bit signed weight mantissa; netx stores 2 * mantissa
+VTH_MAX = 2 ** 17 - 1
+BIAS_MAX = 2 ** 12 - 1  # 13-bit signed bias mantissa
+SYNAPSES = ("linear", "conv2d")
+NEURONS = ("IF", "LIF", "ParametricLIF", "CubaLIF")
+
+
+@dataclass
+class LoihiLayer:
+    """One Loihi layer of a graph: a synapse (with an optional recurrent synapse) into a neuron."""
+
+    synapse: str
+    neuron: str
+    recurrent: str | None = None  # a linear from the neuron back to its own input (netx dense_rec)
+    add: str | None = None        # the add node that merges the two synapses
+
+
+def _refuse(node: Node | str, why: str) -> LoihiMappingError:
+    name = node.id if isinstance(node, Node) else node
+    op = f" ({node.op})" if isinstance(node, Node) else ""
+    return LoihiMappingError(f"node {name!r}{op} cannot be mapped to Loihi: {why}")
+
+
+_OP_REASONS = {
+    "maxpool2d": "netx (lava-dl 0.6) cannot load pooling layers; use a strided conv instead",
+    "avgpool2d": "netx (lava-dl 0.6) cannot load pooling layers; use a strided conv instead",
+    "spiking_maxpool2d": "netx (lava-dl 0.6) cannot load pooling layers; use a strided conv instead",
+    "relu": "Loihi layers end in spiking neurons; a ReLU activation has no Loihi equivalent",
+    "clip": "Loihi layers end in spiking neurons; clipping has no Loihi equivalent",
+    "add": "netx networks are sequential chains; only a dense layer's own recurrence may add synapses",
+    "cat": "netx networks are sequential chains (netx 0.6 cannot load concat layers)",
+    "conv1d": "netx convolutions are 2-d; reshape the input to (C, 1, L) and use conv2d",
+}
+
+
+def loihi_layers(g: Graph) -> list[LoihiLayer]:
+    """The (synapse, neuron) layers of a sequential graph in order, or ``LoihiMappingError``.
+
+    Allowed: ``input -> [flatten] -> synapse -> neuron -> [flatten] -> synapse -> neuron ... ->
+    output``, where a synapse is ``linear`` or ``conv2d``, and a ``linear`` from a neuron back into
+    its own input (through an ``add``) is that layer's recurrent synapse.
+    """
+    g.validate()
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise LoihiMappingError(f"a Loihi network has one input and one output; graph {g.name!r} has "
+                                f"inputs {g.inputs} and outputs {g.outputs}")
+    layers: list[LoihiLayer] = []
+    node = g.node(g.inputs[0])
+    if len(node.shape) not in (1, 3):
+        raise _refuse(node, f"the input must be (N,) or (C, H, W), got shape {node.shape}")
+    while True:
+        consumers = g.successors(node.id)
+        if node.op == "neuron" and layers and layers[-1].recurrent:
+            consumers = [c for c in consumers if c != layers[-1].recurrent]
+        if len(consumers) != 1:
+            raise _refuse(node, f"its output goes to {consumers}; a Loihi network is one chain")
+        nxt = g.node(consumers[0])
+        if nxt.op == "output":
+            if node.op != "neuron":
+                raise _refuse(node, "a Loihi network ends in a layer of neurons")
+            return layers
+        if nxt.op == "flatten":
+            node = nxt
+            continue
+        if nxt.op not in SYNAPSES:
+            raise _refuse(nxt, _OP_REASONS.get(nxt.op, f"expected a linear or conv2d synapse after {node.id!r}"))
+        if nxt.op == "linear" and len(nxt.in_shape) != 1:
+            raise _refuse(nxt, f"a dense layer reads a vector; flatten its input of shape {nxt.in_shape} first")
+        layers.append(_layer_after(g, nxt))
+        node = g.node(layers[-1].neuron)
+
+
+def _layer_after(g: Graph, syn: Node) -> LoihiLayer:
+    consumers = g.successors(syn.id)
+    if len(consumers) != 1:
+        raise _refuse(syn, f"its output goes to {consumers}; a synapse feeds exactly one neuron layer")
+    nxt = g.node(consumers[0])
+    if nxt.op == "neuron":
+        return LoihiLayer(syn.id, nxt.id)
+    if nxt.op == "add" and len(g.predecessors(nxt.id)) == 2:
+        (neuron_id,) = g.successors(nxt.id) or [None]
+        other = next(p for p in g.predecessors(nxt.id) if p != syn.id)
+        rec = g.node(other)
+        if (neuron_id and g.node(neuron_id).op == "neuron" and rec.op == "linear"
+                and g.predecessors(rec.id) == [neuron_id] and "bias" not in rec.params):
+            return LoihiLayer(syn.id, neuron_id, recurrent=rec.id, add=nxt.id)
+    raise _refuse(nxt, _OP_REASONS.get(nxt.op, f"expected a neuron layer after synapse {syn.id!r}"))
+
+
+@dataclass
+class _Dynamics:
+    i_decay: float  # per-step decay fractions in float
+    v_decay: float
+    fold: float     # factor folded into the incoming weights and bias
+
+
+def _dynamics(neuron: Node) -> _Dynamics:
+    a = neuron.attrs
+    model = a["model"]
+    if model not in NEURONS:
+        raise _refuse(neuron, f"neuron model {model} has no Loihi equivalent; Loihi runs CUBA-LIF "
+                              f"(map from {', '.join(NEURONS)})")
+    if a["v_reset"] is None:
+        raise _refuse(neuron, "soft reset (v_reset=None) subtracts the threshold; Loihi resets v to 0")
+    if a["v_reset"] != 0.0:
+        raise _refuse(neuron, f"v_reset={a['v_reset']}; Loihi resets v to 0")
+    if a["v_threshold"] <= 0:
+        raise _refuse(neuron, f"v_threshold={a['v_threshold']} must be positive on Loihi")
+    if model == "IF":
+        return _Dynamics(1.0, 0.0, 1.0)
+    if model == "CubaLIF":
+        return _Dynamics(1.0 / a["tau_syn"], 1.0 / a["tau_mem"], 1.0)
+    if model == "LIF":
+        tau = a["tau"]
+    else:  # ParametricLIF: 1 / tau = sigmoid(w)
+        w = np.asarray(neuron.params["w"], np.float64)
+        if w.size != 1:
+            raise _refuse(neuron, "ParametricLIF with one tau per neuron: Loihi has one decay per layer")
+        tau = 1.0 + math.exp(-float(w.reshape(())))
+    return _Dynamics(1.0, 1.0 / tau, 1.0 / tau if a["decay_input"] else 1.0)
+
+
+def _decay(neuron: Node, what: str, fraction: float) -> int:
+    value = round(fraction * DECAY_UNITY)
+    if not 0 <= value <= DECAY_UNITY:
+        raise _refuse(neuron, f"{what} decay {fraction:g} per step is outside Loihi's 12-bit range [0, 1] "
+                              "(a time constant below 1 step)")
+    return value
+
+
+def _power_of_two_floor(x: float) -> float:
+    return 2.0 ** math.floor(math.log2(x))
+
+
+@register_pass("to_loihi")
+def to_loihi(g: Graph) -> Graph:
+    """Map ``g`` onto Loihi's fixed-point grid (see the module doc); the input is not modified."""
+    g = fold_batchnorm(g.copy().validate())
+    for node in [n for n in g if n.op == "dropout"]:  # identity at inference
+        bypass(g, node.id)
+    g = eliminate_dead(g.validate())
+    layers = loihi_layers(g)
+    # the quantize pass's power-of-two, per-tensor 8-bit scale s gives the layer scale k = 1 / (32 s)
+    folded = g.copy()
+    for layer in layers:
+        fold = _dynamics(g.node(layer.neuron)).fold
+        for sid in (layer.synapse, layer.recurrent):
+            if sid:
+                folded.node(sid).params = {k: v * fold for k, v in g.node(sid).params.items()}
+    scales = {n.id: float(np.ravel(n.attrs["quant"]["scale"])[0]) for n in quantize(folded, bits=8, per_channel=False,
+                                                                   power_of_two=True) if n.op in SYNAPSES}
+    for layer in layers:
+        _map_layer(g, folded, layer, scales)
+    g.meta["loihi"] = {"layers": [[layer.synapse, layer.recurrent, layer.neuron] for layer in layers]}
+    return g.validate()
+
+
+def _map_layer(g: Graph, folded: Graph, layer: LoihiLayer, scales: dict[str, float]) -> None:
+    neuron = g.node(layer.neuron)
+    dyn = _dynamics(neuron)
+    i_decay, v_decay = _decay(neuron, "current", dyn.i_decay), _decay(neuron, "voltage", dyn.v_decay)
+    synapses = [folded.node(s) for s in (layer.synapse, layer.recurrent) if s]
+    bias = folded.node(layer.synapse).params.get("bias")
+    if bias is not None and np.any(bias != 0) and i_decay != DECAY_UNITY:
+        raise _refuse(neuron, "its synapse has a bias but the current decays slowly (tau_syn > 1): Loihi adds "
+                              "the bias to the voltage, not the current; train without bias or with tau_syn=1")
+    theta = neuron.attrs["v_threshold"]
+    k = min(1.0 / (32.0 * scales[s.id]) for s in synapses)
+    k = min(k, _power_of_two_floor(VTH_MAX / (WEIGHT_UNITS * theta)))
+    if bias is not None and np.any(bias != 0):
+        k = min(k, _power_of_two_floor(BIAS_MAX / (WEIGHT_UNITS * float(np.abs(bias).max()))))
+    vth = round(WEIGHT_UNITS * k * theta)
+    if vth < 1:
+        raise _refuse(neuron, f"threshold {theta:g} rounds to 0 at the weight scale the 8-bit weights need; "
+                              "the weights are too large relative to the threshold")
+    for syn in synapses:
+        target = g.node(syn.id)
+        mant = np.clip(np.round(syn.params["weight"].astype(np.float64) * 32.0 * k), *MANTISSA)
+        params = {"weight": (mant / 32.0).astype(np.float32)}
+        if "bias" in syn.params:
+            params["bias"] = (np.round(syn.params["bias"].astype(np.float64) * WEIGHT_UNITS * k)
+                              / WEIGHT_UNITS).astype(np.float32)
+        target.params = params
+        target.attrs = {**target.attrs, "quant": None}
+    attrs = {"model": "CubaLIF" if neuron.attrs["model"] == "CubaLIF" else "LIF" if v_decay else "IF",
+             "v_threshold": float_threshold(vth), "v_reset": 0.0,
+             "detach_reset": neuron.attrs["detach_reset"], "surrogate": neuron.attrs["surrogate"]}
+    if attrs["model"] == "CubaLIF":
+        attrs |= {"tau_syn": _tau(i_decay), "tau_mem": _tau(v_decay)}
+    elif attrs["model"] == "LIF":
+        attrs |= {"tau": _tau(v_decay), "decay_input": False}
+    neuron.attrs, neuron.params = attrs, {}
+
+
+def float_threshold(vth_mant: int) -> float:
+    """The float threshold (``>=``) that fires exactly when Loihi's ``v > vth_mant << 6`` does."""
+    return (WEIGHT_UNITS * vth_mant + 1) / (WEIGHT_UNITS * WEIGHT_UNITS)
+
+
+def threshold_mantissa(v_threshold: float) -> float:
+    """Inverse of ``float_threshold`` (an integer when the threshold is on Loihi's grid)."""
+    return (v_threshold * WEIGHT_UNITS * WEIGHT_UNITS - 1) / WEIGHT_UNITS
+
+
+def _tau(decay: int) -> float:
+    return DECAY_UNITY / decay if decay else math.inf
