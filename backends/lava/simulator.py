@@ -122,6 +122,7 @@ class LoihiSimulator:
     def __init__(self, program: LoihiProgram) -> None:
         self.program = program
         self.spikes: dict[str, np.ndarray] = {}
+        self.voltages: dict[str, np.ndarray] = {}  # filled by run(..., record_voltage=True)
 
     @classmethod
     def from_graph(cls, graph: Any) -> LoihiSimulator:
@@ -135,8 +136,9 @@ class LoihiSimulator:
         """Steps between an input spike and the output layer's response on the chip."""
         return len(self.program.layers) - 1
 
-    def run(self, x: Any, aligned: bool = True, progress: bool = False) -> np.ndarray:
-        """Simulate ``x`` ([T, N, *input_shape]); see the class doc."""
+    def run(self, x: Any, aligned: bool = True, progress: bool = False, record_voltage: bool = False) -> np.ndarray:
+        """Simulate ``x`` ([T, N, *input_shape]); see the class doc. ``record_voltage`` keeps every
+        layer's integer ``v`` after each step (after the reset) in ``voltages``."""
         x = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
         layers = self.program.layers
         shape = layers[0].shape
@@ -153,6 +155,7 @@ class LoihiSimulator:
         extra_bias = int(layers[0].extra.get("bias", 0))
         in_weight = int(layers[0].extra.get("weight", INPUT_WEIGHT))
         record = [np.zeros((steps, N, *layer.shape), np.int8) for layer in layers]
+        volts = [np.zeros((steps if record_voltage else 0, N, *layer.shape), np.int64) for layer in layers]
         for t in tqdm(range(steps), desc="Loihi simulation", disable=not progress):
             xt = x[t] if t < T else np.zeros_like(x[0])
             # netx's input transform; astype(int) truncates toward zero as netx does
@@ -167,9 +170,14 @@ class LoihiSimulator:
                 u[i], v[i], spikes = cuba_step(u[i], v[i], a, layer.neuron, bias)
                 s.append(spikes)
                 record[i][t] = spikes
+                if record_voltage:
+                    volts[i][t] = v[i]
         if aligned:
             record = [r[i:i + T] for i, r in enumerate(record)]
-        self.spikes = {layer.name or f"layer{i}": r for i, (layer, r) in enumerate(zip(layers, record))}
+            volts = [r[i:i + T] for i, r in enumerate(volts)]
+        names = [layer.name or f"layer{i}" for i, layer in enumerate(layers)]
+        self.spikes = dict(zip(names, record))
+        self.voltages = dict(zip(names, volts)) if record_voltage else {}
         return record[-1]
 
     __call__ = run

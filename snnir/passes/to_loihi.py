@@ -111,8 +111,6 @@ def loihi_layers(g: Graph) -> list[LoihiLayer]:
                                 f"inputs {g.inputs} and outputs {g.outputs}")
     layers: list[LoihiLayer] = []
     node = g.node(g.inputs[0])
-    if len(node.shape) not in (1, 3):
-        raise _refuse(node, f"the input must be (N,) or (C, H, W), got shape {node.shape}")
     while True:
         consumers = g.successors(node.id)
         if node.op == "neuron" and layers and layers[-1].recurrent:
@@ -129,6 +127,8 @@ def loihi_layers(g: Graph) -> list[LoihiLayer]:
             continue
         if nxt.op not in SYNAPSES:
             raise _refuse(nxt, _OP_REASONS.get(nxt.op, f"expected a linear or conv2d synapse after {node.id!r}"))
+        if not layers and len(g.node(g.inputs[0]).shape) not in (1, 3):
+            raise _refuse(g.inputs[0], f"the input must be (N,) or (C, H, W), got shape {g.node(g.inputs[0]).shape}")
         if nxt.op == "linear" and len(nxt.in_shape) != 1:
             raise _refuse(nxt, f"a dense layer reads a vector; flatten its input of shape {nxt.in_shape} first")
         layers.append(_layer_after(g, nxt))
