@@ -46,10 +46,10 @@ def ref_dense_input(w, e, spikes):
 
 def ref_conv_input(w, e, spikes, shape_in, shape_out, stride, pad, groups):
     C, H, W = shape_in
-    O, Ho, Wo = shape_out
-    cg, og = C // groups, O // groups
+    n_out, Ho, Wo = shape_out
+    cg, og = C // groups, n_out // groups
     out = []
-    for o in range(O):
+    for o in range(n_out):
         g = o // og
         for y in range(Ho):
             for x in range(Wo):
