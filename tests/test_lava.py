@@ -467,3 +467,19 @@ def test_lava_matches_the_simulator(tmp_path):  # pragma: no cover - runs only w
     write_netx(program, tmp_path / "net.h5")
     x = (np.random.default_rng(1).random((10, 1, 2, 6, 6)) < 0.5).astype(np.float32)
     np.testing.assert_array_equal(run_lava(tmp_path / "net.h5", x), LoihiSimulator(program).run(x, aligned=False))
+
+
+def test_loihi_digits_example_keeps_its_accuracy():
+    """A short run of examples/loihi_digits.py: the chip's accuracy stays within 1 point."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "loihi_digits.py"
+    spec = importlib.util.spec_from_file_location("loihi_digits", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.main(epochs=4, T=8)
+    assert result["accuracy_float"] > 0.85
+    assert abs(result["accuracy_loihi"] - result["accuracy_mapped_float"]) <= 0.01
+    assert abs(result["accuracy_loihi"] - result["accuracy_float"]) <= 0.02
+    assert all(a > 0.95 for a in result["agreement"].values())

@@ -99,7 +99,7 @@ def _pair(value, what: str) -> tuple[int, int]:
     return int(v[0]), int(v[1])
 
 
-def _cuba(g: Graph, neuron_id: str, bias: np.ndarray | None, size: int) -> Cuba:
+def _cuba(g: Graph, neuron_id: str, bias: np.ndarray | None, shape: tuple[int, ...]) -> Cuba:
     n = g.node(neuron_id)
     a = n.attrs
     model = a["model"]
@@ -118,7 +118,10 @@ def _cuba(g: Graph, neuron_id: str, bias: np.ndarray | None, size: int) -> Cuba:
     if a["v_reset"] != 0.0:
         raise LoihiMappingError(f"node {neuron_id!r}: v_reset={a['v_reset']}; Loihi resets to 0")
     vth = int(_on_grid(np.array(threshold_mantissa(a["v_threshold"])), 1, f"node {neuron_id!r} threshold"))
-    b = None if bias is None else _on_grid(np.broadcast_to(bias, (size,)), WEIGHT_UNITS, f"node {neuron_id!r} bias")
+    b = None
+    if bias is not None:  # a synapse's bias is per output channel, Loihi's per neuron
+        per_neuron = np.broadcast_to(bias.reshape(-1, *[1] * (len(shape) - 1)), shape).reshape(-1)
+        b = _on_grid(per_neuron, WEIGHT_UNITS, f"node {neuron_id!r} bias")
     return Cuba(decays[0], decays[1], vth, b)
 
 
@@ -138,8 +141,7 @@ def program_from_graph(g: Graph) -> LoihiProgram:
             r_int = _on_grid(g.node(spec.recurrent).params["weight"], WEIGHT_UNITS, f"node {spec.recurrent!r} weights")
             both, exp = split_exponent(np.concatenate([w_int.reshape(-1), r_int.reshape(-1)]), f"node {syn.id!r}")
             mant, rec = both[:w_int.size].reshape(w_int.shape), both[w_int.size:].reshape(r_int.shape)
-        size = int(np.prod(neuron.shape))
-        cuba = _cuba(g, neuron.id, syn.params.get("bias"), size)
+        cuba = _cuba(g, neuron.id, syn.params.get("bias"), tuple(neuron.shape))
         if syn.op == "linear":
             flatten = g.node(g.predecessors(syn.id)[0]).op == "flatten"
             layers.append(Layer("dense", tuple(neuron.shape), cuba, mant, exp, rec, flatten=flatten, name=neuron.id))

@@ -265,7 +265,8 @@ class GraphModule(StepModule):
                 if block >= like.shape[0]:
                     self._run_sequence(nodes, env, like)
                     continue
-                outs: dict[str, list[torch.Tensor]] = {n: [] for n in self._exported[i]}
+                keep = self._exported[i] | (self.capture & set(nodes))  # captured values survive the blocks
+                outs: dict[str, list[torch.Tensor]] = {n: [] for n in keep}
                 for start in range(0, like.shape[0], block):
                     part = {k: v[start:start + block] for k, v in env.items()}
                     self._run_sequence(nodes, part, like[start:start + block])
