@@ -1,5 +1,7 @@
 """Neuromorphic data: event streams, frame integration, padded batches, dataset readers."""
 
-from snnir.data.events import AUDIO_EVENT_DTYPE, EVENT_DTYPE, make_events
+from snnir.data.events import AUDIO_EVENT_DTYPE, EVENT_DTYPE, EventError, check_events, make_events
+from snnir.data.frames import frame_index, to_frames
 
-__all__ = ["AUDIO_EVENT_DTYPE", "EVENT_DTYPE", "make_events"]
+__all__ = ["AUDIO_EVENT_DTYPE", "EVENT_DTYPE", "EventError", "check_events", "frame_index", "make_events",
+           "to_frames"]
