@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
+from event_writers import AEDAT31_HEADER, aedat31_packet, as_tuples, atis_event, random_events, shd_h5, td_word
 
 from snnir.data.formats import (
     EventFormatError,
@@ -36,12 +37,7 @@ RNG = np.random.default_rng(7)
 
 
 def _events(n, w, h, t_max):
-    t = np.sort(RNG.integers(0, t_max, n))
-    return [(int(t[i]), int(RNG.integers(0, w)), int(RNG.integers(0, h)), int(RNG.integers(0, 2))) for i in range(n)]
-
-
-def _as_tuples(ev):
-    return [(int(e["t"]), int(e["x"]), int(e["y"]), int(e["p"])) for e in ev]
+    return random_events(RNG, n, w, h, t_max)
 
 
 def _raises_at(fn, path, offset):
@@ -53,8 +49,6 @@ def _raises_at(fn, path, offset):
 
 
 # ---------------------------------------------------------------- ATIS .bin (N-MNIST, N-Caltech101)
-def _atis_event(x, y, p, t):
-    return struct.pack("BBBBB", x, y, (p << 7) | ((t >> 16) & 0x7F), (t >> 8) & 0xFF, t & 0xFF)
 
 
 def test_atis_bin_every_event_and_overflow_markers(tmp_path):
@@ -62,36 +56,26 @@ def test_atis_bin_every_event_and_overflow_markers(tmp_path):
     later = _events(40, 34, 34, 1 << 23)
     path = tmp_path / "00004.bin"
     # Two overflow markers (y == 240) between the halves: later times grow by 2 * 2**13 us.
-    path.write_bytes(b"".join(_atis_event(x, y, p, t) for t, x, y, p in first)
-                     + _atis_event(0, 240, 0, 0) * 2
-                     + b"".join(_atis_event(x, y, p, t) for t, x, y, p in later))
+    path.write_bytes(b"".join(atis_event(x, y, p, t) for t, x, y, p in first)
+                     + atis_event(0, 240, 0, 0) * 2
+                     + b"".join(atis_event(x, y, p, t) for t, x, y, p in later))
     expected = first + [(t + 2 * 8192, x, y, p) for t, x, y, p in later]
-    assert _as_tuples(read_atis_bin(path, sensor_size=(34, 34))) == expected
+    assert as_tuples(read_atis_bin(path, sensor_size=(34, 34))) == expected
 
 
 def test_atis_bin_truncated_and_corrupted(tmp_path):
-    good = b"".join(_atis_event(x, y, p, t) for t, x, y, p in _events(10, 34, 34, 1000))
+    good = b"".join(atis_event(x, y, p, t) for t, x, y, p in _events(10, 34, 34, 1000))
     path = tmp_path / "cut.bin"
     path.write_bytes(good[:-2])
     err = _raises_at(read_atis_bin, path, 45)
     assert "truncated" in str(err)
-    path.write_bytes(good[:15] + _atis_event(200, 3, 1, 5) + good[15:])
+    path.write_bytes(good[:15] + atis_event(200, 3, 1, 5) + good[15:])
     _raises_at(lambda p: read_atis_bin(p, sensor_size=(34, 34)), path, 15)
 
 
 # ---------------------------------------------------------------- AEDAT 3.1 (DVS128 Gesture)
-AEDAT31_HEADER = b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#Start-Time: 2017-01-01\r\n#!END-HEADER\r\n"
 
 
-def _packet(etype, events, overflow=0, capacity=None, number=None):
-    """A 28-byte cAER packet header + 8-byte polarity events (data word, timestamp)."""
-    capacity = len(events) if capacity is None else capacity
-    number = len(events) if number is None else number
-    body = b""
-    for t, x, y, p, valid in events:
-        word = (x << 17) | (y << 2) | (p << 1) | valid
-        body += struct.pack("<Ii", word, t)
-    return struct.pack("<hhiiiiii", etype, 1, 8, 4, overflow, capacity, number, len(events)) + body
 
 
 def test_aedat31_every_valid_polarity_event(tmp_path):
@@ -99,29 +83,30 @@ def test_aedat31_every_valid_polarity_event(tmp_path):
     b = [(t, x, y, p, int(RNG.random() < 0.8)) for t, x, y, p in _events(50, 128, 128, 1 << 31)]
     special = [(5, 0, 0, 0, 1)] * 3  # type 0 (special events) must be skipped
     path = tmp_path / "user01_fluorescent.aedat"
-    path.write_bytes(AEDAT31_HEADER + _packet(1, a) + _packet(0, special) + _packet(1, b, overflow=1))
+    packets = aedat31_packet(1, a) + aedat31_packet(0, special) + aedat31_packet(1, b, overflow=1)
+    path.write_bytes(AEDAT31_HEADER + packets)
     expected = [(t, x, y, p) for t, x, y, p, _ in a] + [(t + (1 << 31), x, y, p) for t, x, y, p, v in b if v]
-    assert _as_tuples(read_aedat31(path, sensor_size=(128, 128))) == expected
+    assert as_tuples(read_aedat31(path, sensor_size=(128, 128))) == expected
     assert aedat_version(path) == "3.1"
 
 
 def test_aedat31_damaged(tmp_path):
     a = [(t, x, y, p, 1) for t, x, y, p in _events(10, 128, 128, 1000)]
-    good = AEDAT31_HEADER + _packet(1, a) + _packet(1, a)
+    good = AEDAT31_HEADER + aedat31_packet(1, a) + aedat31_packet(1, a)
     second = len(AEDAT31_HEADER) + 28 + 80
     path = tmp_path / "bad.aedat"
     path.write_bytes(good[:-4])                         # inside the second packet's events
     _raises_at(read_aedat31, path, second + 28)
     path.write_bytes(good[: second + 10])               # inside the second packet's header
     _raises_at(read_aedat31, path, second)
-    path.write_bytes(AEDAT31_HEADER + _packet(1, a, number=11))  # eventNumber > eventCapacity
+    path.write_bytes(AEDAT31_HEADER + aedat31_packet(1, a, number=11))  # eventNumber > eventCapacity
     _raises_at(read_aedat31, path, len(AEDAT31_HEADER))
     path.write_bytes(AEDAT31_HEADER[:30])               # header never ends
     _raises_at(read_aedat31, path, 30)
     path.write_bytes(b"#!AER-DAT4.0\r\n" + good[14:])
     _raises_at(read_aedat31, path, 0)
     _raises_at(aedat_version, path, 0)
-    path.write_bytes(AEDAT31_HEADER + _packet(1, [(1, 300, 5, 1, 1)]))
+    path.write_bytes(AEDAT31_HEADER + aedat31_packet(1, [(1, 300, 5, 1, 1)]))
     _raises_at(lambda p: read_aedat31(p, sensor_size=(128, 128)), path, len(AEDAT31_HEADER) + 28)
 
 
@@ -166,28 +151,26 @@ def test_aedat2_damaged(tmp_path):
 
 
 # ---------------------------------------------------------------- ATIS td.dat (NavGesture)
-def _td_word(t, x, y, p):
-    return struct.pack("<Q", t | (x << 32) | (y << 41) | (p << 49))
 
 
 def test_atis_td_dat_every_event(tmp_path):
     ev = _events(70, 304, 240, 1 << 32)
     header = b"% Data file containing TD events.\n% Version 2\n% Date 2017-01-01 10:00:00\n% Height 240\n% Width 304\n"
     path = tmp_path / "user01_le_01_td.dat"
-    path.write_bytes(header + bytes([0, 8]) + b"".join(_td_word(*e) for e in ev))
-    assert _as_tuples(read_atis_td_dat(path, sensor_size=(240, 304))) == ev
-    path.write_bytes(b"".join(_td_word(*e) for e in ev))  # no header: no type/size bytes either
-    assert _as_tuples(read_atis_td_dat(path)) == ev
+    path.write_bytes(header + bytes([0, 8]) + b"".join(td_word(*e) for e in ev))
+    assert as_tuples(read_atis_td_dat(path, sensor_size=(240, 304))) == ev
+    path.write_bytes(b"".join(td_word(*e) for e in ev))  # no header: no type/size bytes either
+    assert as_tuples(read_atis_td_dat(path)) == ev
 
 
 def test_atis_td_dat_damaged(tmp_path):
     header = b"% Data file containing TD events.\n"
     path = tmp_path / "bad_td.dat"
-    path.write_bytes(header + bytes([0, 8]) + _td_word(1, 2, 3, 1) * 4 + b"\x01\x02")
+    path.write_bytes(header + bytes([0, 8]) + td_word(1, 2, 3, 1) * 4 + b"\x01\x02")
     _raises_at(read_atis_td_dat, path, len(header) + 2 + 32)
-    path.write_bytes(header + bytes([0, 12]) + _td_word(1, 2, 3, 1))
+    path.write_bytes(header + bytes([0, 12]) + td_word(1, 2, 3, 1))
     _raises_at(read_atis_td_dat, path, len(header) + 1)
-    path.write_bytes(header + bytes([0, 8]) + _td_word(1, 2, 3, 1) + _td_word(2, 400, 3, 1))
+    path.write_bytes(header + bytes([0, 8]) + td_word(1, 2, 3, 1) + td_word(2, 400, 3, 1))
     _raises_at(lambda p: read_atis_td_dat(p, sensor_size=(240, 304)), path, len(header) + 10)
 
 
@@ -199,7 +182,7 @@ def test_asl_dvs_mat_every_event(tmp_path, compress):
     path = tmp_path / "a_0001.mat"
     scipy.io.savemat(path, {"ts": t, "x": x.astype(np.uint8), "y": y.astype(np.uint8), "pol": p.astype(np.uint8)},
                      do_compression=compress)
-    assert _as_tuples(read_asl_dvs_mat(path, sensor_size=(180, 240))) == ev
+    assert as_tuples(read_asl_dvs_mat(path, sensor_size=(180, 240))) == ev
 
 
 def test_asl_dvs_mat_damaged(tmp_path):
@@ -232,7 +215,7 @@ def test_dvs_lip_npy_every_event(tmp_path):
     arr = np.array(ev, dtype=[("t", "<i4"), ("x", "i1"), ("y", "i1"), ("p", "i1")])  # DVS-Lip's own dtype
     path = tmp_path / "0.npy"
     np.save(path, arr)
-    assert _as_tuples(read_npy_events(path, sensor_size=(128, 128))) == [(t, x, y, p) for t, x, y, p in arr.tolist()]
+    assert as_tuples(read_npy_events(path, sensor_size=(128, 128))) == [(t, x, y, p) for t, x, y, p in arr.tolist()]
     data = path.read_bytes()
     path.write_bytes(data[:-5])
     assert "truncated" in str(_raises_at(read_npy_events, path, len(data) - 5))
@@ -245,7 +228,7 @@ def test_hardvs_npz_every_event(tmp_path):
     t, x, y, p = (np.array(c) for c in zip(*ev))
     path = tmp_path / "dvSave-2021_10_15_19_18_02.npz"
     np.savez_compressed(path, t=t, x=x.astype(np.uint16), y=y.astype(np.uint16), p=p.astype(np.uint8))
-    assert _as_tuples(read_npz_events(path, sensor_size=(260, 346))) == ev
+    assert as_tuples(read_npz_events(path, sensor_size=(260, 346))) == ev
     data = path.read_bytes()
     path.write_bytes(data[:-40])
     _raises_at(read_npz_events, path, len(data) - 40)
@@ -272,19 +255,12 @@ def test_es_imagenet_every_event(tmp_path):
     np.savez(path, pos=pos.astype(np.uint8), neg=neg.astype(np.uint8))
     rows = [(r, c, s, 1) for r, c, s in pos.tolist()] + [(r, c, s, 0) for r, c, s in neg.tolist()]
     expected = [(s, c, r, pol) for r, c, s, pol in sorted(rows, key=lambda e: e[2])]  # stable by step
-    assert _as_tuples(read_es_imagenet(path, sensor_size=(256, 256))) == expected
+    assert as_tuples(read_es_imagenet(path, sensor_size=(256, 256))) == expected
     np.savez(path, pos=pos[:, :2], neg=neg)
     _raises_at(read_es_imagenet, path, None)
 
 
 # ---------------------------------------------------------------- HDF5 (SHD, SSC)
-def _write_shd(path, samples, labels):
-    with h5py.File(path, "w") as f:
-        times = f.create_dataset("spikes/times", (len(samples),), dtype=h5py.vlen_dtype(np.float32))
-        units = f.create_dataset("spikes/units", (len(samples),), dtype=h5py.vlen_dtype(np.uint16))
-        for i, (t, u) in enumerate(samples):
-            times[i], units[i] = t, u
-        f["labels"] = np.asarray(labels, np.uint16)
 
 
 def test_shd_every_spike(tmp_path):
@@ -293,7 +269,7 @@ def test_shd_every_spike(tmp_path):
         t = np.sort(RNG.random(n).astype(np.float32))
         samples.append((t, RNG.integers(0, 700, n)))
     path = tmp_path / "shd_train.h5"
-    _write_shd(path, samples, [3, 19, 0])
+    shd_h5(path, samples, [3, 19, 0])
     shd = SpikeHDF5(path)
     assert len(shd) == 3 and shd.labels.tolist() == [3, 19, 0]
     for i, (t, u) in enumerate(samples):
@@ -303,7 +279,7 @@ def test_shd_every_spike(tmp_path):
 
 def test_shd_damaged(tmp_path):
     path = tmp_path / "shd_test.h5"
-    _write_shd(path, [(np.array([0.1], np.float32), np.array([800]))], [1])
+    shd_h5(path, [(np.array([0.1], np.float32), np.array([800]))], [1])
     assert "outside the 700 channels" in str(_raises_at(lambda p: SpikeHDF5(p).events(0), path, None))
     data = path.read_bytes()
     cut = tmp_path / "cut.h5"
