@@ -12,7 +12,17 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
-from event_writers import AEDAT31_HEADER, aedat31_packet, as_tuples, atis_event, random_events, shd_h5, td_word
+from event_writers import (
+    AEDAT31_HEADER,
+    aedat2,
+    aedat31_packet,
+    as_tuples,
+    atis_event,
+    random_events,
+    shd_h5,
+    td_dat,
+    td_word,
+)
 
 from snnir.data.formats import (
     EventFormatError,
@@ -288,3 +298,36 @@ def test_shd_damaged(tmp_path):
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f["labels"] = np.zeros(2)
     assert "missing the datasets" in str(_raises_at(SpikeHDF5, tmp_path / "other.h5", None))
+
+
+# ---------------------------------------------------------------- a peer reader: SpikingJelly 2.0
+def test_decoders_agree_with_spikingjelly(tmp_path):
+    """Same files through SpikingJelly's readers (which the published results used) and snnir's."""
+    from sj_datasets import spikingjelly_datasets
+
+    from snnir.data.datasets import read_cifar10_dvs
+
+    sjd = spikingjelly_datasets()
+    import spikingjelly.datasets.cifar10_dvs as sj_cifar
+    import spikingjelly.datasets.nav_gesture as sj_nav
+
+    def same(ours, theirs):
+        for k in ("t", "x", "y", "p"):
+            np.testing.assert_array_equal(ours[k].astype(np.int64), np.asarray(theirs[k]).astype(np.int64), err_msg=k)
+
+    ev = _events(200, 34, 34, 1 << 23)
+    (tmp_path / "n.bin").write_bytes(b"".join(atis_event(x, y, p, t) for t, x, y, p in ev))
+    same(read_atis_bin(tmp_path / "n.bin"), sjd.utils.load_ATIS_bin(tmp_path / "n.bin"))
+
+    ev = [(t, x, y, p, 1) for t, x, y, p in _events(200, 128, 128, 1 << 31)]
+    (tmp_path / "g.aedat").write_bytes(AEDAT31_HEADER + aedat31_packet(1, ev) + aedat31_packet(1, ev, overflow=1))
+    same(read_aedat31(tmp_path / "g.aedat"), sjd.utils.load_aedat_v3(tmp_path / "g.aedat"))
+
+    ev = _events(200, 128, 128, 1 << 32)
+    (tmp_path / "c.aedat").write_bytes(aedat2(ev))
+    same(read_cifar10_dvs(tmp_path / "c.aedat"), sj_cifar._load_origin_data(tmp_path / "c.aedat"))
+
+    ev = _events(200, 304, 240, 1 << 32)
+    (tmp_path / "u_le_td.dat").write_bytes(td_dat(ev))
+    t, xy, p, _ = sj_nav._readATIS_tddat(str(tmp_path / "u_le_td.dat"), orig_at_zero=False, drop_negative_dt=False)
+    same(read_atis_td_dat(tmp_path / "u_le_td.dat"), {"t": t, "x": xy[:, 0], "y": xy[:, 1], "p": p})
