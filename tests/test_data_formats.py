@@ -331,3 +331,16 @@ def test_decoders_agree_with_spikingjelly(tmp_path):
     (tmp_path / "u_le_td.dat").write_bytes(td_dat(ev))
     t, xy, p, _ = sj_nav._readATIS_tddat(str(tmp_path / "u_le_td.dat"), orig_at_zero=False, drop_negative_dt=False)
     same(read_atis_td_dat(tmp_path / "u_le_td.dat"), {"t": t, "x": xy[:, 0], "y": xy[:, 1], "p": p})
+
+
+def test_container_columns_are_checked_before_the_int16_cast(tmp_path):
+    path = tmp_path / "s.npz"
+    t = np.arange(4)
+    np.savez(path, t=t, x=np.array([1, 2, 70_000, 3]), y=np.zeros(4, int), p=np.ones(4, int))
+    assert "x=70000" in str(_raises_at(lambda p: read_npz_events(p, sensor_size=(260, 346)), path, None))
+    np.savez(path, t=t, x=np.ones(4, int), y=np.ones(4, int), p=np.array([1, -1, -1, 1]))   # -1/1 polarity
+    assert read_npz_events(path)["p"].tolist() == [1, 0, 0, 1]
+    np.savez(path, t=t, x=np.ones(4, int), y=np.ones(4, int), p=np.array([1, 0, 2, 1]))
+    assert "polarity 2" in str(_raises_at(read_npz_events, path, None))
+    np.savez(path, t=t, x=np.array([0.5, 1, 2, 3]), y=np.ones(4), p=np.ones(4))
+    assert "non-integer" in str(_raises_at(read_npz_events, path, None))

@@ -14,6 +14,7 @@ Importing this package imports torch (the classes are ``torch.utils.data.Dataset
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -124,7 +125,7 @@ class EventDataset(torch.utils.data.Dataset):
         """Sample ``index`` integrated with this dataset's frame setting (cached when a cache is set)."""
         if self.setting is None:
             raise ValueError(f"{self.name}: frames need data_type='frame' and a frames_number or duration")
-        compute = lambda: self._integrate(index)  # noqa: E731
+        compute = functools.partial(self._integrate, index)
         if self.cache is None:
             return compute()
         return self.cache.get(self._cache_id(index), self.setting, compute)

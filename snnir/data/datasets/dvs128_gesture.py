@@ -66,7 +66,11 @@ class DVS128Gesture(EventDataset):
                     os.makedirs(os.path.join(tmp, str(label)), exist_ok=True)
                     np.savez(os.path.join(tmp, str(label), f"{stem}_{row}.npz"),
                              **{k: sample[k] for k in ("t", "x", "y", "p")})
-            os.replace(tmp, self._prepared())
+            try:
+                os.replace(tmp, self._prepared())
+            except OSError:
+                if not self._prepared().is_dir():  # else another process (a DDP rank) finished first
+                    raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -72,3 +72,28 @@ def check_in_sensor(path: PathLike, x: np.ndarray, y: np.ndarray | None, sensor_
                      w=sensor_size[-1])
         raise EventFormatError(path, None if offsets is None else int(offsets[i]),
                                f"event {i} at {text}; corrupted file?")
+
+
+def columns_to_events(path: PathLike, cols: dict[str, np.ndarray], sensor_size: tuple[int, int] | None) -> np.ndarray:
+    """An EVENT_DTYPE array from 1-D ``t, x, y, p`` columns of a container format (npz, mat).
+
+    Coordinates are checked before the cast to int16 (so a corrupted value cannot wrap into range);
+    polarities may be 0/1 or -1/1 (-1 becomes 0); anything else is refused.
+    """
+    from snnir.data.events import EVENT_DTYPE
+
+    shapes = {k: np.shape(v) for k, v in cols.items()}
+    if len({np.size(v) for v in cols.values()}) != 1 or any(len(s) != 1 for s in shapes.values()):
+        raise EventFormatError(path, None, f"event columns must be 1-D and of equal length, found shapes {shapes}")
+    for k in ("x", "y", "p"):
+        if cols[k].size and not np.issubdtype(cols[k].dtype, np.integer) and np.any(cols[k] != np.round(cols[k])):
+            raise EventFormatError(path, None, f"column {k!r} holds non-integer values ({cols[k].dtype})")
+    x, y, p = (np.asarray(cols[k]).astype(np.int64) for k in ("x", "y", "p"))
+    if sensor_size is not None:
+        check_in_sensor(path, x, y, sensor_size)
+    bad = np.flatnonzero((p != 0) & (p != 1) & (p != -1))
+    if bad.size:
+        raise EventFormatError(path, None, f"event {bad[0]} has polarity {p[bad[0]]}; expected 0/1 or -1/1")
+    ev = np.empty(x.size, dtype=EVENT_DTYPE)
+    ev["t"], ev["x"], ev["y"], ev["p"] = cols["t"], x, y, p > 0
+    return ev

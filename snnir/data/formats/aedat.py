@@ -102,7 +102,8 @@ def read_aedat31(path: PathLike, sensor_size: tuple[int, int] | None = None) -> 
     end = data.find(END_HEADER)
     if end < 0:
         raise EventFormatError(path, len(data), "the header has no '#!END-HEADER' line; truncated?")
-    pos = data.index(b"\n", end) + 1 if b"\n" in data[end:] else len(data)
+    newline = data.find(b"\n", end)
+    pos = newline + 1 if newline >= 0 else len(data)
     chunks, offsets = [], []
     while pos < len(data):
         if len(data) - pos < PACKET_HEADER.itemsize:

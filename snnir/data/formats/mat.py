@@ -28,8 +28,7 @@ import struct
 
 import numpy as np
 
-from snnir.data.events import EVENT_DTYPE
-from snnir.data.formats._common import EventFormatError, PathLike, check_in_sensor
+from snnir.data.formats._common import EventFormatError, PathLike, columns_to_events
 
 MAT5_HEADER = 128
 MI_COMPRESSED = 15
@@ -76,10 +75,5 @@ def read_asl_dvs_mat(path: PathLike, sensor_size: tuple[int, int] | None = None)
     missing = [k for k in ("x", "y", "ts", "pol") if k not in mat]
     if missing:
         raise EventFormatError(path, None, f"missing the variables {missing} (an ASL-DVS file has x, y, ts, pol)")
-    cols = {k: np.asarray(mat[k]).reshape(-1) for k in ("x", "y", "ts", "pol")}
-    if len({v.size for v in cols.values()}) != 1:
-        raise EventFormatError(path, None, f"x, y, ts, pol differ in length: { {k: v.size for k, v in cols.items()} }")
-    ev = np.empty(cols["ts"].size, dtype=EVENT_DTYPE)
-    ev["t"], ev["x"], ev["y"], ev["p"] = cols["ts"], cols["x"], cols["y"], cols["pol"]
-    check_in_sensor(path, ev["x"], ev["y"], sensor_size)
-    return ev
+    cols = {k: np.asarray(mat[name]).reshape(-1) for k, name in (("t", "ts"), ("x", "x"), ("y", "y"), ("p", "pol"))}
+    return columns_to_events(path, cols, sensor_size)

@@ -34,8 +34,7 @@ import zlib
 
 import numpy as np
 
-from snnir.data.events import EVENT_DTYPE
-from snnir.data.formats._common import EventFormatError, PathLike, check_in_sensor
+from snnir.data.formats._common import EventFormatError, PathLike, columns_to_events
 
 _FIELDS = ("t", "x", "y", "p")
 
@@ -90,28 +89,17 @@ def read_npz(path: PathLike, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     return out
 
 
-def _to_events(path: PathLike, cols: dict[str, np.ndarray], sensor_size: tuple[int, int] | None) -> np.ndarray:
-    lengths = {k: np.shape(v) for k, v in cols.items()}
-    if len({np.size(v) for v in cols.values()}) != 1 or any(len(s) > 1 for s in lengths.values()):
-        raise EventFormatError(path, None, f"event columns must be 1-D and of equal length, found shapes {lengths}")
-    ev = np.empty(np.size(cols["t"]), dtype=EVENT_DTYPE)
-    for k in _FIELDS:
-        ev[k] = cols[k]
-    check_in_sensor(path, ev["x"], ev["y"], sensor_size)
-    return ev
-
-
 def read_npy_events(path: PathLike, sensor_size: tuple[int, int] | None = None) -> np.ndarray:
     """A DVS-Lip sample: a structured ``.npy`` array with fields t, x, y, p -> EVENT_DTYPE."""
     arr = read_npy(path)
     if arr.dtype.names is None or not set(_FIELDS) <= set(arr.dtype.names):
         raise EventFormatError(path, 0, f"expected a structured array with fields {_FIELDS}, found dtype {arr.dtype}")
-    return _to_events(path, {k: arr[k] for k in _FIELDS}, sensor_size)
+    return columns_to_events(path, {k: arr[k] for k in _FIELDS}, sensor_size)
 
 
 def read_npz_events(path: PathLike, sensor_size: tuple[int, int] | None = None) -> np.ndarray:
     """A HARDVS sample: an ``.npz`` with 1-D arrays t, x, y, p -> EVENT_DTYPE."""
-    return _to_events(path, read_npz(path, _FIELDS), sensor_size)
+    return columns_to_events(path, read_npz(path, _FIELDS), sensor_size)
 
 
 def read_es_imagenet(path: PathLike, sensor_size: tuple[int, int] | None = None) -> np.ndarray:
@@ -125,5 +113,5 @@ def read_es_imagenet(path: PathLike, sensor_size: tuple[int, int] | None = None)
     both = np.concatenate([pos, neg]).astype(np.int64)
     cols = {"t": both[:, 2], "x": both[:, 1], "y": both[:, 0],
             "p": np.concatenate([np.ones(len(pos), np.int8), np.zeros(len(neg), np.int8)])}
-    ev = _to_events(path, cols, sensor_size)
+    ev = columns_to_events(path, cols, sensor_size)
     return ev[np.argsort(ev["t"], kind="stable")]
