@@ -262,3 +262,10 @@ def test_damaged_file_in_a_dataset_names_it(tmp_path):
     with pytest.raises(EventFormatError, match="user01_a.aedat at byte"):
         DVS128Gesture(tmp_path, progress=False)
     assert not (tmp_path / "snnir_events" / "train").exists()   # no half-prepared split left behind
+
+
+def test_a_damaged_file_read_in_a_dataloader_worker_keeps_its_error_type(tmp_path):
+    _write(tmp_path / "Train" / "4" / "00001.bin", atis_bin(_ev(6, 34, 34))[:-1])
+    loader = torch.utils.data.DataLoader(NMNIST(tmp_path), num_workers=1, collate_fn=lambda b: b)
+    with pytest.raises(EventFormatError, match="00001.bin at byte 25"):
+        next(iter(loader))

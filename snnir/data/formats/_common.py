@@ -19,7 +19,11 @@ class EventFormatError(FormatError, ValueError):
     The message names the file and the byte offset where the decoder stopped making sense of it.
     """
 
-    def __init__(self, path: PathLike, offset: int | None, problem: str):
+    def __init__(self, path: PathLike, offset: int | None = None, problem: str | None = None):
+        if problem is None:  # rebuilt from its message alone (e.g. re-raised from a DataLoader worker)
+            self.path, self.offset = None, None
+            super().__init__(str(path))
+            return
         self.path, self.offset = Path(path), offset
         where = f" at byte {offset}" if offset is not None else ""
         super().__init__(f"{self.path}{where}: {problem}")
