@@ -89,7 +89,7 @@ def main(epochs: int = 30, T: int = 16, batch: int = 64, lr: float = 1e-2, seed:
     # The chip path: trace -> to_loihi -> netx file -> bit-accurate simulation of the file.
     spikes = rate_spikes(x_te, T)
     graph = snnir.trace(net.eval(), spikes[:, :2])
-    mapped = snnir.passes.to_loihi.to_loihi(graph)
+    mapped = snnir.optimize(graph, ["to_loihi"])
     acc_mapped_float = accuracy_float(snnir.compile(mapped), x_te, y_te, T)
     path = os.path.join(tempfile.mkdtemp(), "digits_loihi.h5")
     snnir.export(graph, path, format="lava")

@@ -483,3 +483,25 @@ def test_loihi_digits_example_keeps_its_accuracy():
     assert abs(result["accuracy_loihi"] - result["accuracy_mapped_float"]) <= 0.01
     assert abs(result["accuracy_loihi"] - result["accuracy_float"]) <= 0.02
     assert all(a > 0.95 for a in result["agreement"].values())
+
+
+def test_recurrent_dense_layer_maps_to_dense_rec(tmp_path):
+    """A neuron fed back through its own linear (an snnir cycle) becomes a netx dense_rec layer; the
+    chip's one-step delay matches the cycle's previous-step read."""
+    rng = np.random.default_rng(3)
+    g = snnir.Graph()
+    x = g.add_input((6,))
+    syn = g.add_node("linear", [x], params={"weight": rng.normal(0, 0.6, (5, 6)).astype(np.float32)}, id="syn")
+    add = g.add_node("add", [syn], id="sum")
+    n = g.add_node("neuron", [add], attrs={"model": "CubaLIF", "tau_syn": 2.0, "tau_mem": 4.0}, id="n")
+    rec = g.add_node("linear", [n], params={"weight": rng.normal(0, 0.4, (5, 5)).astype(np.float32)}, id="rec")
+    g.add_edge(rec, add, port=1)
+    g.add_output(n)
+    spikes = (rng.random((30, 6, 6)) < 0.4).astype(np.float32)
+    rows = compare(g, spikes, verbose=False)
+    assert rows[1].float_rate > 0.05 and rows[1].agreement > 0.97
+    snnir.export(g, tmp_path / "rec.h5", format="lava")
+    with h5py.File(tmp_path / "rec.h5", "r") as f:
+        assert f["layer/1/type"][0] == b"dense_rec" and f["layer/1/weight_rec"].shape == (5, 5)
+    np.testing.assert_array_equal(snnir.compile(read(tmp_path / "rec.h5"), backend="lava").run(spikes),
+                                  snnir.compile(g, backend="lava").run(spikes))

@@ -22,21 +22,22 @@ import os
 from snnir.backends.lava.compare import LayerAgreement, compare
 from snnir.backends.lava.lava_run import LavaUnavailableError, lava_available, run_lava
 from snnir.backends.lava.netx import read_netx, write_netx
-from snnir.backends.lava.program import Cuba, Layer, LoihiProgram, program_from_graph, program_to_graph
+from snnir.backends.lava.program import (
+    Cuba,
+    Layer,
+    LoihiProgram,
+    ensure_mapped,
+    program_from_graph,
+    program_to_graph,
+)
 from snnir.backends.lava.simulator import LoihiSimulator, cuba_step
 from snnir.errors import LoihiMappingError
 from snnir.graph import Graph
 
 
-def _mapped(graph: Graph) -> Graph:
-    from snnir.passes.to_loihi import to_loihi
-
-    return graph if graph.meta.get("loihi") else to_loihi(graph)
-
-
 def compile(graph: Graph) -> LoihiSimulator:
     """Map ``graph`` to Loihi (``to_loihi``) and return its bit-accurate ``LoihiSimulator``."""
-    return LoihiSimulator(program_from_graph(_mapped(graph)))
+    return LoihiSimulator.from_graph(graph)
 
 
 def export(graph: Graph, path: str | os.PathLike) -> None:
@@ -52,7 +53,7 @@ def export(graph: Graph, path: str | os.PathLike) -> None:
         >>> [n.op for n in read(path)]
         ['input', 'linear', 'neuron', 'output']
     """
-    write_netx(program_from_graph(_mapped(graph)), path)
+    write_netx(program_from_graph(ensure_mapped(graph)), path)
 
 
 def read(path: str | os.PathLike) -> Graph:
@@ -61,5 +62,5 @@ def read(path: str | os.PathLike) -> Graph:
 
 
 __all__ = ["Cuba", "LavaUnavailableError", "Layer", "LayerAgreement", "LoihiMappingError", "LoihiProgram",
-           "LoihiSimulator", "compare", "compile", "cuba_step", "export", "lava_available", "program_from_graph",
-           "program_to_graph", "read", "read_netx", "run_lava", "write_netx"]
+           "LoihiSimulator", "compare", "compile", "cuba_step", "ensure_mapped", "export", "lava_available",
+           "program_from_graph", "program_to_graph", "read", "read_netx", "run_lava", "write_netx"]

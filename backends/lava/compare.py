@@ -45,11 +45,11 @@ def compare(g: Graph, x: Any, verbose: bool = True) -> list[LayerAgreement]:
     """
     import torch
 
+    from snnir.backends.lava.program import ensure_mapped
     from snnir.backends.lava.simulator import LoihiSimulator
     from snnir.faces import compile
-    from snnir.passes.to_loihi import to_loihi
 
-    mapped = g if g.meta.get("loihi") else to_loihi(g)
+    mapped = ensure_mapped(g)
     x = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, np.float32)
     sim = LoihiSimulator.from_graph(mapped)
     sim.run(x)

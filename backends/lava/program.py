@@ -125,6 +125,14 @@ def _cuba(g: Graph, neuron_id: str, bias: np.ndarray | None, shape: tuple[int, .
     return Cuba(decays[0], decays[1], vth, b)
 
 
+def ensure_mapped(g: Graph) -> Graph:
+    """``g`` itself if ``to_loihi`` already mapped it (or it was read from a netx file), else
+    ``to_loihi(g)``; ``program_from_graph`` still checks that every value is on the grid."""
+    from snnir.passes.to_loihi import to_loihi
+
+    return g if g.meta.get("loihi") else to_loihi(g)
+
+
 def program_from_graph(g: Graph) -> LoihiProgram:
     """The integer program of a graph mapped by ``to_loihi`` (exact; raises if a value is off-grid)."""
     g.validate()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from snnir.backends.lava.program import Cuba, Layer, LoihiProgram
+from snnir.backends.lava.program import Cuba, Layer, LoihiProgram, ensure_mapped, program_from_graph
 
 DECAY_SHIFT = 12
 ACTIVATION_SHIFT = 6
@@ -126,10 +126,8 @@ class LoihiSimulator:
 
     @classmethod
     def from_graph(cls, graph: Any) -> LoihiSimulator:
-        from snnir.backends.lava.program import program_from_graph
-        from snnir.passes.to_loihi import to_loihi
-
-        return cls(program_from_graph(graph if graph.meta.get("loihi") else to_loihi(graph)))
+        """The simulator of ``graph``, mapped with ``to_loihi`` unless it already is."""
+        return cls(program_from_graph(ensure_mapped(graph)))
 
     @property
     def delay(self) -> int:
