@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sj_datasets import spikingjelly_datasets
 
 from snnir.data import EventError, make_events, to_frames
@@ -76,6 +78,31 @@ def test_fixed_duration_matches_reference_and_spikingjelly(rng, duration):
     assert frames.shape[0] == math.ceil(span / duration)
     np.testing.assert_array_equal(frames, reference_frames(ev, (5, 7), duration=duration))
     np.testing.assert_array_equal(frames, integrate_events_by_fixed_duration(sj_events(ev), duration, 5, 7))
+
+
+@settings(max_examples=150, deadline=None)
+@given(t=st.lists(st.integers(0, 60), max_size=40), frames_number=st.integers(1, 12),
+       split_by=st.sampled_from(["number", "time"]), duration=st.integers(1, 25))
+def test_any_small_stream_matches_reference(t, frames_number, split_by, duration):
+    """Small streams with many ties, empty windows and fewer events than frames."""
+    n = len(t)
+    ev = make_events(sorted(t), np.arange(n) % 3, np.arange(n) % 2, np.arange(n) % 2)
+    sj = spikingjelly_datasets()
+    by_count = to_frames(ev, (2, 3), frames_number=frames_number, split_by=split_by)
+    np.testing.assert_array_equal(by_count, reference_frames(ev, (2, 3), frames_number, split_by))
+    try:
+        np.testing.assert_array_equal(by_count, sj.integrate_events_by_fixed_frames_number(
+            sj_events(ev), split_by, frames_number, 2, 3))
+    except IndexError:  # SpikingJelly fails exactly when a nominal window [t0 + j dt, t0 + (j+1) dt) is empty
+        assert split_by == "time"
+        if n:
+            dt = (t[-1] - t[0]) // frames_number
+            lo = min(t)
+            assert any(not any(lo + j * dt <= v < lo + (j + 1) * dt for v in t) for j in range(frames_number))
+    by_duration = to_frames(ev, (2, 3), duration=duration)
+    np.testing.assert_array_equal(by_duration, reference_frames(ev, (2, 3), duration=duration))
+    if n and t[-1] > t[0]:  # SpikingJelly fails on an empty stream and on a zero time span
+        np.testing.assert_array_equal(by_duration, sj.integrate_events_by_fixed_duration(sj_events(ev), duration, 2, 3))
 
 
 def test_duration_boundary_event_goes_to_the_last_frame():

@@ -154,6 +154,10 @@ def test_merge_polarity_and_compose(rng):
     assert rows(pipeline(ev)) == rows(MergePolarity()(Downsample(2)(Crop((2, 2), (8, 12))(ev))))
     assert pipeline.output_size((12, 16)) == (4, 6)
     assert "Downsample(spatial_factor=(2, 2)" in repr(pipeline)
+    plain = Compose([lambda e: e[e["x"] < 8], MergePolarity()])  # plain functions compose too
+    assert rows(plain(ev)) == rows(MergePolarity()(ev[ev["x"] < 8])) and plain.output_size((12, 16)) == (12, 16)
+    audio = random_events(rng, audio=True)
+    assert rows(MergePolarity()(audio)) == rows(audio)
 
 
 def test_transforms_do_not_modify_their_input(rng):

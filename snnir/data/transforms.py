@@ -286,7 +286,8 @@ class TimeReversal(EventTransform):
 
 
 class MergePolarity(EventTransform):
-    """Every event on polarity 0 (frames then fill channel 0 only).
+    """Every event on polarity 0 (frames then fill channel 0 only). Audio events, which have no
+    polarity, pass through unchanged (as a copy).
 
     >>> from snnir.data import make_events
     >>> MergePolarity()(make_events([0, 1], [0, 0], [0, 0], [1, 0]))["p"].tolist()
@@ -296,7 +297,8 @@ class MergePolarity(EventTransform):
     def __call__(self, events: np.ndarray) -> np.ndarray:
         check_events(events, what="MergePolarity")
         out = events.copy()
-        out["p"] = 0
+        if not is_audio(events):
+            out["p"] = 0
         return out
 
 
