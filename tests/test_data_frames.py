@@ -119,8 +119,21 @@ def test_audio_matches_reference_and_spikingjelly_shd(rng, split_by):
     frames = to_frames(ev, (11,), frames_number=9, split_by=split_by)
     assert frames.shape == (9, 11)
     np.testing.assert_array_equal(frames, reference_frames(ev, (11,), 9, split_by))
-    if split_by == "number":  # SpikingJelly's SHD reader uses a float dt for time splits
+    if split_by == "number":  # for time splits SpikingJelly's SHD reader takes float seconds
         np.testing.assert_array_equal(frames, _integrate_events_by_fixed_frames_number(sj_events(ev), split_by, 9, 11))
+
+
+def test_float_time_uses_the_exact_window_like_spikingjelly_shd(rng):
+    sj_shd = spikingjelly_datasets().shd._integrate_events_by_fixed_frames_number
+    n = 300
+    ev = np.zeros(n, dtype=[("t", "f8"), ("x", "i2")])  # SHD-like: seconds as floats
+    ev["t"] = np.sort(rng.uniform(0.0, 0.9, n))
+    ev["x"] = rng.integers(0, 11, n)
+    frames = to_frames(ev, (11,), frames_number=12, split_by="time")
+    np.testing.assert_array_equal(frames, sj_shd(sj_events(ev), "time", 12, 11))
+    dt = (ev["t"][-1] - ev["t"][0]) / 12
+    index = np.minimum(np.floor((ev["t"] - ev["t"][0]) / dt), 11).astype(int)
+    np.testing.assert_array_equal(frames.sum(1), np.bincount(index, minlength=12))
 
 
 def test_audio_duration(rng):
