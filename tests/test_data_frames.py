@@ -85,8 +85,8 @@ def test_fixed_duration_matches_reference_and_spikingjelly(rng, duration):
        split_by=st.sampled_from(["number", "time"]), duration=st.integers(1, 25))
 def test_any_small_stream_matches_reference(t, frames_number, split_by, duration):
     """Small streams with many ties, empty windows and fewer events than frames."""
-    n = len(t)
-    ev = make_events(sorted(t), np.arange(n) % 3, np.arange(n) % 2, np.arange(n) % 2)
+    t, n = sorted(t), len(t)
+    ev = make_events(t, np.arange(n) % 3, np.arange(n) % 2, np.arange(n) % 2)
     sj = spikingjelly_datasets()
     by_count = to_frames(ev, (2, 3), frames_number=frames_number, split_by=split_by)
     np.testing.assert_array_equal(by_count, reference_frames(ev, (2, 3), frames_number, split_by))
@@ -97,8 +97,7 @@ def test_any_small_stream_matches_reference(t, frames_number, split_by, duration
         assert split_by == "time"
         if n:
             dt = (t[-1] - t[0]) // frames_number
-            lo = min(t)
-            assert any(not any(lo + j * dt <= v < lo + (j + 1) * dt for v in t) for j in range(frames_number))
+            assert any(not any(t[0] + j * dt <= v < t[0] + (j + 1) * dt for v in t) for j in range(frames_number))
     by_duration = to_frames(ev, (2, 3), duration=duration)
     np.testing.assert_array_equal(by_duration, reference_frames(ev, (2, 3), duration=duration))
     if n and t[-1] > t[0]:  # SpikingJelly fails on an empty stream and on a zero time span
