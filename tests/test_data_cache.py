@@ -46,6 +46,8 @@ def test_the_key_is_the_setting_and_the_sample(tmp_path):
     # The same setting built twice (or with keys in another order) is the same key.
     assert cache.path("s", dict(reversed(list(settings[0].items())))) == cache.path("s", settings[0])
     assert frames_setting((3, 4), frames_number=np.int64(2)) == settings[0]
+    assert frames_setting((3, 4), duration=100.0) == frames_setting((3, 4), duration=np.int32(100)) == settings[3]
+    assert frames_setting((3, 4), duration=2.5)["duration"] == 2.5
 
 
 def test_nested_sample_ids_and_bad_ids(tmp_path):

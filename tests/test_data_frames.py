@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sj_datasets import spikingjelly_datasets
 
 from snnir.data import EventError, make_events, to_frames
@@ -78,6 +80,30 @@ def test_fixed_duration_matches_reference_and_spikingjelly(rng, duration):
     np.testing.assert_array_equal(frames, integrate_events_by_fixed_duration(sj_events(ev), duration, 5, 7))
 
 
+@settings(max_examples=150, deadline=None)
+@given(t=st.lists(st.integers(0, 60), max_size=40), frames_number=st.integers(1, 12),
+       split_by=st.sampled_from(["number", "time"]), duration=st.integers(1, 25))
+def test_any_small_stream_matches_reference(t, frames_number, split_by, duration):
+    """Small streams with many ties, empty windows and fewer events than frames."""
+    t, n = sorted(t), len(t)
+    ev = make_events(t, np.arange(n) % 3, np.arange(n) % 2, np.arange(n) % 2)
+    sj = spikingjelly_datasets()
+    by_count = to_frames(ev, (2, 3), frames_number=frames_number, split_by=split_by)
+    np.testing.assert_array_equal(by_count, reference_frames(ev, (2, 3), frames_number, split_by))
+    try:
+        np.testing.assert_array_equal(by_count, sj.integrate_events_by_fixed_frames_number(
+            sj_events(ev), split_by, frames_number, 2, 3))
+    except IndexError:  # SpikingJelly fails exactly when a nominal window [t0 + j dt, t0 + (j+1) dt) is empty
+        assert split_by == "time"
+        if n:
+            dt = (t[-1] - t[0]) // frames_number
+            assert any(not any(t[0] + j * dt <= v < t[0] + (j + 1) * dt for v in t) for j in range(frames_number))
+    by_duration = to_frames(ev, (2, 3), duration=duration)
+    np.testing.assert_array_equal(by_duration, reference_frames(ev, (2, 3), duration=duration))
+    if n and t[-1] > t[0]:  # SpikingJelly fails on an empty stream and on a zero time span
+        np.testing.assert_array_equal(by_duration, sj.integrate_events_by_fixed_duration(sj_events(ev), duration, 2, 3))
+
+
 def test_duration_boundary_event_goes_to_the_last_frame():
     ev = make_events(t=[0, 5, 10], x=[0, 0, 0], y=[0, 0, 0], p=[0, 0, 0])
     frames = to_frames(ev, (1, 1), duration=5)
@@ -92,8 +118,21 @@ def test_audio_matches_reference_and_spikingjelly_shd(rng, split_by):
     frames = to_frames(ev, (11,), frames_number=9, split_by=split_by)
     assert frames.shape == (9, 11)
     np.testing.assert_array_equal(frames, reference_frames(ev, (11,), 9, split_by))
-    if split_by == "number":  # SpikingJelly's SHD reader uses a float dt for time splits
+    if split_by == "number":  # for time splits SpikingJelly's SHD reader takes float seconds
         np.testing.assert_array_equal(frames, _integrate_events_by_fixed_frames_number(sj_events(ev), split_by, 9, 11))
+
+
+def test_float_time_uses_the_exact_window_like_spikingjelly_shd(rng):
+    sj_shd = spikingjelly_datasets().shd._integrate_events_by_fixed_frames_number
+    n = 300
+    ev = np.zeros(n, dtype=[("t", "f8"), ("x", "i2")])  # SHD-like: seconds as floats
+    ev["t"] = np.sort(rng.uniform(0.0, 0.9, n))
+    ev["x"] = rng.integers(0, 11, n)
+    frames = to_frames(ev, (11,), frames_number=12, split_by="time")
+    np.testing.assert_array_equal(frames, sj_shd(sj_events(ev), "time", 12, 11))
+    dt = (ev["t"][-1] - ev["t"][0]) / 12
+    index = np.minimum(np.floor((ev["t"] - ev["t"][0]) / dt), 11).astype(int)
+    np.testing.assert_array_equal(frames.sum(1), np.bincount(index, minlength=12))
 
 
 def test_audio_duration(rng):

@@ -15,6 +15,7 @@ from snnir.data import (
     MergePolarity,
     RandomTimeDrop,
     TimeReversal,
+    ToFrames,
     make_events,
     to_frames,
 )
@@ -154,6 +155,13 @@ def test_merge_polarity_and_compose(rng):
     assert rows(pipeline(ev)) == rows(MergePolarity()(Downsample(2)(Crop((2, 2), (8, 12))(ev))))
     assert pipeline.output_size((12, 16)) == (4, 6)
     assert "Downsample(spatial_factor=(2, 2)" in repr(pipeline)
+    plain = Compose([lambda e: e[e["x"] < 8], MergePolarity()])  # plain functions compose too
+    assert rows(plain(ev)) == rows(MergePolarity()(ev[ev["x"] < 8])) and plain.output_size((12, 16)) == (12, 16)
+    audio = random_events(rng, audio=True)
+    assert rows(MergePolarity()(audio)) == rows(audio)
+    to_tensor = Compose([Downsample(2), ToFrames((6, 8), duration=1000)])
+    np.testing.assert_array_equal(to_tensor(ev), to_frames(Downsample(2)(ev), (6, 8), duration=1000))
+    assert "ToFrames(sensor_size=(6, 8), frames_number=None" in repr(to_tensor)
 
 
 def test_transforms_do_not_modify_their_input(rng):

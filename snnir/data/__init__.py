@@ -13,8 +13,17 @@ from snnir.data.transforms import (
     MergePolarity,
     RandomTimeDrop,
     TimeReversal,
+    ToFrames,
 )
 
-__all__ = ["AUDIO_EVENT_DTYPE", "EVENT_DTYPE", "CacheWarning", "CenterCrop", "Compose", "Crop", "Denoise",
-           "Downsample", "MergePolarity", "RandomTimeDrop", "TimeReversal", "EventError", "FrameCache", "check_events",
-           "frame_index", "frames_setting", "make_events", "pad_sequence_collate", "padded_sequence_mask", "to_frames"]
+__all__ = [
+    # events
+    "AUDIO_EVENT_DTYPE", "EVENT_DTYPE", "EventError", "check_events", "make_events",
+    # frames and their cache
+    "CacheWarning", "FrameCache", "frame_index", "frames_setting", "to_frames",
+    # batches
+    "pad_sequence_collate", "padded_sequence_mask",
+    # transforms
+    "CenterCrop", "Compose", "Crop", "Denoise", "Downsample", "MergePolarity", "RandomTimeDrop", "TimeReversal",
+    "ToFrames",
+]

@@ -92,7 +92,9 @@ def frames_setting(sensor_size: Sequence[int], frames_number: int | None = None,
     setting: dict[str, Any] = {"frames": FRAMES_VERSION, "sensor_size": list(_check_sensor_size(sensor_size)),
                                "integrate": integration_name(integrate)}
     if duration is not None:
-        setting["duration"] = duration.item() if isinstance(duration, np.generic) else duration
+        duration = duration.item() if isinstance(duration, np.generic) else duration
+        # 10000 and 10000.0 integrate identically, so they must share a key.
+        setting["duration"] = int(duration) if float(duration).is_integer() else float(duration)
     else:
         setting.update(frames_number=int(frames_number), split_by=split_by)
     return setting

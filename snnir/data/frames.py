@@ -11,7 +11,8 @@ and ``integrate_events_by_fixed_duration``), which is what most published result
 - ``split_by='number'``: with ``N`` events, frame ``j`` holds events ``[j*(N//T), (j+1)*(N//T))``;
   the last frame also takes the remainder, up to ``N``. With fewer events than frames (``N < T``),
   ``N//T`` is 0 and every event lands in the last frame.
-- ``split_by='time'``: ``dt = (t[-1] - t[0]) // T`` (floor); frame ``j`` holds events with
+- ``split_by='time'``: ``dt = (t[-1] - t[0]) // T`` (floor; for float ``t``, e.g. seconds, the
+  exact quotient, as SpikingJelly's SHD reader does); frame ``j`` holds events with
   ``t[0] + j*dt <= t < t[0] + (j+1)*dt``; the last frame takes everything from ``t[0] + (T-1)*dt``.
 - ``duration=d``: ``t`` is shifted to start at 0, ``T = ceil(t[-1] / d)`` frames, event ``t`` goes
   to frame ``t // d``; the last frame also takes events at exactly ``t = T*d``.
@@ -20,10 +21,9 @@ Where SpikingJelly raises instead, snnir returns frames (differences, all at edg
 an empty time window (``split_by='time'``, including ``dt == 0`` when all timestamps are equal)
 is an all-zero frame (SpikingJelly raises IndexError); ``duration`` with all timestamps equal gives
 one frame (SpikingJelly raises IndexError); an empty stream gives ``T`` zero frames with
-``frames_number`` and zero frames (shape ``[0, 2, H, W]``) with ``duration``. SpikingJelly's SHD
-reader uses a float ``dt`` for ``split_by='time'``; snnir uses the floor for every sensor.
-snnir returns float32 (SpikingJelly float64) and requires polarities 0/1 (SpikingJelly maps
-every non-zero polarity to channel 1).
+``frames_number`` and zero frames (shape ``[0, 2, H, W]``) with ``duration``. snnir returns
+float32 (SpikingJelly float64) and requires polarities 0/1 (SpikingJelly maps every non-zero
+polarity to channel 1).
 
 Example:
     >>> from snnir.data import make_events, to_frames
@@ -72,7 +72,10 @@ def frame_index(t: np.ndarray, frames_number: int | None = None, split_by: str =
         return np.minimum(index, last).astype(np.int64), frames_number
     if n == 0:
         return np.zeros(0, dtype=np.int64), frames_number
-    dt = (t[-1] - t[0]) // frames_number
+    span = t[-1] - t[0]
+    # Integer time (microseconds): floor, as SpikingJelly's vision datasets. Float time (e.g. seconds):
+    # the exact quotient, as SpikingJelly's SHD reader; a floor there would put everything in one frame.
+    dt = span / frames_number if t.dtype.kind == "f" else span // frames_number
     if not dt:
         return np.full(n, last, dtype=np.int64), frames_number
     return np.minimum((t - t[0]) // dt, last).astype(np.int64), frames_number

@@ -11,6 +11,7 @@ pipeline knows what to pass to :func:`~snnir.data.to_frames`.
 - :class:`RandomTimeDrop`: drop a random time window, or a random fraction of events.
 - :class:`TimeReversal`: play the stream backwards (polarity flipped).
 - :class:`MergePolarity`: all events on polarity 0.
+- :class:`ToFrames`: :func:`~snnir.data.to_frames` as the last step of a pipeline.
 - :class:`Compose`: apply several in order.
 
 Example:
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from snnir.data.events import check_events, is_audio
+from snnir.data.frames import Integrator, to_frames
 
 
 class EventTransform:
@@ -286,7 +288,8 @@ class TimeReversal(EventTransform):
 
 
 class MergePolarity(EventTransform):
-    """Every event on polarity 0 (frames then fill channel 0 only).
+    """Every event on polarity 0 (frames then fill channel 0 only). Audio events, which have no
+    polarity, pass through unchanged (as a copy).
 
     >>> from snnir.data import make_events
     >>> MergePolarity()(make_events([0, 1], [0, 0], [0, 0], [1, 0]))["p"].tolist()
@@ -296,8 +299,30 @@ class MergePolarity(EventTransform):
     def __call__(self, events: np.ndarray) -> np.ndarray:
         check_events(events, what="MergePolarity")
         out = events.copy()
-        out["p"] = 0
+        if not is_audio(events):
+            out["p"] = 0
         return out
+
+
+class ToFrames:
+    """``to_frames(events, sensor_size, ...)`` as a callable, to end a :class:`Compose` pipeline.
+
+    >>> from snnir.data import make_events
+    >>> pipeline = Compose([MergePolarity(), ToFrames((1, 2), frames_number=2)])
+    >>> pipeline(make_events([0, 1, 2], [0, 1, 1], [0, 0, 0], [1, 1, 0]))[:, 0].tolist()
+    [[[1.0, 0.0]], [[0.0, 2.0]]]
+    """
+
+    def __init__(self, sensor_size: Sequence[int], frames_number: int | None = None, split_by: str = "number",
+                 duration: Any = None, integrate: Integrator | None = None) -> None:
+        self.sensor_size = tuple(int(s) for s in sensor_size)
+        self.frames_number, self.split_by, self.duration, self.integrate = frames_number, split_by, duration, integrate
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        return to_frames(events, self.sensor_size, self.frames_number, self.split_by, self.duration, self.integrate)
+
+    def __repr__(self) -> str:
+        return EventTransform.__repr__(self)
 
 
 def _positive_int(value: Any) -> bool:
