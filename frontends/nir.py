@@ -29,9 +29,11 @@ every voltage starts at ``v_reset`` (NIR leaves the initial state open; the peer
 Neuron time constants, thresholds and reset potentials must be equal across a layer (snnir's
 neuron parameters are per layer); ``r``, ``w_in`` and ``v_leak`` may vary per channel.
 Several edges into one node are summed (an ``add`` node); a cycle becomes an snnir cycle whose
-closing edge reads the previous step. Nested ``NIRGraph`` nodes are inlined with ids
-``<graph>_<node>``. An ``Input`` type with a leading 1 that its consumer does not accept (a batch
-axis some exporters write) is dropped.
+closing edge reads the previous step (zero before the first step). NIR's feedback path at the
+first step is its response to silent neurons, which for an ``Affine`` is its bias: a fed-back
+Affine's bias therefore becomes a ``constant`` input of the sum, added at every step. Nested
+``NIRGraph`` nodes are inlined with ids ``<graph>_<node>``. An ``Input`` type with a leading 1
+that its consumer does not accept (a batch axis some exporters write) is dropped.
 """
 
 from __future__ import annotations
@@ -251,6 +253,8 @@ class _Builder:
         order = self._order()
         pos = {n: i for i, n in enumerate(order)}
         pending: list[tuple[str, str, int]] = []
+        self.split_bias = {a for a, b in self.edges if pos[a] >= pos[b] and type(self.nodes[a]).__name__ == "Affine"
+                           and np.any(_arr(self.nodes[a].bias, a, "bias"))}
         for node_name in order:
             preds = [a for a, b in self.edges if b == node_name]
             forward = [a for a in preds if pos[a] < pos[node_name]]
@@ -263,7 +267,13 @@ class _Builder:
             elif len(preds) == 1:
                 src = self.out[forward[0]]
             else:  # NIR sums the inputs of a node
-                src = self.g.add_node("add", [self.out[a] for a in forward], id=self._id(f"{node_name}_sum"))
+                inputs = [self.out[a] for a in forward]
+                for a in back:  # a fed-back Affine's bias is added within the step (see the module doc)
+                    if a in self.split_bias:
+                        bias = _arr(self.nodes[a].bias, a, "bias").astype(np.float32)
+                        inputs.append(self.g.add_node("constant", params={"value": bias}, id=self._id(f"{a}_bias")))
+                src = self.g.add_node("add", inputs, id=self._id(f"{node_name}_sum"))
+                forward = inputs
                 pending += [(a, src, len(forward) + i) for i, a in enumerate(back)]
             try:
                 self.out[node_name] = self._convert(node_name, self.nodes[node_name], src)
@@ -296,8 +306,10 @@ class _Builder:
 
     def _affine(self, name: str, node: Any, src: str) -> str:
         w = _arr(node.weight, name, "weight").astype(np.float32)
-        b = _arr(node.bias, name, "bias").astype(np.float32)
-        return self.g.add_node("linear", [src], params={"weight": w, "bias": b}, id=self._id(name))
+        params = {"weight": w, "bias": _arr(node.bias, name, "bias").astype(np.float32)}
+        if name in self.split_bias:
+            del params["bias"]
+        return self.g.add_node("linear", [src], params=params, id=self._id(name))
 
     def _linear(self, name: str, node: Any, src: str) -> str:
         w = _arr(node.weight, name, "weight").astype(np.float32)
