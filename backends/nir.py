@@ -78,7 +78,7 @@ def _unsupported(node: Node, why: str) -> UnsupportedNodeError:
 
 
 def _full(node: Node, value: float) -> np.ndarray:
-    return np.full(node.shape, value, dtype=np.float32)
+    return np.full(node.shape, value, dtype=np.float64)  # float64: parameters survive a round trip
 
 
 def _convert(node: Node, graph: Graph, dt: float) -> Any:

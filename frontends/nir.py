@@ -7,8 +7,7 @@ the snnTorch and SpikingJelly exporters) every equation ``tau dv/dt = f`` become
 - ``LIF`` (``tau dv/dt = (v_leak - v) + r I``): snnir ``LIF`` with ``tau = tau / dt`` and
   ``v_reset``. When ``r dt / tau = 1`` (snnTorch: ``r = tau / dt``) the form
   ``decay_input=False`` is used, ``v[t] = v - (v - v_reset) / tau + x``, else
-  ``decay_input=True``, ``v[t] = v + (x - (v - v_reset)) / tau`` with ``x = r I`` (gains within
-  1e-6 of 1 count as 1: exporters compute ``r = tau / dt`` in float32). An input gain
+  ``decay_input=True``, ``v[t] = v + (x - (v - v_reset)) / tau`` with ``x = r I``. An input gain
   other than 1 and a leak potential ``v_leak != v_reset`` become an ``affine`` node before the
   neuron (``x = gain I + offset``), so the leak still targets ``v_leak``.
 - ``IF`` (``dv/dt = r I``): snnir ``IF`` with ``x = r dt I``. ``I``: the same as an ``integrator``.
@@ -23,9 +22,11 @@ the snnTorch and SpikingJelly exporters) every equation ``tau dv/dt = f`` become
 - ``Threshold``: a neuron of the memoryless ``Threshold`` model. ``Delay(delay)``:
   ``delay(steps = delay / dt)``. ``SumPool2d``: ``avgpool2d`` then ``scale(kh * kw)``.
 
-Conventions that differ from NIR's text: snnir fires when ``v >= v_threshold`` (NIR and the
-peers: ``v > v_threshold``; spikes differ only when ``v`` lands exactly on the threshold), and
-every voltage starts at ``v_reset`` (NIR leaves the initial state open; the peers start at 0).
+Input gains within 1e-6 of 1 count as 1 (exporters compute ``r = tau / dt`` in float32) and
+time constants in steps are rounded to 12 significant digits. Conventions that differ from
+NIR's text: snnir fires when ``v >= v_threshold`` (NIR and the peers: ``v > v_threshold``;
+spikes differ only when ``v`` lands exactly on the threshold), and every voltage starts at
+``v_reset`` (NIR leaves the initial state open; the peers start at 0).
 Neuron time constants, thresholds and reset potentials must be equal across a layer (snnir's
 neuron parameters are per layer); ``r``, ``w_in`` and ``v_leak`` may vary per channel.
 Several edges into one node are summed (an ``add`` node); a cycle becomes an snnir cycle whose
@@ -201,6 +202,11 @@ def _per_channel(node: str, field: str, a: np.ndarray, shape: tuple[int, ...]) -
     return per[:, 0].astype(np.float32)
 
 
+def _steps(seconds: float, dt: float) -> float:
+    """``seconds / dt`` to 12 significant digits (undoes the float error of ``tau * dt / dt``)."""
+    return float(f"{seconds / dt:.12g}")
+
+
 def _safe_id(name: str) -> str:
     base = re.sub(r"\W", "_", name) or "node"
     return f"n_{base}" if base[0].isdigit() else base
@@ -246,7 +252,10 @@ class _Builder:
                 else:
                     seen.add(nxt)
                     stack.append((nxt, iter(succ[nxt])))
-        return post[::-1]
+        order = post[::-1]
+        # outputs have no successors: keep them last, in the file's order (the graph's output order)
+        outputs = [n for n, v in self.nodes.items() if isinstance(v, nir.Output)]
+        return [n for n in order if n not in outputs] + outputs
 
     def build(self, name: str) -> Graph:
         self.g.name = name
@@ -378,7 +387,9 @@ class _Builder:
               final: bool = False) -> str:
         """``x -> gain x + offset`` before a neuron (nothing when it is the identity)."""
         shape = _infer(self.g, src)
-        g = _per_channel(name, "input gain", np.asarray(gain, np.float64), shape)
+        gain = np.asarray(gain, np.float64)
+        gain = np.where(np.abs(gain - 1.0) <= 1e-6, 1.0, gain)  # float rounding of r = tau / dt, r = 1 / dt
+        g = _per_channel(name, "input gain", gain, shape)
         o = _per_channel(name, "input offset", np.asarray(offset, np.float64), shape)
         node_id = self._id(name if final else f"{name}_in")
         if isinstance(o, float) and o == 0.0:
@@ -393,7 +404,7 @@ class _Builder:
         return self.g.add_node(op, [src], attrs=attrs, id=self._id(name))
 
     def _leaky(self, name: str, node: Any, src: str, v_reset: float, op: str, extra: dict[str, Any]) -> str:
-        tau = _uniform(name, "tau", node.tau) / self.dt
+        tau = _steps(_uniform(name, "tau", node.tau), self.dt)
         r, v_leak = _arr(node.r, name, "r"), _arr(node.v_leak, name, "v_leak")
         if np.allclose(r / tau, 1.0, rtol=0, atol=1e-6):  # snnTorch: x is not scaled by dt / tau
             x = self._gain(name, src, 1.0, (v_leak - v_reset) / tau)
@@ -424,14 +435,13 @@ class _Builder:
         return self._neuron(name, x, "integrator", {"model": "IF", "v_reset": 0.0})
 
     def _cuba(self, name: str, node: Any, src: str, v_reset: float, op: str, extra: dict[str, Any]) -> str:
-        tau_syn = _uniform(name, "tau_syn", node.tau_syn) / self.dt
-        tau_mem = _uniform(name, "tau_mem", node.tau_mem) / self.dt
+        tau_syn = _steps(_uniform(name, "tau_syn", node.tau_syn), self.dt)
+        tau_mem = _steps(_uniform(name, "tau_mem", node.tau_mem), self.dt)
         v_leak = _arr(node.v_leak, name, "v_leak")
         if not np.all(v_leak == v_reset):
             raise GraphError(f"NIR node {name!r}: v_leak {np.unique(v_leak)[:5]} differs from v_reset {v_reset}; "
                              "snnir's CubaLIF leaks towards v_reset")
         gain = (_arr(node.r, name, "r") / tau_mem) * (_arr(node.w_in, name, "w_in") / tau_syn)
-        gain = np.where(np.abs(gain - 1.0) <= 1e-6, 1.0, gain)  # float32 rounding of r = tau / dt
         x = self._gain(name, src, gain, 0.0)
         attrs = {"model": "CubaLIF", "tau_syn": tau_syn, "tau_mem": tau_mem, "v_reset": v_reset, **extra}
         return self._neuron(name, x, op, attrs)
