@@ -301,6 +301,16 @@ class _Builder:
         kind = type(node).__name__
         if kind not in SUPPORTED:
             raise GraphError(f"NIR node {name!r} has unsupported type {kind}; snnir reads {', '.join(SUPPORTED)}")
+        fields = [f for f in _ELEMENTWISE if getattr(node, f, None) is not None]
+        if src is not None and fields:  # per-neuron parameters must fit the layer they act on
+            shape = _infer(self.g, src)
+            for field in fields:
+                a = _arr(getattr(node, field), name, field)
+                try:
+                    np.broadcast_to(a, shape)
+                except ValueError:
+                    raise GraphError(f"NIR node {name!r} ({kind}): {field} has shape {a.shape}, but its input "
+                                     f"has shape {shape}") from None
         return getattr(self, f"_{kind.lower()}")(name, node, src)
 
     def _input(self, name: str, node: Any, src: None) -> str:
@@ -452,6 +462,10 @@ class _Builder:
 
     def _cubali(self, name: str, node: Any, src: str) -> str:
         return self._cuba(name, node, src, _uniform(name, "v_leak", node.v_leak), "integrator", {})
+
+
+_ELEMENTWISE = ("tau", "tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in", "threshold", "delay",
+                "scale")
 
 
 def _input_type() -> type:

@@ -259,6 +259,11 @@ def test_inconsistent_shapes_name_the_node():
                    nir.Output(output_type=np.array([2])))
     with pytest.raises(GraphError, match="linear"):
         from_nir(graph)
+    wrong = nir.LIF(tau=np.full(4, 1e-3), r=np.ones(4), v_leak=np.zeros(4), v_threshold=np.ones(4))
+    with pytest.raises(GraphError, match=r"'lif' \(LIF\): tau has shape \(4,\), but its input has shape \(2,\)"):
+        from_nir(nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([2])), "lif": wrong,
+                                     "output": nir.Output(output_type=np.array([4]))},
+                              edges=[("input", "lif"), ("lif", "output")], type_check=False))
     mixed = nir.LIF(tau=np.array([1e-3, 2e-3]), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2))
     with pytest.raises(GraphError, match="NIR node 'lif'.*tau must be one value"):
         from_nir(nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([2])), "lif": mixed,
@@ -275,3 +280,27 @@ def test_not_a_nir_file(tmp_path):
     (tmp_path / "text.nir").write_text("hello")
     with pytest.raises(FormatError, match="cannot open"):
         from_nir(tmp_path / "text.nir")
+
+
+def test_nested_graph_is_inlined_like_the_flat_graph():
+    rng = np.random.default_rng(3)
+    w_in, w_rec = rng.normal(size=(5, 4)).astype(np.float32), rng.normal(size=(5, 5)).astype(np.float32) * 0.5
+
+    def lif():
+        return nir.LIF(tau=np.full(5, 3e-4), r=np.full(5, 3.0), v_leak=np.zeros(5), v_threshold=np.ones(5))
+
+    inner = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([5])), "lif": lif(),
+                                "w_rec": nir.Linear(weight=w_rec), "output": nir.Output(output_type=np.array([5]))},
+                         edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")])
+    outer = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([4])), "fc": nir.Linear(weight=w_in),
+                                "rnn": inner, "output": nir.Output(output_type=np.array([5]))},
+                         edges=[("input", "fc"), ("fc", "rnn"), ("rnn", "output")])
+    flat = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([4])), "fc": nir.Linear(weight=w_in),
+                               "lif": lif(), "w_rec": nir.Linear(weight=w_rec),
+                               "output": nir.Output(output_type=np.array([5]))},
+                        edges=[("input", "fc"), ("fc", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")])
+    nested, ref = from_nir(outer), from_nir(flat)
+    assert "rnn_lif" in nested and nested.is_recurrent()
+    x = torch.rand(30, 2, 4) * 2
+    out = _run(nested, x)
+    assert out.sum() > 10 and torch.equal(out, _run(ref, x))
