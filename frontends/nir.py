@@ -321,6 +321,12 @@ class _Builder:
         return self.g.add_input(shape, id=self._id(name))
 
     def _output(self, name: str, node: Any, src: str) -> str:
+        declared = (node.output_type or {}).get("output")
+        if declared is not None and np.size(declared):
+            declared = tuple(int(d) for d in np.asarray(declared).reshape(-1))
+            shape = _infer(self.g, src)
+            if declared not in (shape, (1, *shape)):  # (1, ...): a batch axis some exporters write
+                raise GraphError(f"NIR node {name!r} (Output) declares shape {declared}, but receives {shape}")
         return self.g.add_output(src, id=self._id(name))
 
     def _affine(self, name: str, node: Any, src: str) -> str:

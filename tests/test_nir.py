@@ -269,6 +269,9 @@ def test_inconsistent_shapes_name_the_node():
         from_nir(nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([2])), "lif": wrong,
                                      "output": nir.Output(output_type=np.array([4]))},
                               edges=[("input", "lif"), ("lif", "output")], type_check=False))
+    with pytest.raises(GraphError, match=r"'output' \(Output\) declares shape \(3,\), but receives \(2,\)"):
+        from_nir(_graph(nir.Input(input_type=np.array([3])), nir.Linear(weight=np.ones((2, 3), np.float32)),
+                        nir.Output(output_type=np.array([3]))))
     mixed = nir.LIF(tau=np.array([1e-3, 2e-3]), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2))
     with pytest.raises(GraphError, match="NIR node 'lif'.*tau must be one value"):
         from_nir(nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([2])), "lif": mixed,
