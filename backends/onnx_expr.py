@@ -35,8 +35,9 @@ class OnnxBuilder:
         self._consts: dict[tuple, str] = {}
 
     def fresh(self, hint: str) -> str:
+        """A new tensor name; the ``:`` keeps it apart from graph inputs/outputs (node ids)."""
         self._count += 1
-        return f"{hint}_{self._count}"
+        return f"{hint}:{self._count}"
 
     def const(self, value: Any, hint: str = "c") -> str:
         """An initializer holding ``value``: numbers and float arrays as float32, integer arrays

@@ -218,6 +218,7 @@ class _Builder:
         self.edges = _contract_pass_throughs(nodes, list(dict.fromkeys(edges)))
         self.g = Graph()
         self.out: dict[str, str] = {}  # NIR name -> snnir id of its value
+        self.split_bias: set[str] = set()  # fed-back Affines whose bias is added within the step
 
     def _id(self, name: str) -> str:
         base, k = _safe_id(name), 1
