@@ -9,7 +9,9 @@ after it. State tensors are named after the node: ``<node>.<state>_in`` -> ``<no
 equations (``snnir.neurons``: charge, ``spike = (z >= 0)``, reset) with the operations in the
 order the equation is written, as the torch backend computes it; synapses are ONNX ``Gemm``/
 ``MatMul``, ``Conv``, ``AveragePool``, ... ``unroll=T`` writes a whole-sequence model instead
-(input ``[T, N, ...]``, the same state inputs and outputs around the ``T`` steps).
+(input ``[T, N, ...]``, the same state inputs and outputs around the ``T`` steps). The neuron
+steps match the torch backend bit for bit; onnxruntime's ``Conv``/``Gemm`` may differ from torch's
+in the last bit of a sum.
 
 The initial state (``v = v_reset``, ...) and the state names are stored in the model's metadata
 (``snnir.states``, JSON), which ``StreamingSession`` reads. Float32 throughout, opset 17.
@@ -214,6 +216,13 @@ def _lower(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -
         if op.startswith("avg"):
             return b.op("AveragePool", [args[0]], count_include_pad=int(a["count_include_pad"]), **kw)
         return b.op("MaxPool", [args[0]], dilations=_ints(a["dilation"], n), **kw)
+    if op in ("adaptive_avgpool1d", "adaptive_avgpool2d"):  # equal windows when the sizes divide
+        sizes, out = node.in_shape[1:], node.shape[1:]
+        if any(i % o for i, o in zip(sizes, out)):
+            raise UnsupportedOpError(f"node {node.id!r} ({op}): input size {sizes} is not a multiple of the "
+                                     f"output size {out}")
+        kernel = [i // o for i, o in zip(sizes, out)]
+        return b.op("AveragePool", [args[0]], kernel_shape=kernel, strides=kernel)
     if op == "flatten":
         return b.op("Reshape", [args[0], b.const(np.array([0, *node.shape], np.int64))])
     if op == "relu":

@@ -120,6 +120,20 @@ def test_unrolled_model_and_state_carry_over(tmp_path):
     np.testing.assert_array_equal(session(xs[:10].numpy()), ref[:10])
 
 
+def test_ann_layers_stream_like_torch(tmp_path):
+    net = snn.set_step_mode(torch.nn.Sequential(
+        snn.Conv1d(2, 4, 3, padding=1), snn.BatchNorm1d(4), snn.ReLU(), snn.MaxPool1d(2),
+        snn.AdaptiveAvgPool1d(2), snn.Flatten(), snn.Linear(8, 6), snn.Scale(3.0), snn.IF()), "m").eval()
+    xs = torch.rand(20, 3, 2, 8)
+    g = snnir.trace(net, xs)
+    snnir.export(g, tmp_path / "ann.onnx", format="onnx")
+    with torch.no_grad():
+        ref = snnir.compile(g).eval()(xs)  # batchnorm with its running statistics, as exported
+    _, out = _stream(tmp_path / "ann.onnx", xs)
+    assert ref.sum() >= 10
+    np.testing.assert_array_equal(out, ref.numpy())
+
+
 def test_unsupported_ops_are_named(tmp_path):
     g = snnir.Graph()
     x = g.add_input((1, 4, 4))
