@@ -23,7 +23,8 @@ the snnTorch and SpikingJelly exporters) every equation ``tau dv/dt = f`` become
   ``delay(steps = delay / dt)``. ``SumPool2d``: ``avgpool2d`` then ``scale(kh * kw)``.
 
 Input gains within 1e-6 of 1 count as 1 (exporters compute ``r = tau / dt`` in float32) and
-time constants in steps are rounded to 12 significant digits. Conventions that differ from
+time constants in steps are rounded to 12 significant digits; a time constant shorter than
+``dt`` is refused (the Euler step would overshoot). Conventions that differ from
 NIR's text: snnir fires when ``v >= v_threshold`` (NIR and the peers: ``v > v_threshold``;
 spikes differ only when ``v`` lands exactly on the threshold), and every voltage starts at
 ``v_reset`` (NIR leaves the initial state open; the peers start at 0).
@@ -334,11 +335,20 @@ class _Builder:
         params = {"weight": np.asarray(g, np.float32), "bias": np.asarray(o, np.float32)}
         return self.g.add_node("affine", [src], params=params, id=node_id)
 
+    def _tau(self, name: str, field: str, value: Any) -> float:
+        """A time constant in steps; forward Euler overshoots (and diverges) when it is under one."""
+        seconds = _uniform(name, field, value)
+        steps = _steps(seconds, self.dt)
+        if steps < 1.0:
+            raise GraphError(f"NIR node {name!r}: {field} = {seconds:g} s is shorter than dt = {self.dt:g} s; "
+                             "forward Euler needs tau >= dt (import with a smaller dt)")
+        return steps
+
     def _neuron(self, name: str, src: str, op: str, attrs: dict[str, Any]) -> str:
         return self.g.add_node(op, [src], attrs=attrs, id=self._id(name))
 
     def _leaky(self, name: str, node: Any, src: str, v_reset: float, op: str, extra: dict[str, Any]) -> str:
-        tau = _steps(_uniform(name, "tau", node.tau), self.dt)
+        tau = self._tau(name, "tau", node.tau)
         r, v_leak = _arr(node.r, name, "r"), _arr(node.v_leak, name, "v_leak")
         if np.allclose(r / tau, 1.0, rtol=0, atol=1e-6):  # snnTorch: x is not scaled by dt / tau
             x = self._gain(name, src, 1.0, (v_leak - v_reset) / tau)
@@ -369,8 +379,7 @@ class _Builder:
         return self._neuron(name, x, "integrator", {"model": "IF", "v_reset": 0.0})
 
     def _cuba(self, name: str, node: Any, src: str, v_reset: float, op: str, extra: dict[str, Any]) -> str:
-        tau_syn = _steps(_uniform(name, "tau_syn", node.tau_syn), self.dt)
-        tau_mem = _steps(_uniform(name, "tau_mem", node.tau_mem), self.dt)
+        tau_syn, tau_mem = self._tau(name, "tau_syn", node.tau_syn), self._tau(name, "tau_mem", node.tau_mem)
         v_leak = _arr(node.v_leak, name, "v_leak")
         if not np.all(v_leak == v_reset):
             raise GraphError(f"NIR node {name!r}: v_leak {np.unique(v_leak)[:5]} differs from v_reset {v_reset}; "

@@ -279,6 +279,12 @@ def test_inconsistent_shapes_name_the_node():
                               edges=[("input", "lif"), ("lif", "output")]))
 
 
+def test_time_constant_shorter_than_dt_is_refused():
+    li = nir.LI(tau=np.full(2, 1e-5), r=np.ones(2), v_leak=np.zeros(2))
+    with pytest.raises(GraphError, match=r"NIR node 'li': tau = 1e-05 s is shorter than dt = 0.0001 s"):
+        from_nir(_graph(nir.Input(input_type=np.array([2])), li, nir.Output(output_type=np.array([2]))), dt=1e-4)
+
+
 def test_not_a_nir_file(tmp_path):
     path = tmp_path / "empty.nir"
     with h5py.File(path, "w") as f:

@@ -17,7 +17,8 @@ the spikes must be identical. Conventions the peers break are stated and tested 
 - Norse's ``to_nir(dt)`` writes ``tau = dt / tau_inv``: the time constant only for ``dt=1``; we
   export with ``dt=1.0`` and import with the cell's step (0.001). Norse's ``LIFCell`` adds input to
   a current that is not scaled by ``dt / tau_syn``, but writes ``w_in = 1``: NIR's CubaLIF needs
-  ``w_in = tau_syn / dt``. Norse exports no pooling and no recurrent cell: the recurrent graph is
+  ``w_in = tau_syn / dt``; likewise its ``IAFCell`` (``v + x``) needs ``r = 1 / dt``, not 1.
+  Norse exports no pooling and no recurrent cell: the recurrent graph is
   built from ``LIFRecurrentCell``'s parameters. Norse's graphs hold 0-d parameters, which
   ``nir.write`` cannot store (h5py refuses compression on scalar datasets): they are imported
   from the ``NIRGraph`` object.
@@ -220,6 +221,22 @@ def test_norse_feedforward_lifbox_and_cubalif():
     cuba.w_in = np.asarray(cuba.tau_syn, np.float64) / 1e-3  # ... so NIR's w_in is tau_syn / dt
     g = from_nir(graph, dt=1e-3)
     _assert_same_spikes(ref, _run_snnir(g, x))
+
+
+def test_norse_li_and_if():
+    """LIBoxCell -> LI (the voltage, to float32 rounding). IAFCell integrates ``v + x`` but is written
+    with ``r = 1``, which NIR reads as ``v += dt r I``: its ``r`` must be ``1 / dt``."""
+    torch.manual_seed(9)
+    x = torch.rand(40, 4, 8) * 3
+    li = norse.SequentialState(torch.nn.Linear(8, 6), norse.LIBoxCell())
+    np.testing.assert_allclose(_run_snnir(from_nir(norse.to_nir(li, torch.randn(1, 8), dt=1.0), dt=1e-3), x),
+                               _run_norse(li, x), rtol=1e-6, atol=1e-6)
+    iaf = norse.SequentialState(torch.nn.Linear(8, 6), norse.IAFCell())
+    graph = norse.to_nir(iaf, torch.randn(1, 8), dt=1.0)
+    ref = _run_norse(iaf, x)
+    assert not torch.equal(ref, _run_snnir(from_nir(graph, dt=1e-3), x))
+    graph.nodes["1"].r = np.full(6, 1 / 1e-3)
+    _assert_same_spikes(ref, _run_snnir(from_nir(graph, dt=1e-3), x))
 
 
 def test_norse_conv_lifbox():
