@@ -24,19 +24,16 @@ import os
 from typing import Any
 
 import numpy as np
-import sympy as sp
 
 from snnir.errors import SnnirError
-from snnir.graph import Graph, Node
-from snnir.neurons import get_model
+from snnir.graph import Graph
 
 from .onnx_expr import OnnxBuilder
+from .onnx_ops import UnsupportedOpError, lower, neuron_init
+
+__all__ = ["StreamingSession", "UnsupportedOpError", "export", "to_onnx"]
 
 OPSET = 17
-
-
-class UnsupportedOpError(SnnirError):
-    """A node the ONNX exporter has no lowering for (the message names the node)."""
 
 
 def export(graph: Graph, path: str | os.PathLike, unroll: int | None = None) -> None:
@@ -113,7 +110,7 @@ def _state_table(graph: Graph) -> list[dict[str, Any]]:
     table = []
     for node in graph:
         if node.op == "neuron" or node.op == "integrator":
-            init = dict(_neuron_init(node))
+            init = dict(neuron_init(node))
             for k, shape in node.state_spec().items():
                 table.append({"name": f"{node.id}.{k}", "shape": list(shape), "init": init[k]})
         elif node.stateful:
@@ -122,44 +119,6 @@ def _state_table(graph: Graph) -> list[dict[str, Any]]:
     for u in sorted({u for u, _ in graph.recurrent_edges()}):
         table.append({"name": f"{u}.prev", "shape": list(graph.node(u).shape), "init": 0.0})
     return table
-
-
-def _equations(node: Node) -> Any:
-    a = node.attrs
-    model = get_model(a["model"])
-    options = {k: a[k] for k in model.options}
-    if node.op == "integrator":
-        return model.equations(reset="none", **options)
-    return model.equations(reset="soft" if a["v_reset"] is None else "hard", **options)
-
-
-def _param_values(node: Node, eq: Any) -> dict[str, float]:
-    """Parameter values as float64, the hoisted constants (``sigmoid(w)``) evaluated from them."""
-    a = node.attrs
-    values = {"v_threshold": float(a.get("v_threshold", 0.0)),
-              "v_reset": 0.0 if a["v_reset"] is None else float(a["v_reset"])}
-    for name in eq.params:
-        if name in values:
-            continue
-        if name in node.params:
-            arr = np.asarray(node.params[name], np.float64)
-            if arr.size != 1:
-                raise UnsupportedOpError(f"node {node.id!r}: per-neuron parameter {name!r} is not supported "
-                                         "by the ONNX exporter")
-            values[name] = float(arr.reshape(()))
-        else:
-            values[name] = float(a[name])
-    symbols = {sp.Symbol(k, real=True): v for k, v in values.items()}
-    for k, e in eq.constants:
-        values[k] = float(e.xreplace(symbols).rewrite(sp.exp).evalf())
-    return values
-
-
-def _neuron_init(node: Node) -> list[tuple[str, float]]:
-    eq = _equations(node)
-    values = _param_values(node, eq)
-    symbols = {sp.Symbol(k, real=True): v for k, v in values.items()}
-    return [(k, float(sp.sympify(e).xreplace(symbols))) for k, e in eq.init]
 
 
 # --- one time step -------------------------------------------------------------------------------
@@ -172,124 +131,10 @@ def _step(b: OnnxBuilder, graph: Graph, order: list[str], recurrent: set[tuple[s
         if node.op == "input":
             continue
         args = [state[f"{p}.prev"] if (p, node_id) in recurrent else env[p] for p in graph.predecessors(node_id)]
-        env[node_id] = _lower(b, node, args, state)
+        env[node_id] = lower(b, node, args, state)
     for u in {u for u, _ in recurrent}:
         state[f"{u}.prev"] = env[u]
     return env
-
-
-def _ints(value: Any, n: int) -> list[int]:
-    a = np.asarray(value).reshape(-1)
-    return [int(a[0])] * n if a.size == 1 else [int(v) for v in a]
-
-
-def _lower(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
-    op, a, p = node.op, node.attrs, node.params
-    if a.get("quant"):
-        raise UnsupportedOpError(f"node {node.id!r} ({op}): fake-quantized weights are not exported; "
-                                 "export the float graph")
-    if op in ("output", "dropout"):
-        return args[0]
-    if op == "linear":
-        w = np.asarray(p["weight"], np.float32)
-        if len(node.in_shape) == 1:
-            inputs = [args[0], b.const(w, hint=f"{node.id}.weight")]
-            if "bias" in p:
-                inputs.append(b.const(np.asarray(p["bias"], np.float32), hint=f"{node.id}.bias"))
-            return b.op("Gemm", inputs, transB=1)
-        y = b.op("MatMul", [args[0], b.const(w.T.copy(), hint=f"{node.id}.weight")])
-        return b.op("Add", [y, b.const(np.asarray(p["bias"], np.float32))]) if "bias" in p else y
-    if op in ("conv1d", "conv2d"):
-        n = 1 if op == "conv1d" else 2
-        pads = _ints(a["padding"], n)
-        inputs = [args[0], b.const(np.asarray(p["weight"], np.float32), hint=f"{node.id}.weight")]
-        if "bias" in p:
-            inputs.append(b.const(np.asarray(p["bias"], np.float32), hint=f"{node.id}.bias"))
-        return b.op("Conv", inputs, strides=_ints(a["stride"] or 1, n), pads=pads + pads,
-                    dilations=_ints(a["dilation"], n), group=a["groups"])
-    if op in ("avgpool1d", "avgpool2d", "maxpool1d", "maxpool2d"):
-        n = int(op[-2])
-        kernel = _ints(a["kernel_size"], n)
-        pads = _ints(a["padding"], n)
-        kw = {"kernel_shape": kernel, "strides": _ints(a["stride"] if a["stride"] is not None else kernel, n),
-              "pads": pads + pads, "ceil_mode": int(a["ceil_mode"])}
-        if op.startswith("avg"):
-            return b.op("AveragePool", [args[0]], count_include_pad=int(a["count_include_pad"]), **kw)
-        return b.op("MaxPool", [args[0]], dilations=_ints(a["dilation"], n), **kw)
-    if op in ("adaptive_avgpool1d", "adaptive_avgpool2d"):  # equal windows when the sizes divide
-        sizes, out = node.in_shape[1:], node.shape[1:]
-        if any(i % o for i, o in zip(sizes, out)):
-            raise UnsupportedOpError(f"node {node.id!r} ({op}): input size {sizes} is not a multiple of the "
-                                     f"output size {out}")
-        kernel = [i // o for i, o in zip(sizes, out)]
-        return b.op("AveragePool", [args[0]], kernel_shape=kernel, strides=kernel)
-    if op == "flatten":
-        return b.op("Reshape", [args[0], b.const(np.array([0, *node.shape], np.int64))])
-    if op == "relu":
-        return b.op("Relu", args)
-    if op == "scale":
-        return b.op("Mul", [args[0], b.const(a["factor"])])
-    if op == "affine":
-        shape = (-1, *([1] * (len(node.shape) - 1)))
-        w, bias = (np.asarray(p[k], np.float32) for k in ("weight", "bias"))
-        y = b.op("Mul", [args[0], b.const(w.reshape(shape) if w.ndim else w)])
-        return b.op("Add", [y, b.const(bias.reshape(shape) if bias.ndim else bias)])
-    if op == "add":
-        acc = args[0]
-        for other in args[1:]:
-            acc = b.op("Add", [acc, other])
-        return acc
-    if op == "cat":
-        return b.op("Concat", args, axis=a["axis"] % len(node.shape) + 1)
-    if op == "clip":
-        lo = b.const(a["min"]) if a["min"] is not None else ""
-        hi = b.const(a["max"]) if a["max"] is not None else ""
-        return b.op("Clip", [args[0], lo, hi])
-    if op == "constant":
-        return b.const(np.asarray(p["value"], np.float32)[None], hint=node.id)
-    if op == "batchnorm":
-        c = node.shape[0]
-        scale = np.asarray(p.get("weight", np.ones(c)), np.float32)
-        shift = np.asarray(p.get("bias", np.zeros(c)), np.float32)
-        return b.op("BatchNormalization", [args[0], b.const(scale), b.const(shift),
-                                           b.const(np.asarray(p["running_mean"], np.float32)),
-                                           b.const(np.asarray(p["running_var"], np.float32))], epsilon=a["eps"])
-    if op == "synapse_filter":  # i - i / tau + x, as the torch module
-        i = state[f"{node.id}.i"]
-        new = b.op("Add", [b.op("Sub", [i, b.op("Div", [i, b.const(a["tau"])])]), args[0]])
-        state[f"{node.id}.i"] = new
-        return new
-    if op == "delay":
-        buf = state[f"{node.id}.buffer"]
-        one = b.const(np.array([1], np.int64))
-        out = b.op("Gather", [buf, b.const(np.array(0, np.int64))], axis=1)  # buffer: [N, steps, ...]
-        rest = b.op("Slice", [buf, one, b.const(np.array([a["steps"]], np.int64)), one])
-        state[f"{node.id}.buffer"] = b.op("Concat", [rest, b.op("Unsqueeze", [args[0], one])], axis=1)
-        return out
-    if op in ("neuron", "integrator"):
-        return _neuron_step(b, node, args[0], state)
-    raise UnsupportedOpError(f"node {node.id!r}: the ONNX exporter has no lowering for op {op!r}")
-
-
-def _neuron_step(b: OnnxBuilder, node: Node, x: str, state: dict[str, str]) -> str:
-    """The model's charge, fire and reset equations as ONNX nodes (spikes out, or ``v`` for integrators)."""
-    eq = _equations(node)
-    values = _param_values(node, eq)
-    env = {k: b.const(v) for k, v in values.items()}
-    env.update({"x": x, **{k: state[f"{node.id}.{k}"] for k in eq.states}})
-    for k, e in eq.charge:
-        env[k] = b.expr(e, env)
-    if node.op == "integrator":
-        out = env["v"]
-    else:
-        z = b.expr(eq.fire, env)
-        out = b.op("Cast", [b.op("GreaterOrEqual", [z, b.const(0.0)])], to=1)  # 1 = FLOAT
-        env["spike"] = out
-        for k, e in eq.reset:
-            env[k] = b.expr(e, env)
-    for k in eq.states:
-        state[f"{node.id}.{k}"] = env[k]
-    return out
 
 
 # --- running -------------------------------------------------------------------------------------
