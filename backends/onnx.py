@@ -8,8 +8,9 @@ after it. State tensors are named after the node: ``<node>.<state>_in`` -> ``<no
 ``<node>.prev_in`` -> ``<node>.prev_out``. The neuron step is generated from the model's sympy
 equations (``snnir.neurons``: charge, ``spike = (z >= 0)``, reset) with the operations in the
 order the equation is written, as the torch backend computes it; synapses are ONNX ``Gemm``/
-``MatMul``, ``Conv``, ``AveragePool``, ... ``unroll=T`` writes a whole-sequence model instead
-(input ``[T, N, ...]``, the same state inputs and outputs around the ``T`` steps). The neuron
+``MatMul``, ``Conv``, ``AveragePool``, ... (one lowering per op in ``onnx_ops``). ``unroll=T``
+writes a whole-sequence model instead (input ``[T, N, ...]``, the same state inputs and outputs
+around the ``T`` steps). The neuron
 steps match the torch backend bit for bit; onnxruntime's ``Conv``/``Gemm`` may differ from torch's
 in the last bit of a sum.
 
