@@ -16,6 +16,7 @@ adaptive models (QIF, EIF, Izhikevich, AdaptiveLIF), batchnorm (fold it first wi
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ def to_nir(graph: Graph, dt: float = 1e-4) -> Any:
     for node in graph:
         if node.op in PASS_THROUGH:
             continue
-        nodes[node.id] = _convert(node, graph, float(dt))
+        nodes[node.id] = _convert(node, float(dt))
 
     def sources(node_id: str) -> list[str]:
         if graph.node(node_id).op in PASS_THROUGH:
@@ -81,60 +82,123 @@ def _full(node: Node, value: float) -> np.ndarray:
     return np.full(node.shape, value, dtype=np.float64)  # float64: parameters survive a round trip
 
 
-def _convert(node: Node, graph: Graph, dt: float) -> Any:
+Writer = Callable[[Node, float], Any]
+WRITERS: dict[str, Writer] = {}
+
+
+def writes(*ops: str) -> Callable[[Writer], Writer]:
+    """Register the NIR node writer of ``ops`` (``fn(node, dt) -> nir.NIRNode``)."""
+    def wrap(fn: Writer) -> Writer:
+        for op in ops:
+            WRITERS[op] = fn
+        return fn
+    return wrap
+
+
+def _convert(node: Node, dt: float) -> Any:
+    if node.attrs.get("quant"):
+        raise _unsupported(node, "fake-quantized weights have no NIR form (export before quantize)")
+    if node.op not in WRITERS:
+        hint = " (fold it into the conv/linear first: snnir.optimize)" if node.op == "batchnorm" else ""
+        raise _unsupported(node, f"NIR has no primitive for {node.op!r}{hint}")
+    return WRITERS[node.op](node, dt)
+
+
+def _in_shape(node: Node) -> tuple[int, ...]:
+    return tuple(node.in_shape or node.shape or ())
+
+
+@writes("input")
+def _input(node: Node, dt: float) -> Any:
     import nir
 
-    in_shape = tuple(node.in_shape or node.shape or ())
-    op, a, p = node.op, node.attrs, node.params
-    if op == "input":
-        return nir.Input(input_type=np.array(node.shape))
-    if op == "output":
-        return nir.Output(output_type=np.array(node.shape))
-    if op == "linear":
-        if a.get("quant"):
-            raise _unsupported(node, "fake-quantized weights have no NIR form (export before quantize)")
-        w = np.asarray(p["weight"], np.float32)
-        return nir.Affine(weight=w, bias=np.asarray(p["bias"], np.float32)) if "bias" in p else nir.Linear(weight=w)
-    if op in ("conv1d", "conv2d"):
-        if a.get("quant"):
-            raise _unsupported(node, "fake-quantized weights have no NIR form (export before quantize)")
-        w = np.asarray(p["weight"], np.float32)
-        bias = np.asarray(p["bias"], np.float32) if "bias" in p else np.zeros(w.shape[0], np.float32)
-        ndim = 1 if op == "conv1d" else 2
-        cls, spatial = (nir.Conv1d, in_shape[1]) if ndim == 1 else (nir.Conv2d, tuple(in_shape[1:]))
-        return cls(input_shape=spatial, weight=w, stride=a["stride"] or 1, padding=a["padding"],
-                   dilation=a["dilation"], groups=a["groups"], bias=bias)
-    if op == "avgpool2d":
-        if a["ceil_mode"] or (not a["count_include_pad"] and a["padding"] not in (0, (0, 0))):
-            raise _unsupported(node, "NIR's AvgPool2d has no ceil_mode and counts padding")
-        k = np.broadcast_to(np.asarray(a["kernel_size"]), (2,))
-        stride = np.broadcast_to(np.asarray(a["stride"] if a["stride"] is not None else a["kernel_size"]), (2,))
-        return nir.AvgPool2d(kernel_size=k.copy(), stride=stride.copy(),
-                             padding=np.broadcast_to(np.asarray(a["padding"]), (2,)).copy())
-    if op == "flatten":
-        return nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=a["start"], end_dim=a["end"])
-    if op == "scale":
-        return nir.Scale(scale=_full(node, a["factor"]))
-    if op == "affine":
-        w, b = np.asarray(p["weight"], np.float32), np.asarray(p["bias"], np.float32)
-        if not np.any(b):
-            shape = (-1, *([1] * (len(node.shape) - 1))) if w.ndim else ()
-            return nir.Scale(scale=np.broadcast_to(w.reshape(shape), node.shape).astype(np.float32))
-        if len(node.shape) == 1:
-            return nir.Affine(weight=np.diag(np.broadcast_to(w, node.shape)).astype(np.float32),
-                              bias=np.broadcast_to(b, node.shape).astype(np.float32))
-        raise _unsupported(node, "a per-channel bias on a multi-axis tensor has no NIR primitive")
-    if op == "delay":
-        return nir.Delay(delay=_full(node, a["steps"] * dt))
-    if op == "synapse_filter":  # i - i / tau + x: a leaky integrator with r = tau
-        tau = a["tau"]
-        return nir.LI(tau=_full(node, tau * dt), r=_full(node, tau), v_leak=_full(node, 0.0))
-    if op == "neuron":
-        return _neuron(node, dt)
-    if op == "integrator":
-        return _integrator(node, dt)
-    hint = " (fold it into the conv/linear first: snnir.optimize)" if op == "batchnorm" else ""
-    raise _unsupported(node, f"NIR has no primitive for {op!r}{hint}")
+    return nir.Input(input_type=np.array(node.shape))
+
+
+@writes("output")
+def _output(node: Node, dt: float) -> Any:
+    import nir
+
+    return nir.Output(output_type=np.array(node.shape))
+
+
+@writes("linear")
+def _linear(node: Node, dt: float) -> Any:
+    import nir
+
+    w, p = np.asarray(node.params["weight"], np.float32), node.params
+    return nir.Affine(weight=w, bias=np.asarray(p["bias"], np.float32)) if "bias" in p else nir.Linear(weight=w)
+
+
+@writes("conv1d", "conv2d")
+def _conv(node: Node, dt: float) -> Any:
+    import nir
+
+    a, p, in_shape = node.attrs, node.params, _in_shape(node)
+    w = np.asarray(p["weight"], np.float32)
+    bias = np.asarray(p["bias"], np.float32) if "bias" in p else np.zeros(w.shape[0], np.float32)
+    cls, spatial = (nir.Conv1d, in_shape[1]) if node.op == "conv1d" else (nir.Conv2d, tuple(in_shape[1:]))
+    return cls(input_shape=spatial, weight=w, stride=a["stride"] or 1, padding=a["padding"],
+               dilation=a["dilation"], groups=a["groups"], bias=bias)
+
+
+@writes("avgpool2d")
+def _avgpool2d(node: Node, dt: float) -> Any:
+    import nir
+
+    a = node.attrs
+    if a["ceil_mode"] or (not a["count_include_pad"] and a["padding"] not in (0, (0, 0))):
+        raise _unsupported(node, "NIR's AvgPool2d has no ceil_mode and counts padding")
+
+    def pair(value: Any) -> np.ndarray:
+        return np.broadcast_to(np.asarray(value), (2,)).copy()
+
+    stride = a["stride"] if a["stride"] is not None else a["kernel_size"]
+    return nir.AvgPool2d(kernel_size=pair(a["kernel_size"]), stride=pair(stride), padding=pair(a["padding"]))
+
+
+@writes("flatten")
+def _flatten(node: Node, dt: float) -> Any:
+    import nir
+
+    a = node.attrs
+    return nir.Flatten(input_type={"input": np.array(_in_shape(node))}, start_dim=a["start"], end_dim=a["end"])
+
+
+@writes("scale")
+def _scale(node: Node, dt: float) -> Any:
+    import nir
+
+    return nir.Scale(scale=_full(node, node.attrs["factor"]))
+
+
+@writes("affine")
+def _affine(node: Node, dt: float) -> Any:
+    import nir
+
+    w, b = np.asarray(node.params["weight"], np.float32), np.asarray(node.params["bias"], np.float32)
+    if not np.any(b):
+        shape = (-1, *([1] * (len(node.shape) - 1))) if w.ndim else ()
+        return nir.Scale(scale=np.broadcast_to(w.reshape(shape), node.shape).astype(np.float32))
+    if len(node.shape) == 1:
+        return nir.Affine(weight=np.diag(np.broadcast_to(w, node.shape)).astype(np.float32),
+                          bias=np.broadcast_to(b, node.shape).astype(np.float32))
+    raise _unsupported(node, "a per-channel bias on a multi-axis tensor has no NIR primitive")
+
+
+@writes("delay")
+def _delay(node: Node, dt: float) -> Any:
+    import nir
+
+    return nir.Delay(delay=_full(node, node.attrs["steps"] * dt))
+
+
+@writes("synapse_filter")
+def _synapse_filter(node: Node, dt: float) -> Any:  # i - i / tau + x: a leaky integrator with r = tau
+    import nir
+
+    tau = node.attrs["tau"]
+    return nir.LI(tau=_full(node, tau * dt), r=_full(node, tau), v_leak=_full(node, 0.0))
 
 
 def _tau_of(node: Node) -> float:
@@ -146,6 +210,7 @@ def _tau_of(node: Node) -> float:
     return float(node.attrs["tau"])
 
 
+@writes("neuron")
 def _neuron(node: Node, dt: float) -> Any:
     import nir
 
@@ -170,6 +235,7 @@ def _neuron(node: Node, dt: float) -> Any:
                              "equation has no NIR primitive")
 
 
+@writes("integrator")
 def _integrator(node: Node, dt: float) -> Any:
     import nir
 
