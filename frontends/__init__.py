@@ -1,6 +1,6 @@
 """Frontends: importers that turn user models into ``snnir.Graph`` (installed as ``snnir.frontends``).
 
-Each importer lives in its own module and loads its dependency (torch, onnx) only when called.
+Each importer lives in its own module and loads its dependency (torch, onnx, nir) only when called.
 """
 
 from __future__ import annotations
@@ -22,4 +22,11 @@ def from_onnx(model: Any, name: str | None = None):
     return impl(model, name)
 
 
-__all__ = ["from_onnx", "from_torch_ann"]
+def from_nir(source: Any, dt: float = 1e-4, name: str | None = None):
+    """A NIR graph (``.nir`` path or ``nir.NIRGraph``) as an snnir graph (see ``snnir.frontends.nir``)."""
+    from snnir.frontends.nir import from_nir as impl
+
+    return impl(source, dt, name)
+
+
+__all__ = ["from_nir", "from_onnx", "from_torch_ann"]

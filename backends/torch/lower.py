@@ -151,6 +151,13 @@ def _delay(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     return S.Delay(node.attrs["steps"])
 
 
+@builds("integrator")
+def _integrator(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    from .integrator import Integrator
+
+    return Integrator(**node.attrs)
+
+
 @builds("neuron")
 def _neuron(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     kwargs = dict(node.attrs)

@@ -12,6 +12,8 @@ from snnir.neurons.model import (
     sigmoid,
 )
 from snnir.neurons.nonlinear import EIF, QIF, Izhikevich
+from snnir.neurons.threshold import Threshold
 
 __all__ = ["COMMON_PARAMS", "EIF", "IF", "LIF", "QIF", "AdaptiveLIF", "CubaLIF", "Equations",
-           "Izhikevich", "NeuronModel", "ParametricLIF", "get_model", "registered_models", "sigmoid"]
+           "Izhikevich", "NeuronModel", "ParametricLIF", "Threshold", "get_model", "registered_models",
+           "sigmoid"]

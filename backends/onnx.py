@@ -1,0 +1,188 @@
+"""Stateful ONNX export for streaming inference, and a runner that keeps the state on onnxruntime.
+
+``export(graph, "model.onnx")`` writes a model of **one time step**: its inputs are the graph
+inputs (``[N, ...]``) and the state before the step, its outputs the graph outputs and the state
+after it. State tensors are named after the node: ``<node>.<state>_in`` -> ``<node>.<state>_out``
+(a LIF ``lif1`` has ``lif1.v_in`` -> ``lif1.v_out``; a CubaLIF also ``.i``; a delay ``.buffer``,
+``[N, steps, ...]``); the value a recurrent edge carries to the next step is
+``<node>.prev_in`` -> ``<node>.prev_out``. The neuron step is generated from the model's sympy
+equations (``snnir.neurons``: charge, ``spike = (z >= 0)``, reset) with the operations in the
+order the equation is written, as the torch backend computes it; synapses are ONNX ``Gemm``/
+``MatMul``, ``Conv``, ``AveragePool``, ... (one lowering per op in ``onnx_ops``). ``unroll=T``
+writes a whole-sequence model instead (input ``[T, N, ...]``, the same state inputs and outputs
+around the ``T`` steps). The neuron
+steps match the torch backend bit for bit; onnxruntime's ``Conv``/``Gemm`` may differ from torch's
+in the last bit of a sum.
+
+The initial state (``v = v_reset``, ...) and the state names are stored in the model's metadata
+(``snnir.states``, JSON), which ``StreamingSession`` reads. Float32 throughout, opset 17.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from snnir.errors import SnnirError
+from snnir.graph import Graph
+
+from .onnx_expr import OnnxBuilder
+from .onnx_ops import UnsupportedOpError, lower, neuron_init
+
+__all__ = ["StreamingSession", "UnsupportedOpError", "export", "to_onnx"]
+
+OPSET = 17
+
+
+def export(graph: Graph, path: str | os.PathLike, unroll: int | None = None) -> None:
+    """Write ``graph`` as a streaming ONNX model at ``path`` (see the module docstring).
+
+    Example:
+        >>> import numpy as np, snnir, tempfile, os
+        >>> g = snnir.Graph(); x = g.add_input((3,))
+        >>> h = g.add_node("linear", [x], params={"weight": np.ones((2, 3), np.float32)})
+        >>> _ = g.add_output(g.add_node("neuron", [h], attrs={"model": "LIF"}, id="lif1"))
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+        >>> snnir.export(g, path, format="onnx")
+        >>> s = StreamingSession(path)
+        >>> [s(np.ones((1, 3), np.float32)).tolist() for _ in range(2)]   # v: 1.5, then 2.25
+        [[[1.0, 1.0]], [[1.0, 1.0]]]
+        >>> s.state_names
+        ['lif1.v']
+    """
+    import onnx
+
+    onnx.save(to_onnx(graph, unroll=unroll), str(path))
+
+
+def to_onnx(graph: Graph, unroll: int | None = None) -> Any:
+    """``graph`` as an ``onnx.ModelProto`` (checked with ``onnx.checker``)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    if unroll is not None and (not isinstance(unroll, int) or unroll < 1):
+        raise ValueError(f"ONNX export: unroll must be a positive int (time steps), got {unroll!r}")
+    graph = graph.copy().validate()
+    b = OnnxBuilder()
+    states = _state_table(graph)
+    order = graph.topological_order()
+    recurrent = graph.recurrent_edges()
+    current = {s["name"]: f"{s['name']}_in" for s in states}
+    if unroll is None:
+        feeds = {i: i for i in graph.inputs}
+        outs = _step(b, graph, order, recurrent, feeds, current)
+        final = {o: outs[o] for o in graph.outputs}
+    else:
+        per_step: dict[str, list[str]] = {o: [] for o in graph.outputs}
+        for t in range(unroll):
+            idx = b.const(np.array(t, np.int64))
+            feeds = {i: b.op("Gather", [i, idx], axis=0) for i in graph.inputs}
+            outs = _step(b, graph, order, recurrent, feeds, current)
+            for o in graph.outputs:
+                per_step[o].append(b.op("Unsqueeze", [outs[o], b.const(np.array([0], np.int64))]))
+        final = {o: b.op("Concat", names, axis=0) for o, names in per_step.items()}
+    for o, name in final.items():
+        b.op("Identity", [name], output=o)
+    for s in states:
+        b.op("Identity", [current[s["name"]]], output=f"{s['name']}_out")
+
+    lead = ["N"] if unroll is None else [unroll, "N"]
+    def value_info(name: str, shape: tuple[int, ...], lead_dims: list) -> Any:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, [*lead_dims, *shape])
+
+    inputs = [value_info(i, graph.node(i).shape, lead) for i in graph.inputs]
+    inputs += [value_info(f"{s['name']}_in", tuple(s["shape"]), ["N"]) for s in states]
+    outputs = [value_info(o, graph.node(o).shape, lead) for o in graph.outputs]
+    outputs += [value_info(f"{s['name']}_out", tuple(s["shape"]), ["N"]) for s in states]
+    proto = helper.make_graph(b.nodes, graph.name, inputs, outputs, b.initializers)
+    model = helper.make_model(proto, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="snnir")
+    model.ir_version = 8  # readable by onnxruntime >= 1.14
+    helper.set_model_props(model, {"snnir.states": json.dumps(states), "snnir.unroll": str(unroll or 0)})
+    onnx.checker.check_model(model)
+    return model
+
+
+# --- state -----------------------------------------------------------------------------------------
+def _state_table(graph: Graph) -> list[dict[str, Any]]:
+    """Every state tensor: name (``node.state``), per-sample shape, initial value."""
+    table = []
+    for node in graph:
+        if node.op == "neuron" or node.op == "integrator":
+            init = dict(neuron_init(node))
+            for k, shape in node.state_spec().items():
+                table.append({"name": f"{node.id}.{k}", "shape": list(shape), "init": init[k]})
+        elif node.stateful:
+            for k, shape in node.state_spec().items():
+                table.append({"name": f"{node.id}.{k}", "shape": list(shape), "init": 0.0})
+    for u in sorted({u for u, _ in graph.recurrent_edges()}):
+        table.append({"name": f"{u}.prev", "shape": list(graph.node(u).shape), "init": 0.0})
+    return table
+
+
+# --- one time step -------------------------------------------------------------------------------
+def _step(b: OnnxBuilder, graph: Graph, order: list[str], recurrent: set[tuple[str, str]],
+          feeds: dict[str, str], state: dict[str, str]) -> dict[str, str]:
+    """Emit one step; ``state`` (name -> tensor) is updated in place. Returns each node's value."""
+    env: dict[str, str] = dict(feeds)
+    for node_id in order:
+        node = graph.node(node_id)
+        if node.op == "input":
+            continue
+        args = [state[f"{p}.prev"] if (p, node_id) in recurrent else env[p] for p in graph.predecessors(node_id)]
+        env[node_id] = lower(b, node, args, state)
+    for u in {u for u, _ in recurrent}:
+        state[f"{u}.prev"] = env[u]
+    return env
+
+
+# --- running -------------------------------------------------------------------------------------
+class StreamingSession:
+    """Run an exported snnir ONNX model on onnxruntime, keeping the neuron state between calls.
+
+    Each call is one time step (``[N, ...]`` inputs), or ``T`` steps for a model exported with
+    ``unroll=T`` (``[T, N, ...]``); the state carries over to the next call until ``reset()``.
+    See ``export`` for an example.
+    """
+
+    def __init__(self, path: str | os.PathLike, providers: list[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = str(path)
+        self.session = ort.InferenceSession(self.path, providers=providers or ["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "snnir.states" not in meta:
+            raise SnnirError(f"{self.path}: not a snnir streaming model (no 'snnir.states' metadata)")
+        self._states = json.loads(meta["snnir.states"])
+        self.unroll = int(meta.get("snnir.unroll", "0"))
+        state_inputs = {f"{s['name']}_in" for s in self._states}
+        self.input_names = [i.name for i in self.session.get_inputs() if i.name not in state_inputs]
+        self.output_names = [o.name for o in self.session.get_outputs()][: -len(self._states) or None]
+        self.state: dict[str, np.ndarray] = {}
+
+    @property
+    def state_names(self) -> list[str]:
+        return [s["name"] for s in self._states]
+
+    def reset(self) -> None:
+        """Forget the state (the next call starts from the initial state)."""
+        self.state = {}
+
+    def __call__(self, *inputs: Any) -> Any:
+        if len(inputs) != len(self.input_names):
+            raise TypeError(f"{self.path}: takes {len(self.input_names)} input(s) {self.input_names}, "
+                            f"got {len(inputs)}")
+        feeds = {n: np.asarray(x, dtype=np.float32) for n, x in zip(self.input_names, inputs)}
+        batch = next(iter(feeds.values())).shape[1 if self.unroll else 0]
+        for s in self._states:
+            if s["name"] not in self.state:
+                self.state[s["name"]] = np.full((batch, *s["shape"]), s["init"], dtype=np.float32)
+            feeds[f"{s['name']}_in"] = self.state[s["name"]]
+        results = self.session.run(None, feeds)
+        n_out = len(self.output_names)
+        for s, value in zip(self._states, results[n_out:]):
+            self.state[s["name"]] = value
+        outs = results[:n_out]
+        return outs[0] if n_out == 1 else tuple(outs)

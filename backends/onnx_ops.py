@@ -1,0 +1,242 @@
+"""ONNX lowerings of snnir ops, one function per op, registered by op name (``LOWERINGS``).
+
+A lowering is ``fn(b, node, args, state) -> output name``: ``b`` is the ``OnnxBuilder``, ``args``
+the input tensor names (by port) and ``state`` maps ``<node>.<state>`` to the tensor holding it
+before the step; a stateful lowering writes the tensor after the step back into ``state``. A new
+op needs one ``@lowers("op")`` function here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from snnir.errors import SnnirError
+from snnir.graph import Node
+from snnir.neurons import get_model
+
+from .onnx_expr import OnnxBuilder
+
+Lowering = Callable[[OnnxBuilder, Node, list[str], dict[str, str]], str]
+LOWERINGS: dict[str, Lowering] = {}
+
+
+class UnsupportedOpError(SnnirError):
+    """A node the ONNX exporter has no lowering for (the message names the node)."""
+
+
+def lowers(*ops: str) -> Callable[[Lowering], Lowering]:
+    """Register the ONNX lowering of ``ops``."""
+    def wrap(fn: Lowering) -> Lowering:
+        for op in ops:
+            LOWERINGS[op] = fn
+        return fn
+    return wrap
+
+
+def lower(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    """Emit ``node``; raises ``UnsupportedOpError`` naming it when there is no lowering."""
+    if node.attrs.get("quant"):
+        raise UnsupportedOpError(f"node {node.id!r} ({node.op}): fake-quantized weights are not exported; "
+                                 "export the float graph")
+    if node.op not in LOWERINGS:
+        raise UnsupportedOpError(f"node {node.id!r}: the ONNX exporter has no lowering for op {node.op!r}")
+    return LOWERINGS[node.op](b, node, args, state)
+
+
+def _ints(value: Any, n: int) -> list[int]:
+    a = np.asarray(value).reshape(-1)
+    return [int(a[0])] * n if a.size == 1 else [int(v) for v in a]
+
+
+def _f32(value: Any) -> np.ndarray:
+    return np.asarray(value, np.float32)
+
+
+@lowers("output", "dropout")
+def _identity(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    return args[0]
+
+
+@lowers("linear")
+def _linear(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    w, p = _f32(node.params["weight"]), node.params
+    if len(node.in_shape) == 1:
+        inputs = [args[0], b.const(w, hint=f"{node.id}.weight")]
+        if "bias" in p:
+            inputs.append(b.const(_f32(p["bias"]), hint=f"{node.id}.bias"))
+        return b.op("Gemm", inputs, transB=1)
+    y = b.op("MatMul", [args[0], b.const(w.T.copy(), hint=f"{node.id}.weight")])
+    return b.op("Add", [y, b.const(_f32(p["bias"]))]) if "bias" in p else y
+
+
+@lowers("conv1d", "conv2d")
+def _conv(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    a, p = node.attrs, node.params
+    n = 1 if node.op == "conv1d" else 2
+    pads = _ints(a["padding"], n)
+    inputs = [args[0], b.const(_f32(p["weight"]), hint=f"{node.id}.weight")]
+    if "bias" in p:
+        inputs.append(b.const(_f32(p["bias"]), hint=f"{node.id}.bias"))
+    return b.op("Conv", inputs, strides=_ints(a["stride"] or 1, n), pads=pads + pads,
+                dilations=_ints(a["dilation"], n), group=a["groups"])
+
+
+@lowers("avgpool1d", "avgpool2d", "maxpool1d", "maxpool2d")
+def _pool(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    a, n = node.attrs, int(node.op[-2])
+    kernel = _ints(a["kernel_size"], n)
+    pads = _ints(a["padding"], n)
+    kw = {"kernel_shape": kernel, "strides": _ints(a["stride"] if a["stride"] is not None else kernel, n),
+          "pads": pads + pads, "ceil_mode": int(a["ceil_mode"])}
+    if node.op.startswith("avg"):
+        return b.op("AveragePool", [args[0]], count_include_pad=int(a["count_include_pad"]), **kw)
+    return b.op("MaxPool", [args[0]], dilations=_ints(a["dilation"], n), **kw)
+
+
+@lowers("adaptive_avgpool1d", "adaptive_avgpool2d")
+def _adaptive_avgpool(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    sizes, out = node.in_shape[1:], node.shape[1:]
+    if any(i % o for i, o in zip(sizes, out)):  # equal windows only when the sizes divide
+        raise UnsupportedOpError(f"node {node.id!r} ({node.op}): input size {sizes} is not a multiple of the "
+                                 f"output size {out}")
+    kernel = [i // o for i, o in zip(sizes, out)]
+    return b.op("AveragePool", [args[0]], kernel_shape=kernel, strides=kernel)
+
+
+@lowers("flatten")
+def _flatten(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    return b.op("Reshape", [args[0], b.const(np.array([0, *node.shape], np.int64))])
+
+
+@lowers("relu")
+def _relu(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    return b.op("Relu", args)
+
+
+@lowers("scale")
+def _scale(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    return b.op("Mul", [args[0], b.const(node.attrs["factor"])])
+
+
+@lowers("affine")
+def _affine(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    shape = (-1, *([1] * (len(node.shape) - 1)))  # per channel: axis 0 of the sample
+    w, bias = (_f32(node.params[k]) for k in ("weight", "bias"))
+    y = b.op("Mul", [args[0], b.const(w.reshape(shape) if w.ndim else w)])
+    return b.op("Add", [y, b.const(bias.reshape(shape) if bias.ndim else bias)])
+
+
+@lowers("add")
+def _add(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    acc = args[0]
+    for other in args[1:]:
+        acc = b.op("Add", [acc, other])
+    return acc
+
+
+@lowers("cat")
+def _cat(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    return b.op("Concat", args, axis=node.attrs["axis"] % len(node.shape) + 1)
+
+
+@lowers("clip")
+def _clip(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    lo, hi = node.attrs["min"], node.attrs["max"]
+    return b.op("Clip", [args[0], b.const(lo) if lo is not None else "", b.const(hi) if hi is not None else ""])
+
+
+@lowers("constant")
+def _constant(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    return b.const(_f32(node.params["value"])[None], hint=node.id)  # [1, ...]: broadcasts over the batch
+
+
+@lowers("batchnorm")
+def _batchnorm(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    p, c = node.params, node.shape[0]
+    scale, shift = _f32(p.get("weight", np.ones(c))), _f32(p.get("bias", np.zeros(c)))
+    stats = [b.const(_f32(p["running_mean"])), b.const(_f32(p["running_var"]))]
+    return b.op("BatchNormalization", [args[0], b.const(scale), b.const(shift), *stats], epsilon=node.attrs["eps"])
+
+
+@lowers("synapse_filter")
+def _synapse_filter(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    i = state[f"{node.id}.i"]  # i - i / tau + x, as the torch module
+    state[f"{node.id}.i"] = b.op("Add", [b.op("Sub", [i, b.op("Div", [i, b.const(node.attrs["tau"])])]), args[0]])
+    return state[f"{node.id}.i"]
+
+
+@lowers("delay")
+def _delay(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    buf = state[f"{node.id}.buffer"]  # [N, steps, ...]: the oldest value first
+    one = b.const(np.array([1], np.int64))
+    out = b.op("Gather", [buf, b.const(np.array(0, np.int64))], axis=1)
+    rest = b.op("Slice", [buf, one, b.const(np.array([node.attrs["steps"]], np.int64)), one])
+    state[f"{node.id}.buffer"] = b.op("Concat", [rest, b.op("Unsqueeze", [args[0], one])], axis=1)
+    return out
+
+
+# --- neurons: the model's equations ----------------------------------------------------------------
+def equations(node: Node) -> Any:
+    """The ``Equations`` a neuron or integrator node runs (its reset kind and options)."""
+    a = node.attrs
+    model = get_model(a["model"])
+    options = {k: a[k] for k in model.options}
+    if node.op == "integrator":
+        return model.equations(reset="none", **options)
+    return model.equations(reset="soft" if a["v_reset"] is None else "hard", **options)
+
+
+def param_values(node: Node, eq: Any) -> dict[str, float]:
+    """Parameter values as float64, the hoisted constants (``sigmoid(w)``) evaluated from them."""
+    a = node.attrs
+    values = {"v_threshold": float(a.get("v_threshold", 0.0)),
+              "v_reset": 0.0 if a["v_reset"] is None else float(a["v_reset"])}
+    for name in eq.params:
+        if name in values:
+            continue
+        if name in node.params:
+            arr = np.asarray(node.params[name], np.float64)
+            if arr.size != 1:
+                raise UnsupportedOpError(f"node {node.id!r}: per-neuron parameter {name!r} is not supported "
+                                         "by the ONNX exporter")
+            values[name] = float(arr.reshape(()))
+        else:
+            values[name] = float(a[name])
+    symbols = {sp.Symbol(k, real=True): v for k, v in values.items()}
+    for k, e in eq.constants:
+        values[k] = float(e.xreplace(symbols).rewrite(sp.exp).evalf())
+    return values
+
+
+def neuron_init(node: Node) -> list[tuple[str, float]]:
+    """Each state's initial value (``v = v_reset``, ...) as a float."""
+    eq = equations(node)
+    values = param_values(node, eq)
+    symbols = {sp.Symbol(k, real=True): v for k, v in values.items()}
+    return [(k, float(sp.sympify(e).xreplace(symbols))) for k, e in eq.init]
+
+
+@lowers("neuron", "integrator")
+def _neuron_step(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    """The model's charge, fire and reset equations as ONNX nodes (spikes out, or ``v`` for integrators)."""
+    eq = equations(node)
+    values = param_values(node, eq)
+    env = {k: b.const(v) for k, v in values.items()}
+    env.update({"x": args[0], **{k: state[f"{node.id}.{k}"] for k in eq.states}})
+    for k, e in eq.charge:
+        env[k] = b.expr(e, env)
+    if node.op == "integrator":
+        out = env["v"]
+    else:
+        z = b.expr(eq.fire, env)
+        out = b.op("Cast", [b.op("GreaterOrEqual", [z, b.const(0.0)])], to=1)  # 1 = FLOAT
+        env["spike"] = out
+        for k, e in eq.reset:
+            env[k] = b.expr(e, env)
+    for k in eq.states:
+        state[f"{node.id}.{k}"] = env[k]
+    return out

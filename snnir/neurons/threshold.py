@@ -1,0 +1,15 @@
+"""A memoryless threshold unit: NIR's ``Threshold`` node as a neuron model."""
+
+from __future__ import annotations
+
+from snnir.neurons.model import NeuronModel
+
+
+class Threshold(NeuronModel):
+    """Heaviside of the input, no memory: ``v[t] = x[t]``, ``spike = H(v - v_threshold)``.
+
+    The reset writes ``v`` but the next step overwrites it, so the output depends on ``x[t]`` only.
+    """
+
+    def charge(self, s, **options):
+        return {"v": s.x}
