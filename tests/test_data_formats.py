@@ -6,6 +6,7 @@ docstring. Every decoded event is compared, and damaged files must name the file
 
 from __future__ import annotations
 
+import pickle
 import struct
 
 import h5py
@@ -229,7 +230,11 @@ def test_dvs_lip_npy_every_event(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[:-5])
     assert "truncated" in str(_raises_at(read_npy_events, path, len(data) - 5))
-    np.save(path, np.array([{"t": 1}], dtype=object), allow_pickle=True)
+    # an object array: an .npy header with descr '|O' followed by a pickle (never unpickled here)
+    header = np.lib.format.header_data_from_array_1_0(np.empty(1, dtype=object))
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(pickle.dumps([{"t": 1}]))
     assert "pickle" in str(_raises_at(read_npy_events, path, 0))
 
 
