@@ -16,6 +16,7 @@ from typing import Any
 
 from snnir.errors import GraphError
 from snnir.neurons import get_model
+from snnir.ops.neuron import model_attrs
 from snnir.ops.registry import OpSpec, Shape, register_op
 
 
@@ -30,15 +31,7 @@ def _normalize(attrs: dict[str, Any]) -> dict[str, Any]:
         raise GraphError(f"integrator: model {model.name} has spike-triggered updates, which need firing")
     out: dict[str, Any] = {"model": model.name,
                            "v_reset": float(attrs.get("v_reset", model.all_params()["v_reset"]))}
-    for name, default in model.params.items():
-        out[name] = float(attrs.get(name, default))
-    for name, default in model.options.items():
-        out[name] = bool(attrs.get(name, default))
-    unknown = set(attrs) - set(out)
-    if unknown:
-        raise GraphError(f"integrator with model {model.name} has no attribute {sorted(unknown)}; "
-                         f"it takes {sorted(out)}")
-    return out
+    return model_attrs(model, attrs, out, f"integrator with model {model.name}")
 
 
 def _state(attrs: dict[str, Any], shape: Shape, in_shape: Shape) -> dict[str, Shape]:

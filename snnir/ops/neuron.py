@@ -25,6 +25,13 @@ def _normalize(attrs: dict[str, Any]) -> dict[str, Any]:
     out["v_reset"] = None if v_reset is None else float(v_reset)
     out["detach_reset"] = bool(attrs.get("detach_reset", False))
     out["surrogate"] = surrogate_from_dict(attrs.get("surrogate", {"name": "ATan"})).to_dict()
+    return model_attrs(model, attrs, out, f"neuron model {model.name}",
+                       f" (learnable parameters {list(model.learnable)} are params)")
+
+
+def model_attrs(model: Any, attrs: dict[str, Any], out: dict[str, Any], who: str, hint: str = "") -> dict[str, Any]:
+    """``out`` plus the model's own (non-learnable) parameters and options from ``attrs``, with
+    their defaults; any attribute left over is an error naming ``who``."""
     for name, default in model.params.items():
         if name not in model.learnable:
             out[name] = float(attrs.get(name, default))
@@ -32,8 +39,7 @@ def _normalize(attrs: dict[str, Any]) -> dict[str, Any]:
         out[name] = bool(attrs.get(name, default))
     unknown = set(attrs) - set(out)
     if unknown:
-        raise GraphError(f"neuron model {model.name} has no attribute {sorted(unknown)}; it takes "
-                         f"{sorted(out)} (learnable parameters {list(model.learnable)} are params)")
+        raise GraphError(f"{who} has no attribute {sorted(unknown)}; it takes {sorted(out)}{hint}")
     return out
 
 
