@@ -23,8 +23,8 @@ __all__ = ["FormatError", "Graph", "GraphError", "LoihiMappingError", "NeuronMod
 
 
 def __getattr__(name: str):
-    if name == "nn":  # imports torch, so only on first use
+    if name in ("nn", "frontends", "backends", "data"):  # loaded on first use (nn imports torch)
         import importlib
 
-        return importlib.import_module("snnir.nn")
+        return importlib.import_module(f"snnir.{name}")
     raise AttributeError(f"module 'snnir' has no attribute {name!r}")

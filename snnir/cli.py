@@ -2,6 +2,7 @@
 
     snnir inspect model.snnir [--render model.svg]   # node table (and a drawing)
     snnir optimize model.snnir optimized.snnir [--passes fold_batchnorm schedule] [--check]
+    snnir export model.snnir net.h5 --format lava     # lava (netx HDF5), nir, onnx [--dt 1e-4] [--unroll T]
     snnir version
 """
 
@@ -37,6 +38,20 @@ def _optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from snnir.faces import export
+    from snnir.serialization import load
+
+    kwargs = {}
+    if args.dt is not None:
+        kwargs["dt"] = args.dt
+    if args.unroll is not None:
+        kwargs["unroll"] = args.unroll
+    export(load(args.input), args.output, format=args.format, **kwargs)
+    print(f"{args.input} written to {args.output} ({args.format})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``snnir`` console script."""
     parser = argparse.ArgumentParser(prog="snnir", description="snnir: spiking neural networks on one graph IR")
@@ -51,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--passes", nargs="+", default=None, help="pass names (default: the standard pipeline)")
     p.add_argument("--check", action="store_true", help="prove each pass keeps the outputs (needs torch)")
     p.set_defaults(func=_optimize)
+    p = sub.add_parser("export", help="write a .snnir graph as a netx (Loihi), NIR or streaming ONNX file")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--format", required=True, choices=["lava", "nir", "onnx"])
+    p.add_argument("--dt", type=float, default=None, help="NIR: the time step in seconds (default 1e-4)")
+    p.add_argument("--unroll", type=int, default=None, help="ONNX: write a whole T-step sequence model")
+    p.set_defaults(func=_export)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda a: print(__import__("snnir").__version__) or 0)
     args = parser.parse_args(argv)

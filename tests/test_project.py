@@ -83,3 +83,27 @@ def test_every_source_package_is_installed():
             rel = init.parent.relative_to(ROOT / top).parts
             found.add(".".join((prefix, *rel)))
     assert found == listed, f"missing from pyproject: {sorted(found - listed)}; stale: {sorted(listed - found)}"
+
+
+def test_cli_export_to_every_format(tmp_path):
+    import h5py
+    import numpy as np
+    import onnx
+
+    g = snnir.Graph()
+    x = g.add_input((3,))
+    lin = g.add_node("linear", [x], params={"weight": np.eye(3, dtype=np.float32)})
+    g.add_output(g.add_node("neuron", [lin], attrs={"model": "LIF", "tau": 2.0, "decay_input": False}))
+    snnir.save(g, tmp_path / "m.snnir")
+    from snnir.cli import main
+
+    assert main(["export", str(tmp_path / "m.snnir"), str(tmp_path / "m.h5"), "--format", "lava"]) == 0
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        assert f["layer/1/type"][0] == b"dense"
+    assert main(["export", str(tmp_path / "m.snnir"), str(tmp_path / "m.nir"), "--format", "nir", "--dt", "1e-3"]) == 0
+    assert [n.op for n in snnir.frontends.from_nir(tmp_path / "m.nir", dt=1e-3)].count("neuron") == 1
+    assert main(["export", str(tmp_path / "m.snnir"), str(tmp_path / "m.onnx"), "--format", "onnx"]) == 0
+    onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")))
+    g.node(g.successors(lin)[0]).attrs["v_reset"] = None  # soft reset: Loihi refuses it
+    snnir.save(g.validate(), tmp_path / "bad.snnir")
+    assert main(["export", str(tmp_path / "bad.snnir"), str(tmp_path / "bad.h5"), "--format", "lava"]) == 1
