@@ -258,11 +258,16 @@ def build(source: str) -> ctypes.CDLL:
                 except OSError as e:
                     raise KernelBuildError(f"cannot run the C compiler {cc!r}: {e}") from None
                 if proc.returncode != 0:
-                    raise KernelBuildError(f"building a fused neuron kernel failed:\n{proc.stderr[-2000:]}")
+                    raise KernelBuildError(f"building a fused kernel failed:\n{proc.stderr[-2000:]}")
                 tmp_lib = lib_path.with_suffix(f".{os.getpid()}.tmp")
                 shutil.copyfile(out, tmp_lib)
                 os.replace(tmp_lib, lib_path)  # atomic: concurrent builders never see half a file
-        lib = ctypes.CDLL(str(lib_path))
+        return ctypes.CDLL(str(lib_path))
+
+
+def build_neuron(source: str) -> ctypes.CDLL:
+    """``build`` for a neuron kernel from ``generate_source``, with its entry points typed."""
+    lib = build(source)
     i64, ptr, integer = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
     lib.snnir_forward.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, integer]
     lib.snnir_forward.restype = None

@@ -23,7 +23,7 @@ from snnir.neurons.adjoint import StepProgram, step_program
 from snnir.neurons.model import NeuronModel
 from snnir.surrogate import Surrogate
 
-from .cpu_kernel import TILE_MAX, KernelBuildError, build, generate_source
+from .cpu_kernel import TILE_MAX, KernelBuildError, build_neuron, generate_source
 
 _DTYPES = {torch.float32: "float", torch.float64: "double"}
 
@@ -44,7 +44,7 @@ class FusedKernel:
     def __init__(self, prog: StepProgram, dtype: torch.dtype) -> None:
         self.prog = prog
         self.dtype = dtype
-        self.lib = build(generate_source(prog, _DTYPES[dtype]))
+        self.lib = build_neuron(generate_source(prog, _DTYPES[dtype]))
 
     def forward(self, x: torch.Tensor, state0: torch.Tensor, prm: torch.Tensor, want_v: bool):
         T, N = x.shape

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import pool_kernel
 from .base import FoldTime, StepModule, check_step_mode
 
 
@@ -38,7 +39,24 @@ Conv2d = _folded(nn.Conv2d)
 BatchNorm1d = _folded(nn.BatchNorm1d)
 BatchNorm2d = _folded(nn.BatchNorm2d)
 MaxPool1d = _folded(nn.MaxPool1d)
-MaxPool2d = _folded(nn.MaxPool2d)
+
+
+class MaxPool2d(_folded(nn.MaxPool2d)):
+    """``torch.nn.MaxPool2d`` with ``step_mode`` (``[T, N, ...]`` folded into ``[T*N, ...]`` in
+    ``'m'`` mode), computed by snnir's compiled CPU kernel where it applies (float32/float64 CPU
+    tensors, no dilation, no ``ceil_mode``/``return_indices``): same outputs and gradients as
+    torch's, with one-byte indices (see ``pool_kernel``); otherwise by torch.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        folded = x.flatten(0, 1) if self.step_mode == "m" and x.dim() == 5 else x
+        if not pool_kernel.supported(folded, self.kernel_size, self.stride, self.padding, self.dilation,
+                                     self.ceil_mode, self.return_indices):
+            return super().forward(x)
+        y = pool_kernel.max_pool2d(folded, self.kernel_size, self.stride, self.padding)
+        return y.unflatten(0, x.shape[:2]) if folded is not x else y
+
+
 AvgPool1d = _folded(nn.AvgPool1d)
 AvgPool2d = _folded(nn.AvgPool2d)
 AdaptiveAvgPool1d = _folded(nn.AdaptiveAvgPool1d)

@@ -1,0 +1,196 @@
+"""A compiled CPU max pooling (2-d) with one-byte argmax indices, for ``snnir.nn.MaxPool2d``.
+
+Why: in a conv SNN the pooled tensors are the largest of the network (``[T*N, C, H, W]``), and
+torch's CPU ``max_pool2d`` keeps an int64 index per output and zero-fills the whole input gradient
+before scattering into it. Here the forward keeps the position inside the window as one byte
+(8x less index memory), and the backward writes each input-gradient plane once (zeroed and
+scattered while the plane is in cache). The result is torch's exactly: the first maximum in
+window order wins, NaN propagates, padding is never selected, so gradients go to the same inputs.
+
+Built once per dtype with the fused-kernel toolchain (``cpu_kernel.build``); without a compiler
+the layer keeps using torch's ``max_pool2d``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import torch
+
+from .cpu_kernel import KernelBuildError, build
+
+_SOURCE = r"""
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define DEFINE(T, SUFFIX)                                                                              \
+static void window_row_##SUFFIX(const T* xp, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t sh,    \
+                                int64_t sw, int64_t ph, int64_t pw, int64_t oy, int64_t ox, T* y, uint8_t* id) { \
+    int64_t y0 = oy * sh - ph, ky0 = y0 < 0 ? -y0 : 0, ky1 = y0 + kh > H ? H - y0 : kh;                     \
+    int64_t x0 = ox * sw - pw, kx0 = x0 < 0 ? -x0 : 0, kx1 = x0 + kw > W ? W - x0 : kw;                     \
+    T m = -INFINITY;                                                                                    \
+    int64_t best = ky0 * kw + kx0; /* torch: the first valid position */                                \
+    for (int64_t ky = ky0; ky < ky1; ky++)                                                              \
+        for (int64_t kx = kx0; kx < kx1; kx++) {                                                        \
+            T v = xp[(y0 + ky) * W + x0 + kx];                                                          \
+            if (v > m || isnan(v)) { m = v; best = ky * kw + kx; }                                      \
+        }                                                                                               \
+    *y = m;                                                                                             \
+    *id = (uint8_t)best;                                                                                \
+}                                                                                                       \
+void snnir_maxpool2d_fwd_##SUFFIX(int64_t P, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t sh,    \
+                                  int64_t sw, int64_t ph, int64_t pw, int64_t Ho, int64_t Wo,            \
+                                  const T* x, T* y, uint8_t* idx, int threads) {                         \
+    _Pragma("omp parallel for schedule(static) num_threads(threads)")                                   \
+    for (int64_t p = 0; p < P; p++) {                                                                   \
+        const T* xp = x + p * H * W;                                                                    \
+        T* yp = y + p * Ho * Wo;                                                                        \
+        uint8_t* ip = idx + p * Ho * Wo;                                                                \
+        for (int64_t oy = 0; oy < Ho; oy++) {                                                           \
+            int64_t y0 = oy * sh - ph;                                                                  \
+            if (ph || pw || y0 < 0 || y0 + kh > H) { /* windows that may touch padding */               \
+                for (int64_t ox = 0; ox < Wo; ox++)                                                     \
+                    window_row_##SUFFIX(xp, H, W, kh, kw, sh, sw, ph, pw, oy, ox, yp + oy * Wo + ox,     \
+                                        ip + oy * Wo + ox);                                             \
+                continue;                                                                               \
+            }                                                                                           \
+            if (kh == 2 && kw == 2 && sw == 2) { /* the common 2x2 / stride 2 window, straight-line */ \
+                const T* r0 = xp + y0 * W;                                                              \
+                const T* r1 = r0 + W;                                                                   \
+                T* yr = yp + oy * Wo;                                                                   \
+                uint8_t* ir = ip + oy * Wo;                                                             \
+                _Pragma("omp simd")                                                                     \
+                for (int64_t ox = 0; ox < Wo; ox++) {                                                   \
+                    T a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];           \
+                    T m = a; /* same as starting from -inf: a wins unless a is -inf (then index 0 too) */ \
+                    int k = 0;                                                                          \
+                    int tb = (b > m) | (b != b); m = tb ? b : m; k = tb ? 1 : k;                        \
+                    int tc = (c > m) | (c != c); m = tc ? c : m; k = tc ? 2 : k;                        \
+                    int td = (d > m) | (d != d); m = td ? d : m; k = td ? 3 : k;                        \
+                    yr[ox] = m;                                                                         \
+                    ir[ox] = (uint8_t)k;                                                                \
+                }                                                                                       \
+                continue;                                                                               \
+            }                                                                                           \
+            for (int64_t ox = 0; ox < Wo; ox++) { /* interior windows of any size */                   \
+                const T* w0 = xp + y0 * W + ox * sw;                                                    \
+                T m = -INFINITY;                                                                        \
+                int64_t best = 0;                                                                       \
+                for (int64_t ky = 0; ky < kh; ky++)                                                     \
+                    for (int64_t kx = 0; kx < kw; kx++) {                                               \
+                        T v = w0[ky * W + kx];                                                          \
+                        if (v > m || isnan(v)) { m = v; best = ky * kw + kx; }                          \
+                    }                                                                                   \
+                yp[oy * Wo + ox] = m;                                                                   \
+                ip[oy * Wo + ox] = (uint8_t)best;                                                       \
+            }                                                                                           \
+        }                                                                                               \
+    }                                                                                                   \
+}                                                                                                       \
+void snnir_maxpool2d_bwd_##SUFFIX(int64_t P, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t sh,    \
+                                  int64_t sw, int64_t ph, int64_t pw, int64_t Ho, int64_t Wo,            \
+                                  const T* gy, const uint8_t* idx, T* gx, int threads) {                 \
+    int64_t offset[256]; /* window position -> offset in the plane, so no division per element */     \
+    for (int64_t k = 0; k < kh * kw; k++) offset[k] = (k / kw) * W + k % kw;                            \
+    _Pragma("omp parallel for schedule(static) num_threads(threads)")                                   \
+    for (int64_t p = 0; p < P; p++) {                                                                   \
+        T* gp = gx + p * H * W;                                                                         \
+        const T* gyp = gy + p * Ho * Wo;                                                                \
+        const uint8_t* ip = idx + p * Ho * Wo;                                                          \
+        memset(gp, 0, sizeof(T) * H * W); /* one plane: zeroed and scattered while in cache */         \
+        for (int64_t oy = 0; oy < Ho; oy++)                                                             \
+            for (int64_t ox = 0; ox < Wo; ox++)                                                         \
+                gp[(oy * sh - ph) * W + (ox * sw - pw) + offset[ip[oy * Wo + ox]]] += gyp[oy * Wo + ox]; \
+    }                                                                                                   \
+}
+
+DEFINE(float, f32)
+DEFINE(double, f64)
+"""
+
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_failed = False
+
+
+def _library() -> ctypes.CDLL | None:
+    global _lib, _failed
+    with _lock:
+        if _lib is None and not _failed:
+            try:
+                lib = build(_SOURCE)
+            except KernelBuildError:
+                _failed = True  # torch's max_pool2d stays in use
+                return None
+            i64, ptr = ctypes.c_int64, ctypes.c_void_p
+            for suffix in _SUFFIX.values():
+                getattr(lib, f"snnir_maxpool2d_fwd_{suffix}").argtypes = [i64] * 11 + [ptr] * 3 + [ctypes.c_int]
+                getattr(lib, f"snnir_maxpool2d_bwd_{suffix}").argtypes = [i64] * 11 + [ptr] * 3 + [ctypes.c_int]
+            _lib = lib
+    return _lib
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def supported(x: torch.Tensor, kernel_size, stride, padding, dilation, ceil_mode: bool,
+              return_indices: bool) -> bool:
+    """Whether the compiled kernel computes this pooling (else torch's ``max_pool2d`` does)."""
+    if (x.device.type != "cpu" or x.dtype not in _SUFFIX or x.dim() not in (3, 4) or ceil_mode
+            or return_indices or _pair(dilation) != (1, 1)):
+        return False
+    kh, kw = _pair(kernel_size)
+    ph, pw = _pair(padding)
+    return kh * kw <= 256 and 2 * ph <= kh and 2 * pw <= kw and _library() is not None
+
+
+class _MaxPool2d(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, kernel, stride, padding):  # noqa: D102
+        x = x.contiguous()
+        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+        H, W = x.shape[-2:]
+        Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+        P = x.numel() // (H * W) if x.numel() else 0
+        y = torch.empty((*x.shape[:-2], Ho, Wo), dtype=x.dtype)
+        idx = torch.empty((*x.shape[:-2], Ho, Wo), dtype=torch.uint8)
+        if P and Ho > 0 and Wo > 0:
+            getattr(_library(), f"snnir_maxpool2d_fwd_{_SUFFIX[x.dtype]}")(
+                P, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, x.data_ptr(), y.data_ptr(), idx.data_ptr(),
+                torch.get_num_threads())
+        ctx.save_for_backward(idx)
+        ctx.geometry = (P, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
+        ctx.in_shape = x.shape
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy):  # noqa: D102
+        (idx,) = ctx.saved_tensors
+        gy = gy.contiguous()
+        gx = torch.empty(ctx.in_shape, dtype=gy.dtype)
+        P = ctx.geometry[0]
+        if P:
+            getattr(_library(), f"snnir_maxpool2d_bwd_{_SUFFIX[gy.dtype]}")(
+                *ctx.geometry, gy.data_ptr(), idx.data_ptr(), gx.data_ptr(),
+                torch.get_num_threads())
+        return gx, None, None, None
+
+
+def max_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0) -> torch.Tensor:
+    """``F.max_pool2d(x, kernel_size, stride, padding)`` by the compiled kernel (see ``supported``).
+
+    Example:
+        >>> import torch
+        >>> from torch.nn import functional as F
+        >>> from snnir.backends.torch.pool_kernel import max_pool2d
+        >>> x = torch.rand(4, 3, 9, 9, requires_grad=True)
+        >>> torch.equal(max_pool2d(x, 3, 2, 1), F.max_pool2d(x, 3, 2, 1))
+        True
+    """
+    stride = kernel_size if stride is None or stride == [] or stride == () else stride
+    return _MaxPool2d.apply(x, _pair(kernel_size), _pair(stride), _pair(padding))
