@@ -23,6 +23,7 @@ from snnir.neurons.adjoint import StepProgram, step_program
 from snnir.neurons.model import NeuronModel
 from snnir.surrogate import Surrogate
 
+from . import buffers
 from .cpu_kernel import TILE_MAX, KernelBuildError, build_neuron, generate_source
 
 _DTYPES = {torch.float32: "float", torch.float64: "double"}
@@ -48,9 +49,9 @@ class FusedKernel:
 
     def forward(self, x: torch.Tensor, state0: torch.Tensor, prm: torch.Tensor, want_v: bool):
         T, N = x.shape
-        spikes = torch.empty_like(x)
+        spikes = buffers.empty(x.shape, x.dtype)
         state = state0.clone()
-        v_seq = torch.empty_like(x) if want_v else None
+        v_seq = buffers.empty(x.shape, x.dtype) if want_v else None
         self.lib.snnir_forward(T, N, _tile(N), _ptr(x), _ptr(spikes), _ptr(state), None, _ptr(v_seq),
                                _ptr(prm), torch.get_num_threads())
         return spikes, state, v_seq
@@ -58,7 +59,7 @@ class FusedKernel:
     def backward(self, g_spikes: torch.Tensor, g_state: torch.Tensor | None, x: torch.Tensor,
                  state0: torch.Tensor, prm: torch.Tensor):
         T, N = g_spikes.shape
-        grad_x = torch.empty((T, N), dtype=g_spikes.dtype)
+        grad_x = buffers.empty((T, N), g_spikes.dtype)
         grad_state0 = torch.empty_like(state0)
         n_learn = len(self.prog.learnable)
         # each tile re-runs its forward into a local buffer of T * kept values: keep it near 2 MiB

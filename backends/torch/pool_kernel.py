@@ -18,6 +18,7 @@ import threading
 
 import torch
 
+from . import buffers
 from .cpu_kernel import KernelBuildError, build
 
 _SOURCE = r"""
@@ -156,8 +157,8 @@ class _MaxPool2d(torch.autograd.Function):
         H, W = x.shape[-2:]
         Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
         P = x.numel() // (H * W) if x.numel() else 0
-        y = torch.empty((*x.shape[:-2], Ho, Wo), dtype=x.dtype)
-        idx = torch.empty((*x.shape[:-2], Ho, Wo), dtype=torch.uint8)
+        y = buffers.empty((*x.shape[:-2], Ho, Wo), x.dtype)
+        idx = buffers.empty((*x.shape[:-2], Ho, Wo), torch.uint8)
         if P and Ho > 0 and Wo > 0:
             getattr(_library(), f"snnir_maxpool2d_fwd_{_SUFFIX[x.dtype]}")(
                 P, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, x.data_ptr(), y.data_ptr(), idx.data_ptr(),
@@ -172,7 +173,7 @@ class _MaxPool2d(torch.autograd.Function):
     def backward(ctx, gy):  # noqa: D102
         (idx,) = ctx.saved_tensors
         gy = gy.contiguous()
-        gx = torch.empty(ctx.in_shape, dtype=gy.dtype)
+        gx = buffers.empty(tuple(ctx.in_shape), gy.dtype)
         P = ctx.geometry[0]
         if P:
             getattr(_library(), f"snnir_maxpool2d_bwd_{_SUFFIX[gy.dtype]}")(
