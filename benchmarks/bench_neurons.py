@@ -44,6 +44,9 @@ def _peak_rss_reset() -> int:
     kernel's peak-RSS counter (Linux), and return the current RSS in KiB."""
     import ctypes
 
+    pool = sys.modules.get("snnir.backends.torch.buffers")
+    if pool is not None:  # snnir's kernel-output pool starts empty, so its buffers count in the peak
+        pool.release()
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD: large blocks are mmapped, unmapped on free
@@ -105,10 +108,6 @@ def worker(args: argparse.Namespace) -> dict:
     reps = args.repeats or max(3, min(20, int(2.0 / max(median_ms(fwd_bwd, 1, 1) / 1000, 1e-3))))
     result["fwd_ms"] = median_ms(fwd, 2, reps)
     result["fwd_bwd_ms"] = median_ms(fwd_bwd, 2, reps)
-    if args.framework == "snnir":  # count the kernel-output pool in the peak: start it empty
-        from snnir.backends.torch import buffers
-
-        buffers.release()
     base = _peak_rss_reset()
     fwd_bwd()
     result["peak_mib"] = (_status("VmHWM") - base) / 1024
