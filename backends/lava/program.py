@@ -20,7 +20,7 @@ import numpy as np
 
 from snnir.errors import LoihiMappingError
 from snnir.graph import Graph
-from snnir.passes.to_loihi import DECAY_UNITY, WEIGHT_UNITS, float_threshold, loihi_layers, threshold_mantissa
+from snnir.passes.to_loihi import DECAY_UNITY, WEIGHT_UNITS, loihi_layers, neuron_attrs, threshold_mantissa
 
 NETX_BIAS_EXP = 6  # netx loads every bias with bias_exp = 6
 
@@ -163,16 +163,6 @@ def program_from_graph(g: Graph) -> LoihiProgram:
     return LoihiProgram(layers)
 
 
-def _neuron_attrs(c: Cuba) -> dict:
-    base = {"v_threshold": float_threshold(c.vth_mant), "v_reset": 0.0}
-    tau = {d: (DECAY_UNITY / d if d else math.inf) for d in (c.i_decay, c.v_decay)}
-    if c.i_decay == DECAY_UNITY and c.v_decay == 0:
-        return {"model": "IF", **base}
-    if c.i_decay == DECAY_UNITY:
-        return {"model": "LIF", "tau": tau[c.v_decay], "decay_input": False, **base}
-    return {"model": "CubaLIF", "tau_syn": tau[c.i_decay], "tau_mem": tau[c.v_decay], **base}
-
-
 def program_to_graph(program: LoihiProgram, name: str = "loihi") -> Graph:
     """The float snnir graph of an integer program (slayer's units: integer / 64, decay / 4096)."""
     g = Graph(name)
@@ -202,12 +192,12 @@ def program_to_graph(program: LoihiProgram, name: str = "loihi") -> Graph:
         rec = None
         if layer.rec_weight is not None:
             add = g.add_node("add", [syn], id=f"{base}_sum")
-            neuron = g.add_node("neuron", [add], attrs=_neuron_attrs(c), id=base)
+            neuron = g.add_node("neuron", [add], attrs=neuron_attrs(c.i_decay, c.v_decay, c.vth_mant), id=base)
             rec_weight = (layer.effective_weight(layer.rec_weight) / WEIGHT_UNITS).astype(np.float32)
             rec = g.add_node("linear", [neuron], id=f"{base}_recurrent", params={"weight": rec_weight})
             g.add_edge(rec, add, port=1)
         else:
-            neuron = g.add_node("neuron", [syn], attrs=_neuron_attrs(c), id=base)
+            neuron = g.add_node("neuron", [syn], attrs=neuron_attrs(c.i_decay, c.v_decay, c.vth_mant), id=base)
         mapping.append([syn, rec, neuron])
         prev = neuron
     g.add_output(prev)

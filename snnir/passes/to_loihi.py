@@ -247,13 +247,8 @@ def _map_layer(g: Graph, folded: Graph, layer: LoihiLayer, scales: dict[str, flo
                               / WEIGHT_UNITS).astype(np.float32)
         target.params = params
         target.attrs = {**target.attrs, "quant": None}
-    attrs = {"model": "CubaLIF" if neuron.attrs["model"] == "CubaLIF" else "LIF" if v_decay else "IF",
-             "v_threshold": float_threshold(vth), "v_reset": 0.0,
-             "detach_reset": neuron.attrs["detach_reset"], "surrogate": neuron.attrs["surrogate"]}
-    if attrs["model"] == "CubaLIF":
-        attrs |= {"tau_syn": _tau(i_decay), "tau_mem": _tau(v_decay)}
-    elif attrs["model"] == "LIF":
-        attrs |= {"tau": _tau(v_decay), "decay_input": False}
+    attrs = {**neuron_attrs(i_decay, v_decay, vth), "detach_reset": neuron.attrs["detach_reset"],
+             "surrogate": neuron.attrs["surrogate"]}
     neuron.attrs, neuron.params = attrs, {}
 
 
@@ -267,5 +262,16 @@ def threshold_mantissa(v_threshold: float) -> float:
     return (v_threshold * WEIGHT_UNITS * WEIGHT_UNITS - 1) / WEIGHT_UNITS
 
 
-def _tau(decay: int) -> float:
-    return DECAY_UNITY / decay if decay else math.inf
+def neuron_attrs(i_decay: int, v_decay: int, vth_mant: int) -> dict:
+    """The float neuron (IF, LIF or CubaLIF) whose dynamics are Loihi's CUBA neuron with these
+    integer decays and threshold mantissa: a current that does not persist (``i_decay = 4096``)
+    makes it a LIF, and no voltage decay on top an IF."""
+    def tau(decay: int) -> float:
+        return DECAY_UNITY / decay if decay else math.inf
+
+    base = {"v_threshold": float_threshold(vth_mant), "v_reset": 0.0}
+    if i_decay == DECAY_UNITY and v_decay == 0:
+        return {"model": "IF", **base}
+    if i_decay == DECAY_UNITY:
+        return {"model": "LIF", "tau": tau(v_decay), "decay_input": False, **base}
+    return {"model": "CubaLIF", "tau_syn": tau(i_decay), "tau_mem": tau(v_decay), **base}
