@@ -59,7 +59,7 @@ class BufferPool:
 
     def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """An uninitialized contiguous CPU tensor, from a free pooled buffer when one fits exactly."""
-        nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        nbytes = math.prod(shape) * dtype.itemsize
         if nbytes < MIN_BYTES or self.max_bytes <= 0:
             return torch.empty(shape, dtype=dtype)
         with self._lock:
