@@ -134,25 +134,31 @@ def test_user_model_gets_the_fused_path():
         outs.append((y.detach(), xi.grad))
     assert torch.equal(outs[0][0], outs[1][0])
     torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-5, atol=1e-7)
-    assert fused_mod.get_kernel(Quad(), "hard", {}, snn.surrogate.ATan(), False, torch.float32) is not None
+    key = fused_mod.config_key(Quad, "hard", (), snn.surrogate.ATan, False, (), frozenset())
+    assert fused_mod.cpu_kernel(key, torch.float32) is not None
 
 
 def test_missing_compiler_falls_back_with_a_warning(monkeypatch, tmp_path):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setenv("SNNIR_CACHE_DIR", str(tmp_path))
-    fused_mod._kernel.cache_clear()
-    fused_mod._UNAVAILABLE.clear()
-    try:
-        lif = snn.LIF(tau=5.0, step_mode="m", surrogate=snn.surrogate.SoftSign())
-        with pytest.warns(RuntimeWarning, match="cannot run the C compiler"):
-            y = lif(torch.rand(4, 2, 3) * 3)
-        ref = snn.LIF(tau=5.0, step_mode="m", surrogate=snn.surrogate.SoftSign(), fused=False)(torch.zeros(1, 2, 3))
-        assert y.shape == (4, 2, 3) and ref.shape == (1, 2, 3)
-        with pytest.raises(KernelBuildError):
-            fused_mod._kernel(*next(iter(fused_mod._UNAVAILABLE)))
-    finally:
-        fused_mod._kernel.cache_clear()
-        fused_mod._UNAVAILABLE.clear()
+    monkeypatch.setattr(fused_mod, "_CPU_KERNELS", {})
+    monkeypatch.setattr(fused_mod, "_UNAVAILABLE", set())
+    torch.manual_seed(0)
+    x = torch.rand(4, 2, 3) * 3
+    lif = snn.LIF(tau=5.0, step_mode="m", surrogate=snn.surrogate.SoftSign())
+    with pytest.warns(RuntimeWarning, match="cannot run the C compiler"):
+        y = lif(x)
+    ref = snn.LIF(tau=5.0, step_mode="m", surrogate=snn.surrogate.SoftSign(), fused=False)(x)
+    assert torch.equal(y, ref)
+    key, dtype = next(iter(fused_mod._UNAVAILABLE))
+    with pytest.raises(KernelBuildError):
+        fused_mod.CpuKernel(fused_mod.config(key), dtype)
+    # the op itself still runs where no kernel can be built: the lowered step as torch ops
+    params = {"p_v_threshold": 1.0, "p_v_reset": 0.0, "p_tau": 5.0, "p_sg_alpha": 2.0}
+    prm, arrays = fused_mod.config(key).pack(params, torch.float32, (3,))
+    spikes, _, _ = fused_mod.neuron_forward(x.reshape(4, 6), torch.zeros(1, 6), prm, arrays, torch.empty(0, 3), key,
+                                            False)
+    assert torch.equal(spikes.view(4, 2, 3), ref)
 
 
 def test_kernel_memory_is_one_sequence_for_lif():
