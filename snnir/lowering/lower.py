@@ -193,7 +193,7 @@ class Lowerer:
             raise LoweringError(f"{self.who}: cannot evaluate the constant {e}") from None
         if value.imag != 0:
             raise LoweringError(f"{self.who}: the constant {e} is not real")
-        return float(value.real) if not (e is sp.nan) else math.nan
+        return float(value.real)
 
     @staticmethod
     def _negated(term: sp.Basic) -> sp.Basic | None:

@@ -103,7 +103,8 @@ NUMPY = SimpleNamespace(
     exp=np.exp, log=np.log, sqrt=np.sqrt, abs=np.abs, sign=np.sign, floor=np.floor, ceil=np.ceil, sin=np.sin,
     cos=np.cos, tan=np.tan, asin=np.arcsin, acos=np.arccos, atan=np.arctan, sinh=np.sinh, cosh=np.cosh,
     tanh=np.tanh, erf=lambda a: _ERF(a)[()], erfc=lambda a: _ERFC(a)[()],
-    sigmoid=lambda a: 1.0 / (1.0 + np.exp(-a)), min=np.minimum, max=np.maximum, where=lambda c, a, b: np.where(c, a, b)[()],
+    sigmoid=lambda a: 1.0 / (1.0 + np.exp(-a)), min=np.minimum, max=np.maximum,
+    where=lambda c, a, b: np.where(c, a, b)[()],
     and_=np.logical_and, or_=np.logical_or, not_=np.logical_not,
 )
 
