@@ -141,8 +141,8 @@ def test_user_model_gets_the_fused_path():
 def test_missing_compiler_falls_back_with_a_warning(monkeypatch, tmp_path):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setenv("SNNIR_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(fused_mod, "_CPU_KERNELS", {})
-    monkeypatch.setattr(fused_mod, "_UNAVAILABLE", set())
+    monkeypatch.setattr(fused_mod._STATE, "cpu_kernels", {})
+    monkeypatch.setattr(fused_mod._STATE, "unavailable", set())
     torch.manual_seed(0)
     x = torch.rand(4, 2, 3) * 3
     lif = snn.LIF(tau=5.0, step_mode="m", surrogate=snn.surrogate.SoftSign())
@@ -150,7 +150,7 @@ def test_missing_compiler_falls_back_with_a_warning(monkeypatch, tmp_path):
         y = lif(x)
     ref = snn.LIF(tau=5.0, step_mode="m", surrogate=snn.surrogate.SoftSign(), fused=False)(x)
     assert torch.equal(y, ref)
-    key, dtype = next(iter(fused_mod._UNAVAILABLE))
+    key, dtype = next(iter(fused_mod._STATE.unavailable))
     with pytest.raises(KernelBuildError):
         fused_mod.CpuKernel(fused_mod.config(key), dtype)
     # the op itself still runs where no kernel can be built: the lowered step as torch ops

@@ -27,7 +27,9 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import math
+import sys
 import threading
+import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -148,11 +150,18 @@ class CpuKernel:
 
 
 # --- configurations and kernels -------------------------------------------------------------------------
-_CONFIGS: dict[str, Config] = {}
-_BY_SPEC: dict[tuple, str] = {}
-_CPU_KERNELS: dict[tuple[str, torch.dtype], CpuKernel] = {}
-_UNAVAILABLE: set[tuple[str, torch.dtype]] = set()
-_lock = threading.Lock()
+# One registry per process, shared by every copy of this module (pytest's doctest collection imports
+# the file a second time as ``backends.torch.fused``): the ops are defined once and find their
+# configurations here whichever copy registered them.
+_STATE = sys.modules.setdefault("snnir.backends.torch._fused_state", types.ModuleType("_fused_state"))
+if not hasattr(_STATE, "configs"):
+    _STATE.configs = {}          # key -> Config
+    _STATE.by_spec = {}          # (model class, reset, ...) -> key
+    _STATE.cpu_kernels = {}      # (key, dtype) -> CpuKernel
+    _STATE.unavailable = set()   # (key, dtype) whose C kernel failed to build
+    _STATE.device_kernels = {}   # device type -> (forward, backward)
+    _STATE.lock = threading.Lock()
+    _STATE.defined = False
 
 
 def config_key(model_cls: type[NeuronModel], reset: str, options: tuple, surrogate_cls: type[Surrogate],
@@ -160,19 +169,19 @@ def config_key(model_cls: type[NeuronModel], reset: str, options: tuple, surroga
     """Register (once) and name the fused configuration: the ``kernel`` argument of the ops.
     ``per_neuron_params``: the parameters given as per-neuron arrays (the rest are scalars)."""
     spec = (model_cls, reset, options, surrogate_cls, detach_reset, learnable, per_neuron_params)
-    key = _BY_SPEC.get(spec)
+    key = _STATE.by_spec.get(spec)
     if key is None:
         eq = model_cls().equations(reset=reset, **dict(options))
         config = Config(lower_step(step_program(eq, surrogate_cls, detach_reset, learnable), eq), per_neuron_params)
-        with _lock:
-            _CONFIGS[config.key] = config
-            _BY_SPEC[spec] = key = config.key
+        with _STATE.lock:
+            _STATE.configs[config.key] = config
+            _STATE.by_spec[spec] = key = config.key
     return key
 
 
 def config(key: str) -> Config:
     try:
-        return _CONFIGS[key]
+        return _STATE.configs[key]
     except KeyError:
         raise RuntimeError(f"snnir fused neuron: unknown kernel configuration {key!r} (configurations are "
                            "registered by the neuron module in this process)") from None
@@ -181,13 +190,13 @@ def config(key: str) -> Config:
 def cpu_kernel(key: str, dtype: torch.dtype) -> CpuKernel | None:
     """The C kernel of configuration ``key`` for ``dtype``, or ``None`` (one warning) if it cannot be built."""
     k = (key, dtype)
-    kernel = _CPU_KERNELS.get(k)
-    if kernel is not None or k in _UNAVAILABLE or dtype not in _DTYPES:
+    kernel = _STATE.cpu_kernels.get(k)
+    if kernel is not None or k in _STATE.unavailable or dtype not in _DTYPES:
         return kernel
     try:
-        kernel = _CPU_KERNELS[k] = CpuKernel(config(key), dtype)
+        kernel = _STATE.cpu_kernels[k] = CpuKernel(config(key), dtype)
     except KernelBuildError as e:
-        _UNAVAILABLE.add(k)
+        _STATE.unavailable.add(k)
         warnings.warn(f"{e}\nFalling back to the per-step torch path for {config(key).step.model}.", RuntimeWarning,
                       stacklevel=3)
         return None
@@ -196,27 +205,19 @@ def cpu_kernel(key: str, dtype: torch.dtype) -> CpuKernel | None:
 
 # Kernels per device type other than CPU: name -> (forward, backward) with the CPU kernel's signatures,
 # taking the Config first. A GPU backend registers its own; absent one, the torch loop runs.
-_DEVICE_KERNELS: dict[str, tuple[Callable, Callable]] = {}
-
-
 def register_device_kernels(device_type: str, forward: Callable, backward: Callable) -> None:
     """Install the fused kernels for ``device_type`` (e.g. ``'cuda'``): ``forward(config, x, state0,
     prm, arrays, want_v) -> (spikes, state, v_seq)`` and ``backward(config, grad_spikes, grad_state,
     x, state0, prm, arrays, n_learn) -> (grad_x, grad_state0, grad_learn[L, N] or None)``."""
-    _DEVICE_KERNELS[device_type] = (forward, backward)
+    _STATE.device_kernels[device_type] = (forward, backward)
 
 
 def fused_devices() -> set[str]:
     """Device types on which neuron modules take the fused path by default."""
-    return {"cpu", *_DEVICE_KERNELS}
+    return {"cpu", *_STATE.device_kernels}
 
 
 # --- the ops -------------------------------------------------------------------------------------------
-_LIB = torch.library.Library("snnir", "DEF")
-_LIB.define("neuron_forward(Tensor x, Tensor state0, Tensor prm, Tensor arrays, Tensor learn, str kernel, "
-            "bool want_v) -> (Tensor, Tensor, Tensor)")
-_LIB.define("neuron_backward(Tensor grad_spikes, Tensor? grad_state, Tensor x, Tensor state0, Tensor prm, "
-            "Tensor arrays, str kernel, int n_learn, int neurons) -> (Tensor, Tensor, Tensor)")
 
 
 def _reduce_learn(grad_learn: torch.Tensor | None, n_learn: int, M: int, like: torch.Tensor) -> torch.Tensor:
@@ -245,7 +246,7 @@ def _backward_cpu(grad_spikes, grad_state, x, state0, prm, arrays, kernel, n_lea
 
 
 def _forward_device(x, state0, prm, arrays, learn, kernel, want_v):
-    impl = _DEVICE_KERNELS.get(x.device.type)
+    impl = _STATE.device_kernels.get(x.device.type)
     if impl is None:
         from .torch_loop import forward as impl_forward
     else:
@@ -254,7 +255,7 @@ def _forward_device(x, state0, prm, arrays, learn, kernel, want_v):
 
 
 def _backward_device(grad_spikes, grad_state, x, state0, prm, arrays, kernel, n_learn, neurons):
-    impl = _DEVICE_KERNELS.get(x.device.type)
+    impl = _STATE.device_kernels.get(x.device.type)
     if impl is None:
         from .torch_loop import backward as impl_backward
     else:
@@ -263,18 +264,10 @@ def _backward_device(grad_spikes, grad_state, x, state0, prm, arrays, kernel, n_
     return gx, gs, _reduce_learn(gl, n_learn, neurons, x)
 
 
-_LIB.impl("neuron_forward", _forward_cpu, "CPU")
-_LIB.impl("neuron_backward", _backward_cpu, "CPU")
-_LIB.impl("neuron_forward", _forward_device, "CUDA")
-_LIB.impl("neuron_backward", _backward_device, "CUDA")
-
-
-@torch.library.register_fake("snnir::neuron_forward")
 def _forward_fake(x, state0, prm, arrays, learn, kernel, want_v):
     return torch.empty_like(x), torch.empty_like(state0), x.new_empty(x.shape if want_v else (0,))
 
 
-@torch.library.register_fake("snnir::neuron_backward")
 def _backward_fake(grad_spikes, grad_state, x, state0, prm, arrays, kernel, n_learn, neurons):
     return torch.empty_like(x), torch.empty_like(state0), x.new_empty(n_learn, neurons)
 
@@ -310,9 +303,26 @@ def _forward_autograd(x, state0, prm, arrays, learn, kernel, want_v):
         return neuron_forward(x, state0, prm, arrays, learn, kernel, want_v)
 
 
+def _define_ops() -> None:
+    lib = _STATE.library = torch.library.Library("snnir", "DEF")
+    lib.define("neuron_forward(Tensor x, Tensor state0, Tensor prm, Tensor arrays, Tensor learn, str kernel, "
+               "bool want_v) -> (Tensor, Tensor, Tensor)")
+    lib.define("neuron_backward(Tensor grad_spikes, Tensor? grad_state, Tensor x, Tensor state0, Tensor prm, "
+               "Tensor arrays, str kernel, int n_learn, int neurons) -> (Tensor, Tensor, Tensor)")
+    lib.impl("neuron_forward", _forward_cpu, "CPU")
+    lib.impl("neuron_backward", _backward_cpu, "CPU")
+    lib.impl("neuron_forward", _forward_device, "CUDA")
+    lib.impl("neuron_backward", _backward_device, "CUDA")
+    lib.impl("neuron_forward", _forward_autograd, "Autograd")
+    torch.library.register_fake("snnir::neuron_forward", _forward_fake, lib=lib)
+    torch.library.register_fake("snnir::neuron_backward", _backward_fake, lib=lib)
+    _STATE.defined = True
+
+
+if not _STATE.defined:
+    _define_ops()
 neuron_forward = torch.ops.snnir.neuron_forward.default
 neuron_backward = torch.ops.snnir.neuron_backward.default
-_LIB.impl("neuron_forward", _forward_autograd, "Autograd")
 
 
 def fused_steps(key: str, x_seq: torch.Tensor, state0: list[torch.Tensor], prm: torch.Tensor, arrays: torch.Tensor,

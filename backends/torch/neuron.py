@@ -186,8 +186,8 @@ class Neuron(StepModule):
         >>> lif(torch.full((3, 1, 1), 1.5)).flatten().tolist()   # v: 0.75, 1.125 -> spike, ...
         [0.0, 1.0, 0.0]
         >>> per_channel = snn.LIF(tau=torch.tensor([2.0, 4.0]).view(2, 1), step_mode="m")
-        >>> per_channel(torch.full((3, 1, 2, 1), 1.5)).flatten().tolist()   # tau 4 charges slower
-        [0.0, 0.0, 1.0, 0.0, 0.0, 1.0]
+        >>> per_channel(torch.full((3, 1, 2, 1), 1.5)).squeeze().tolist()   # channel 1 charges slower
+        [[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]]
     """
 
     model: NeuronModel | None = None

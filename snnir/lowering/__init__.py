@@ -16,7 +16,7 @@ Example:
     >>> from snnir.neurons import LIF
     >>> lowered = lower_equations(LIF().equations(reset="hard"))
     >>> print(lowered.charge)
-    # in: s_v, x, p_v_reset, p_tau  out: s_v
+    # in: s_v, p_v_reset, x, p_tau  out: s_v
     c0 = sub(s_v, p_v_reset)
     c1 = sub(x, c0)
     c2 = div(c1, p_tau)

@@ -100,7 +100,7 @@ class Lowerer:
         >>> lw = Lowerer("LIF", "t")
         >>> lw.assign("v", e)
         >>> print(lw.block(outputs=["v"]))
-        # in: v, x, tau  out: v
+        # in: x, v, tau  out: v
         t0 = sub(x, v)
         t1 = div(t0, tau)
         v = add(v, t1)

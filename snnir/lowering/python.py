@@ -15,7 +15,7 @@ Example:
     def f(_x):
         _t0 = -_x
         _t1 = F.exp(_t0)
-        _y = _t1 * 2.0
+        _y = 2.0 * _t1
         return (_y,)
     >>> evaluate(block, {"x": 0.0})
     {'y': 2.0}
@@ -79,7 +79,8 @@ def python_source(block: Block, name: str, inputs: tuple[str, ...] | None = None
     missing = [n for n in block.inputs if n not in inputs]
     if missing:
         raise ValueError(f"{name}: the block reads {missing}, which are not among the inputs {list(inputs)}")
-    body = python_lines(block) + [f"return ({''.join(_var(o) + ', ' for o in block.outputs)})"]
+    outs = ", ".join(map(_var, block.outputs))
+    body = python_lines(block) + [f"return ({outs},)" if outs else "return ()"]
     return f"def {name}({', '.join(map(_var, inputs))}):\n" + "\n".join("    " + line for line in body)
 
 
