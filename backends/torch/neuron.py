@@ -231,6 +231,7 @@ class Neuron(StepModule):
             self.register_buffer(name, None, persistent=False)
         self.v_seq: torch.Tensor | None = None
         self._checked_shape: tuple[int, ...] | None = None
+        self.equations()  # lower now: an unsupported function is an error here, naming model and function
 
     def _set_param(self, name: str, value: Any, learnable: bool = False) -> None:
         value = parameter_value(type(self).__name__, name, value, learnable)

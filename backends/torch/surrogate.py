@@ -18,7 +18,8 @@ class _Compiled:
     """A surrogate expression of ``x`` and the parameters: uniforms once per parameter set, then torch ops."""
 
     def __init__(self, expr: sp.Expr, cls: type[Surrogate]) -> None:
-        self.prologue, self.uniforms, self.body = lower_expression(expr, ("x", *cls.params), ("x",), cls.__name__)
+        self.prologue, self.uniforms, self.body = lower_expression(expr, ("x", *cls.params), ("x",),
+                                                                      f"surrogate {cls.__name__}")
         self._values: dict[tuple, list[Any]] = {}
 
     def __call__(self, x: torch.Tensor, values: dict[str, float]) -> torch.Tensor:

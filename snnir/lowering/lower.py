@@ -173,8 +173,8 @@ class Lowerer:
             return self._piecewise(e)
         fn = BY_SYMPY.get(type(e))
         if fn is None:
-            raise LoweringError(f"{self.who}: {type(e).__name__} (in {e}) is not supported by the lowering; "
-                                f"supported: {', '.join(supported())}")
+            raise LoweringError(f"{self.who}: function {type(e).__name__} (in {e}) is not supported by the "
+                                f"lowering; it supports {', '.join(supported())}")
         args = [self._lower(a) for a in e.args]
         if len(args) != FUNCTIONS[fn].arity and FUNCTIONS[fn].arity == 2 and len(args) > 2:
             acc = args[0]

@@ -115,20 +115,21 @@ def _finish(model: str, params: tuple[str, ...], constants: list[tuple[str, sp.E
 def lower_equations(eq: Equations) -> LoweredEquations:
     """The forward of ``eq`` as blocks (cached: ``Equations`` are immutable)."""
     names = prefixed_symbols(eq)
+    who = f"neuron model {eq.model}"
     states = [f"s_{k}" for k in eq.states]
-    blocks = {"charge": _state_block([(f"s_{k}", rename(e, names)) for k, e in eq.charge], states, eq.model, "c"),
-              "fire": lower_assignments([("z", rename(eq.fire, names))], ["z"], eq.model, "f"),
-              "reset": _state_block([(f"s_{k}", rename(e, names)) for k, e in eq.reset], states, eq.model, "r")}
+    blocks = {"charge": _state_block([(f"s_{k}", rename(e, names)) for k, e in eq.charge], states, who, "c"),
+              "fire": lower_assignments([("z", rename(eq.fire, names))], ["z"], who, "f"),
+              "reset": _state_block([(f"s_{k}", rename(e, names)) for k, e in eq.reset], states, who, "r")}
     constants = [(f"p_{k}", rename(e, names)) for k, e in eq.constants]
-    prologue, uniforms, blocks = _finish(eq.model, eq.params, constants, blocks)
-    init = lower_assignments([(f"s_{k}", rename(e, names)) for k, e in eq.init], states, eq.model, "i")
+    prologue, uniforms, blocks = _finish(who, eq.params, constants, blocks)
+    init = lower_assignments([(f"s_{k}", rename(e, names)) for k, e in eq.init], states, who, "i")
     return LoweredEquations(eq.model, eq.states, eq.params, prologue, uniforms, init, **blocks)
 
 
 @cache
 def lower_step(prog: StepProgram, eq: Equations) -> LoweredStep:
     """The forward and backward of a fused kernel for ``prog`` (derived from ``eq``)."""
-    who = prog.model
+    who = f"neuron model {prog.model}"
     states = [f"s_{k}" for k in prog.states]
     h_of_s = {_sym(f"s_{k}"): _sym(f"h_{k}") for k in prog.states}
     kept_h = {_sym(f"h_{k}") for k in prog.kept}
@@ -146,7 +147,7 @@ def lower_step(prog: StepProgram, eq: Equations) -> LoweredStep:
     blocks["backward"] = lower_assignments(prog.backward, outs, who, "b")
     prologue, uniforms, blocks = _finish(who, prog.params, list(prog.constants), blocks)
     init = lower_equations(eq).init
-    return LoweredStep(who, prog.states, prog.params, prologue, uniforms, init, blocks["charge"], blocks["fire"],
+    return LoweredStep(prog.model, prog.states, prog.params, prologue, uniforms, init, blocks["charge"], blocks["fire"],
                        blocks["reset"], learnable=prog.learnable, kept=prog.kept, needs_x=prog.needs_x,
                        needs_prev=prog.needs_prev, fire_h=blocks["fire_h"], prev_state=blocks["prev_state"],
                        backward=blocks["backward"])

@@ -17,7 +17,7 @@ from typing import Any
 
 from snnir.errors import GraphError
 from snnir.neurons import get_model
-from snnir.ops.neuron import check_parameter_arrays, model_attrs
+from snnir.ops.neuron import check_lowerable, check_parameter_arrays, model_attrs
 from snnir.ops.registry import OpSpec, Shape, register_op
 
 
@@ -43,6 +43,7 @@ def _state(attrs: dict[str, Any], shape: Shape, in_shape: Shape) -> dict[str, Sh
 def _infer(attrs: dict[str, Any], params: dict[str, Any], in_shapes: list[Shape]) -> Shape:
     model = get_model(attrs["model"])
     check_parameter_arrays(f"integrator with model {model.name}", params, {"v_reset", *model.params}, in_shapes[0])
+    check_lowerable(model, "none", attrs)
     return in_shapes[0]
 
 

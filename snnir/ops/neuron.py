@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from snnir.errors import GraphError, ShapeError
+from snnir.lowering import lower_equations
 from snnir.neurons import get_model
 from snnir.ops.registry import OpSpec, Shape, register_op
 from snnir.surrogate import surrogate_from_dict
@@ -120,7 +121,15 @@ def _infer(attrs: dict[str, Any], params: dict[str, Any], in_shapes: list[Shape]
     if absent:
         raise GraphError(f"learnable parameters {sorted(absent)} must be arrays in params")
     check_parameter_arrays(f"neuron model {model.name}", params, set(model.all_params()), in_shapes[0])
+    reset = "soft" if "v_reset" in attrs and attrs["v_reset"] is None else "hard"
+    check_lowerable(model, reset, attrs)
     return in_shapes[0]
+
+
+def check_lowerable(model: Any, reset: str, attrs: dict[str, Any]) -> None:
+    """Lower the model's equations (cached), so an unsupported function is refused when the graph
+    is validated, with the model and the function named."""
+    lower_equations(model.equations(reset=reset, **{k: attrs[k] for k in model.options if k in attrs}))
 
 
 register_op(OpSpec("neuron", _infer, state=_state, normalize=_normalize,
