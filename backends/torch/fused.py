@@ -120,6 +120,7 @@ class CpuKernel:
         self.lib = build_neuron(generate_source(config.step, _DTYPES[dtype], config.per_neuron))
 
     def forward(self, x, state0, prm, arrays, want_v):
+        x, state0, prm, arrays = _abi(self.config, x, state0, prm, arrays)
         T, N = x.shape
         spikes = buffers.empty(x.shape, x.dtype)
         state = state0.clone()
@@ -130,6 +131,8 @@ class CpuKernel:
         return spikes, state, v_seq
 
     def backward(self, g_spikes, g_state, x, state0, prm, arrays, n_learn):
+        x, state0, prm, arrays = _abi(self.config, x, state0, prm, arrays)
+        g_state = None if g_state is None else g_state.to(x.dtype).contiguous()
         T, N = g_spikes.shape
         grad_x = buffers.empty((T, N), g_spikes.dtype)
         grad_state0 = torch.empty_like(state0)
@@ -139,7 +142,7 @@ class CpuKernel:
         grad_learn = torch.empty(n_learn, N, dtype=torch.float64) if n_learn else None
         # a broadcast scalar gradient (loss = spikes.sum()) is read as one value, not materialized
         scalar = g_spikes.stride() == (0, 0)
-        g_spikes = g_spikes if scalar else g_spikes.contiguous()
+        g_spikes = g_spikes.to(x.dtype) if scalar else g_spikes.to(x.dtype).contiguous()
         M = arrays.shape[1] if arrays.numel() else N
         failed = self.lib.snnir_backward(T, N, M, tile, _ptr(g_spikes), int(scalar), _ptr(g_state), _ptr(x),
                                          _ptr(state0), _ptr(grad_x), _ptr(grad_state0), _ptr(grad_learn), _ptr(prm),
@@ -147,6 +150,22 @@ class CpuKernel:
         if failed:
             raise MemoryError(f"fused neuron backward: could not allocate a {tile}-neuron recompute buffer")
         return grad_x, grad_state0, grad_learn
+
+
+def _abi(config: Config, x, state0, prm, arrays):
+    """The kernel ABI's inputs, checked (a wrong shape or type would read out of bounds) and contiguous."""
+    step = config.step
+    if x.dim() != 2 or state0.shape != (len(step.states), x.shape[1]):
+        raise ValueError(f"snnir::neuron_forward ({step.model}): x must be [T, N] and state0 [{len(step.states)}, N], "
+                         f"got {tuple(x.shape)} and {tuple(state0.shape)}")
+    if prm.shape != (len(step.uniforms),) or prm.dtype != torch.float64:
+        raise ValueError(f"snnir::neuron_forward ({step.model}): prm must be float64 [{len(step.uniforms)}], got "
+                         f"{prm.dtype} {tuple(prm.shape)}")
+    A = len(config.array_uniforms)
+    if arrays.dim() != 2 or arrays.shape[0] != A or (A and x.shape[1] % arrays.shape[1]):
+        raise ValueError(f"snnir::neuron_forward ({step.model}): arrays must be [{A}, M] with M dividing N = "
+                         f"{x.shape[1]}, got {tuple(arrays.shape)}")
+    return x.contiguous(), state0.to(x.dtype).contiguous(), prm.contiguous(), arrays.to(x.dtype).contiguous()
 
 
 # --- configurations and kernels -------------------------------------------------------------------------
