@@ -165,16 +165,16 @@ def test_cuda_dialect_bodies_compile_with_nvcc(tmp_path):
     parts = [*includes(CDialect("cuda"))]
     for dtype in ("float", "double", "half", "bfloat16"):
         d = CDialect("cuda", dtype)
-        for i, name in enumerate(BUILTINS):
+        for name in BUILTINS:
             for reset, sg in (("hard", ATan), ("soft", PiecewiseQuadratic)):
                 step = _step(name, reset, sg, ("w",) if name == "ParametricLIF" else ())
-                ns = f"{name}_{reset}_{dtype}"
-                S, K, U, L = len(step.states), max(1, len(step.kept)), max(1, len(step.uniforms)), max(1, len(step.learnable))
-                parts += [f"namespace {ns} {{", prelude(d, with_includes=False), device_functions(step, d),
-                          f"__global__ void run(const scalar_t* x, scalar_t* out, int n) {{",
+                S, K = len(step.states), max(1, len(step.kept))
+                U, L = max(1, len(step.uniforms)), max(1, len(step.learnable))
+                parts += [f"namespace {name}_{reset}_{dtype} {{", prelude(d, with_includes=False),
+                          device_functions(step, d), "__global__ void run(const scalar_t* x, scalar_t* out, int n) {",
                           "  int j = blockIdx.x * blockDim.x + threadIdx.x; if (j >= n) return;",
-                          f"  scalar_t s[{S}] = {{}}; scalar_t h[{K}]; scalar_t hp[{K}] = {{}}; scalar_t g[{S}] = {{}};",
-                          f"  opmath_t u[{U}] = {{}}; opmath_t gp[{L}] = {{}};",
+                          f"  scalar_t s[{S}] = {{}}; scalar_t h[{K}]; scalar_t hp[{K}] = {{}};",
+                          f"  scalar_t g[{S}] = {{}}; opmath_t u[{U}] = {{}}; opmath_t gp[{L}] = {{}};",
                           "  out[j] = snnir_forward(x[j], s, h, u);",
                           "  out[j] = (scalar_t)snnir_backward(x[j], out[j], h, hp, s, j == 0, g, u, gp);", "}", "}"]
     src = tmp_path / "bodies.cu"

@@ -43,7 +43,7 @@ from snnir.surrogate import Surrogate
 
 from . import buffers
 from .cpu_kernel import TILE_MAX, KernelBuildError, build_neuron, generate_source
-from .lowered import uniform_values
+from .lowered import Prologue
 
 _DTYPES = {torch.float32: "float", torch.float64: "double"}
 
@@ -74,6 +74,7 @@ class Config:
         self.key = f"{step.model}.{hashlib.sha256(text.encode()).hexdigest()[:16]}"
         self._prm_cache: dict[tuple, torch.Tensor] = {}
         self._no_arrays: dict[tuple[int, torch.dtype], torch.Tensor] = {}
+        self.prologue = Prologue(step.prologue, step.uniforms)
 
     def pack(self, params: dict[str, Any], dtype: torch.dtype, sample: tuple[int, ...]
              ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,12 +86,12 @@ class Config:
             key = tuple(params.items())
             prm = self._prm_cache.get(key) if not torch.compiler.is_compiling() else None
             if prm is None:
-                values = uniform_values(self.step.prologue, self.step.uniforms, params)
+                values = self.prologue(params)
                 prm = torch.tensor([float(values[n]) for n in self.step.uniforms], dtype=torch.float64)
                 if not torch.compiler.is_compiling():
                     self._prm_cache[key] = prm
             return prm, self._empty(M, dtype)
-        values = uniform_values(self.step.prologue, self.step.uniforms, params)
+        values = self.prologue(params)
         rows = [values[n].detach().to(dtype).expand(sample).reshape(M) for n in self.array_uniforms]
         arrays = torch.stack(rows) if rows else self._empty(M, dtype)
         scalars = [0.0 if n in self.per_neuron else values[n] for n in self.step.uniforms]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from functools import cache
 from types import SimpleNamespace
 from typing import Any
 
@@ -85,22 +84,42 @@ def join(*blocks: Block) -> Block:
     return Block(block_inputs(ops), ops, outputs, frozenset().union(*(b.booleans for b in blocks)))
 
 
-@cache
+_FUNCTIONS: dict[tuple, Callable[..., tuple]] = {}
+
+
 def step_function(block: Block, dtype: torch.dtype, inputs: tuple[str, ...] | None = None,
                   name: str = "step") -> Callable[..., tuple]:
-    """``block`` as a torch function of ``inputs`` (default: the block's) returning its outputs."""
-    return python_function(block, namespace(dtype), name, inputs)
+    """``block`` as a torch function of ``inputs`` (default: the block's) returning its outputs.
+
+    Printed and compiled once per block, dtype and signature. Under ``torch.compile`` take the
+    functions from objects built beforehand (``Prologue``, ``CompiledEquations``): this cache is
+    not traceable."""
+    key = (block, dtype, inputs, name)
+    fn = _FUNCTIONS.get(key)
+    if fn is None:
+        fn = _FUNCTIONS[key] = python_function(block, namespace(dtype), name, inputs)
+    return fn
+
+
+class Prologue:
+    """A prologue compiled for float64 evaluation: raw parameter values -> uniforms."""
+
+    def __init__(self, prologue: Block, uniforms: Sequence[str]) -> None:
+        self.block = prologue
+        self.uniforms = tuple(uniforms)
+        self.fn = step_function(prologue, torch.float64, None, "prologue") if prologue.ops else None
+
+    def __call__(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The uniforms from raw parameter values ``params`` (``p_<name>`` -> float or tensor), in
+        float64; tensors stay tensors (float64, differentiable), floats stay floats."""
+        out = {}
+        if self.fn is not None:
+            args = [v.to(torch.float64) if isinstance(v, torch.Tensor) else float(v)
+                    for v in (params[n] for n in self.block.inputs)]
+            out = dict(zip(self.block.outputs, self.fn(*args)))
+        return {n: out[n] if n in out else params[n] for n in self.uniforms}
 
 
 def uniform_values(prologue: Block, uniforms: Sequence[str], params: Mapping[str, Any]) -> dict[str, Any]:
-    """The uniforms from raw parameter values ``params`` (``p_<name>`` -> float or tensor), in
-    float64; tensors stay tensors (float64, differentiable), floats stay floats."""
-    values: dict[str, Any] = {}
-    for n in prologue.inputs:
-        v = params[n]
-        values[n] = v.to(torch.float64) if isinstance(v, torch.Tensor) else float(v)
-    out = {}
-    if prologue.ops:
-        fn = step_function(prologue, torch.float64, None, "prologue")
-        out = dict(zip(prologue.outputs, fn(*(values[n] for n in prologue.inputs))))
-    return {n: out[n] if n in out else params[n] for n in uniforms}
+    """``Prologue(prologue, uniforms)(params)``, compiling the prologue on first use."""
+    return Prologue(prologue, uniforms)(params)

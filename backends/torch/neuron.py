@@ -28,7 +28,7 @@ from snnir.surrogate import ATan, Surrogate
 
 from .base import StepModule, check_step_mode
 from .fused import config, config_key, cpu_kernel, fused_devices, fused_steps
-from .lowered import join, step_function, uniform_values
+from .lowered import Prologue, join, step_function
 from .surrogate import spike as spike_fn
 
 _DEFAULT: Any = object()
@@ -49,6 +49,10 @@ class CompiledEquations:
         self._scalar_cache: dict[tuple, list] = {}
         self._init_cache: dict[tuple, tuple] = {}
         self._fns: dict[tuple[str, torch.dtype], Callable[..., tuple]] = {}
+        self.prologue = Prologue(low.prologue, self.U)
+        for dtype in (torch.float32, torch.float64):  # compiled now: torch.compile cannot trace the printing
+            self.charge_fire(dtype), self.charge(dtype), self.reset(dtype)
+        self._function("init", low.init, None, torch.float64)
 
     def _function(self, name: str, block: Block, inputs: tuple[str, ...] | None, dtype: torch.dtype):
         fn = self._fns.get((name, dtype))
@@ -80,7 +84,7 @@ class CompiledEquations:
         return self._uniforms(params)
 
     def _uniforms(self, params: dict[str, Any]) -> list[Any]:
-        values = uniform_values(self.lowered.prologue, self.U, {f"p_{k}": v for k, v in params.items()})
+        values = self.prologue({f"p_{k}": v for k, v in params.items()})
         return [values[n] for n in self.U]
 
     def initial_state(self, like: torch.Tensor, params: dict[str, Any]) -> list[torch.Tensor]:
@@ -273,18 +277,19 @@ class Neuron(StepModule):
             env[name] = getattr(self, name)
         return env
 
-    def _param_env(self, x: torch.Tensor) -> dict[str, Any]:
-        """Parameter values for input ``x``: tensors checked against the layer and cast to its dtype."""
+    def _param_env(self, x_seq: torch.Tensor) -> dict[str, Any]:
+        """Parameter values for input ``x_seq`` (``[T, N, ...]``): tensors checked against one
+        sample's neurons and cast to the input's dtype."""
         env = self.parameter_values()
         if not self._tensor_params:
             return env
-        sample = tuple(x.shape[1:])
+        sample = tuple(x_seq.shape[2:])
         if self._checked_shape != sample:
             for name in self._tensor_params:
                 _check_broadcast(type(self).__name__, name, tuple(env[name].shape), sample)
             self._checked_shape = sample
         for name in self._tensor_params:
-            env[name] = env[name].to(x.dtype)
+            env[name] = env[name].to(x_seq.dtype)
         return env
 
     def state(self) -> dict[str, torch.Tensor | None]:

@@ -11,22 +11,23 @@ import torch
 from snnir.lowering import lower_expression
 from snnir.surrogate import Surrogate
 
-from .lowered import step_function, uniform_values
+from .lowered import Prologue, step_function
 
 
 class _Compiled:
     """A surrogate expression of ``x`` and the parameters: uniforms once per parameter set, then torch ops."""
 
     def __init__(self, expr: sp.Expr, cls: type[Surrogate]) -> None:
-        self.prologue, self.uniforms, self.body = lower_expression(expr, ("x", *cls.params), ("x",),
-                                                                      f"surrogate {cls.__name__}")
+        prologue, self.uniforms, self.body = lower_expression(expr, ("x", *cls.params), ("x",),
+                                                              f"surrogate {cls.__name__}")
+        self.prologue = Prologue(prologue, self.uniforms)
         self._values: dict[tuple, list[Any]] = {}
 
     def __call__(self, x: torch.Tensor, values: dict[str, float]) -> torch.Tensor:
         key = tuple(values.items())
         u = self._values.get(key)
         if u is None:
-            u = uniform_values(self.prologue, self.uniforms, values)
+            u = self.prologue(values)
             u = self._values[key] = [u[n] for n in self.uniforms]
         fn = step_function(self.body, x.dtype, ("x", *self.uniforms), "surrogate")
         return fn(x, *u)[0]
