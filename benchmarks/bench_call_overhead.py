@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import median_ms  # noqa: E402
 
 
 def _use_checkout(src: str) -> None:
@@ -23,15 +25,9 @@ def _use_checkout(src: str) -> None:
     sys.path.insert(0, src)
 
 
-def bench(fn, n: int, warm: int = 300) -> float:
-    for _ in range(warm):
-        fn()
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e6
+def bench(fn, n: int) -> float:
+    """Median microseconds per call."""
+    return median_ms(fn, warmup=300, repeats=n) * 1000
 
 
 def main() -> None:

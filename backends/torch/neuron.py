@@ -326,7 +326,8 @@ class Neuron(StepModule):
     def _fused_key(self, x: torch.Tensor) -> str | None:
         """The fused configuration for ``x``, or ``None`` for the per-step path (cached per module)."""
         sig = (x.device.type, x.dtype, self.fused, self.v_reset is None, self.detach_reset, type(self.surrogate),
-               tuple(self.options.values()), self._tensor_params)
+               tuple(self.options.values()), self._tensor_params,
+               tuple(getattr(self, n).numel() > 1 for n in self._tensor_params))
         cached = self.__dict__.get("_fused_cache")
         if cached is not None and cached[0] == sig:
             return cached[1] if x.shape[0] else None
