@@ -5,7 +5,8 @@
 0/1 spikes), and counts per node:
 
 - ``dense_macs``: the ANN-equivalent multiply-accumulates of weighted ops (linear, conv,
-  batchnorm, affine, scale) as if every input were read, every step;
+  batchnorm, affine, scale) as if every input were read, every step (a convolution's padded taps
+  included, as torch computes them and ANN counters count them);
 - ``synops``: operations triggered by input events: every nonzero input value (a spike) times its
   fan-out (``snnir.analysis.fanout``: exact for convolutions with padding, stride, dilation and
   groups, and for pooling windows), in synapses, pooling and adds. A recurrent edge (time offset
@@ -53,7 +54,7 @@ import numpy as np
 import sympy as sp
 
 from snnir.analysis.energy import EnergyModel
-from snnir.analysis.fanout import ACCUMULATING, FANOUT, WEIGHTED, fanout
+from snnir.analysis.fanout import ACCUMULATING, FANOUT, WEIGHTED, dense_ops, fanout
 from snnir.errors import GraphError
 from snnir.graph import Graph, Node
 
@@ -178,9 +179,9 @@ def _count_node(g: Graph, node: Node, activity: dict[str, Activity], recurrent: 
         for src, offset in _in_edges(g, node.id, recurrent):
             a = activity[src]
             used = max(a.steps - offset, 0)
-            fan = fanout(node, tuple(g.node(src).shape or ()))
-            event_ops = int((a.events[:used].sum(0) * fan).sum())
-            dense = used * a.batch * int(fan.sum())
+            in_shape = tuple(g.node(src).shape or ())
+            event_ops = int((a.events[:used].sum(0) * fanout(node, in_shape)).sum())
+            dense = used * a.batch * dense_ops(node, in_shape)
             kinds.add("spikes" if a.binary else "real")
             if node.op in WEIGHTED:
                 nc.dense_macs += dense

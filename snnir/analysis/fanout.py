@@ -5,7 +5,8 @@ An input spike at position ``i`` of a synapse node reaches every output that rea
 field covers ``i`` (exact with padding, stride, dilation and groups: positions near the border are
 read by fewer windows), times the output channels of ``i``'s group; for pooling, the windows that
 contain ``i``; for element-wise ops (add, batchnorm, affine, scale, relu, clip), one. Summing a
-fan-out map gives the dense operation count of one step (the ANN-equivalent MACs of a synapse).
+fan-out map gives the operations one dense step does on real inputs; ``dense_ops`` is the ANN
+counters' convention, which also counts a window's padded taps.
 
 Example:
     >>> import numpy as np
@@ -113,5 +114,13 @@ def fanout(node: Node, in_shape: Shape) -> np.ndarray:
 
 
 def dense_ops(node: Node, in_shape: Shape) -> int:
-    """Operations of one step on a dense input (the fan-out summed over the input)."""
-    return int(fanout(node, in_shape).sum()) if math.prod(in_shape) else 0
+    """Operations of one step and sample on a dense input, as ANN counters count them: a
+    convolution or pooling window costs its whole kernel, padded taps included (torch computes
+    them), so this is ``out_elements x fan_in``; element-wise and adaptive ops read every input once
+    per window (the fan-out summed over the input)."""
+    out = math.prod(node.shape or ())
+    if node.op in ("conv1d", "conv2d"):
+        return out * math.prod(node.params["weight"].shape[1:])
+    if node.op in ("maxpool1d", "maxpool2d", "avgpool1d", "avgpool2d", "spiking_maxpool2d"):
+        return out * math.prod(_tuple(node.attrs["kernel_size"], len(in_shape) - 1))
+    return int(fanout(node, in_shape).sum())
