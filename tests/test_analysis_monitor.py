@@ -52,7 +52,8 @@ def test_spikes_rates_and_voltages_equal_the_modules(fused):
     net(x)
     for key, m in (("1", net[1]), ("2.1", net[2][1]), ("4", net[4])):
         assert torch.equal(rec.v(key), m.v_seq), key
-        np.testing.assert_allclose(rec.mean(key, "v"), m.v_seq.detach().double().mean((0, 1)).numpy(), rtol=1e-6, atol=1e-9)
+        mean_v = m.v_seq.detach().double().mean((0, 1)).numpy()
+        np.testing.assert_allclose(rec.mean(key, "v"), mean_v, rtol=1e-6, atol=1e-9)
 
 
 def test_single_step_calls_are_stacked_in_time():

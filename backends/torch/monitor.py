@@ -118,8 +118,8 @@ class Recording:
                 raise KeyError(f"record: no recordable module matches {unmatched}; recordable: {sorted(chosen)}")
             chosen = {k: m for k, m in chosen.items() if any(fnmatch.fnmatchcase(k, p) for p in patterns)}
         if not chosen:
-            raise ValueError(f"record: {type(module).__name__} has no {'layers' if 'outputs' in what else 'snnir neuron'}"
-                             " modules to record")
+            kind = "layer" if "outputs" in what else "snnir neuron"
+            raise ValueError(f"record: {type(module).__name__} has no {kind} modules to record")
         self._sites = chosen
         self.keys: list[str] = list(chosen)
         self.steps: dict[str, int] = dict.fromkeys(self.keys, 0)

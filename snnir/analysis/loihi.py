@@ -109,7 +109,8 @@ class LoihiResources:
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lim = self.limits
         lines.append(f"{self.cores} cores on {self.chips} {lim.name} chip(s) ({lim.neurons_per_core} neurons, "
-                     f"{lim.synapse_bytes_per_core // 1024} KiB synapses per core, {lim.cores_per_chip} cores per chip, "
+                     f"{lim.synapse_bytes_per_core // 1024} KiB synapses per core, "
+                     f"{lim.cores_per_chip} cores per chip, "
                      f"{lim.weight_bits}-bit weights)")
         return "\n".join(lines)
 
