@@ -270,3 +270,22 @@ def test_count_ops_traces_a_torch_module():
     ops = count_ops(net, x)
     linear = next(nc for nc in ops.nodes.values() if nc.op == "linear")
     assert linear.acs == int(x.sum()) * 4
+
+
+def test_cli_inspect_ops(rng, tmp_path, capsys):
+    from snnir.cli import main
+
+    g = _conv_graph(rng, (2, 6, 6), 3, (3, 3), 1, 1, 1, 1)
+    snnir.save(g, tmp_path / "m.snnir")
+    x = (rng.random((T, N, 2, 6, 6)) < 0.3).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["inspect", str(tmp_path / "m.snnir"), "--ops", str(tmp_path / "x.npy")]) == 0
+    out = capsys.readouterr().out
+    acs = count_ops(g, x).nodes["conv"].acs
+    conv_row = [line for line in out.splitlines() if line.startswith("conv ")][-1]  # the ops table's row
+    assert conv_row.split()[2] == "spikes" and f"{acs / 1e3:.3g}k" in conv_row
+    assert "per sample" in out and "Horowitz" in out
+    assert "Loihi mapping:" in out and "cores on 1 Loihi 2 chip" in out
+    np.save(tmp_path / "bad.npy", x[0])
+    assert main(["inspect", str(tmp_path / "m.snnir"), "--ops", str(tmp_path / "bad.npy")]) == 1
+    assert "expected an array [T, N, 2, 6, 6]" in capsys.readouterr().err

@@ -308,10 +308,12 @@ class OpCounts:
 
     def energy_pj(self) -> dict[str, float]:
         """Energy of the whole batch in picojoules: ``mac``, ``ac``, ``update`` (neuron state
-        updates), ``compute`` (their sum), ``memory``, ``total``; ``per_sample`` is ``total / batch``;
-        ``ann`` is the dense MACs of one step per sample at ``mac_pj`` (an ANN's single pass)."""
+        updates), ``compute`` (their sum), ``memory``, ``total``; ``per_sample`` and
+        ``per_sample_compute`` divide by the batch; ``ann`` is the dense MACs of one step per sample at
+        ``mac_pj`` (the compute of an ANN's single pass, to compare with ``per_sample_compute``)."""
         out = self.node_energy_pj(self.total)
         out["per_sample"] = out["total"] / max(self.batch, 1)
+        out["per_sample_compute"] = out["compute"] / max(self.batch, 1)
         out["ann"] = self.total.dense_macs / max(self.steps, 1) / max(self.batch, 1) * self.energy.mac_pj
         return out
 
@@ -337,8 +339,10 @@ class OpCounts:
         lines.append(f"energy for {self.batch} sample(s) x {self.steps} step(s): compute {format_energy(e['compute'])} "
                      f"(MAC {format_energy(e['mac'])}, AC {format_energy(e['ac'])}, neuron updates "
                      f"{format_energy(e['update'])}) + memory {format_energy(e['memory'])} = "
-                     f"{format_energy(e['total'])}; per sample {format_energy(e['per_sample'])}")
-        lines.append(f"ANN equivalent (dense MACs of one step x {m.mac_pj} pJ): {format_energy(e['ann'])} per sample")
+                     f"{format_energy(e['total'])}; per sample {format_energy(e['per_sample_compute'])} compute, "
+                     f"{format_energy(e['per_sample'])} total")
+        lines.append(f"ANN equivalent, compute only (dense MACs of one step x {m.mac_pj} pJ): "
+                     f"{format_energy(e['ann'])} per sample")
         lines.append(f"constants: MAC {m.mac_pj} pJ, AC {m.ac_pj} pJ, add {m.add_pj} pJ, mul {m.mul_pj} pJ, "
                      f"memory {m.memory_pj_per_byte} pJ/B; {m.source}")
         if self.uncounted:
