@@ -29,7 +29,7 @@ def _conv_connections(in_shape, out_shape, kernel, stride, padding, groups, cout
     """Loop over output neurons and kernel taps: count the taps that land inside the input."""
     cin_per_group = in_shape[0] // groups
     total = 0
-    for oc in range(cout):
+    for _oc in range(cout):
         for oh in range(out_shape[1]):
             for ow in range(out_shape[2]):
                 for _ in range(cin_per_group):
