@@ -259,7 +259,7 @@ class Recording:
         spikes = self.spikes(key)
         if not 0 <= sample < spikes.shape[1]:
             raise IndexError(f"sample {sample} is out of range for a batch of {spikes.shape[1]}")
-        return raster(spikes[:, sample].reshape(spikes.shape[0], -1).numpy(), title=key, ax=ax,
+        return raster(spikes[:, sample].reshape(spikes.shape[0], -1).numpy(), title=f"{key}: sample {sample}", ax=ax,
                       max_neurons=max_neurons)
 
     def plot_rates(self, bins: int = 20, keys: Iterable[str] | None = None) -> Any:

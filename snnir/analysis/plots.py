@@ -33,8 +33,9 @@ def raster(spikes: np.ndarray, title: str = "", ax: Any = None, max_neurons: int
         raise ValueError(f"raster expects [steps, neurons], got shape {spikes.shape}")
     if max_neurons is not None:
         spikes = spikes[:, :max_neurons]
+    fig = None
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3))
+        fig, ax = plt.subplots(figsize=(6, 3))
     t, n = np.nonzero(spikes)
     ax.scatter(t, n, s=4, marker="|", c="k")
     ax.set_xlim(-0.5, spikes.shape[0] - 0.5)
@@ -42,6 +43,8 @@ def raster(spikes: np.ndarray, title: str = "", ax: Any = None, max_neurons: int
     ax.set_xlabel("time step")
     ax.set_ylabel("neuron")
     ax.set_title(title)
+    if fig is not None:
+        fig.tight_layout()
     return ax
 
 
