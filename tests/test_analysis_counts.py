@@ -289,3 +289,29 @@ def test_cli_inspect_ops(rng, tmp_path, capsys):
     np.save(tmp_path / "bad.npy", x[0])
     assert main(["inspect", str(tmp_path / "m.snnir"), "--ops", str(tmp_path / "bad.npy")]) == 1
     assert "expected an array [T, N, 2, 6, 6]" in capsys.readouterr().err
+
+
+def test_spiking_maxpool_counts_its_window_reads_and_its_state(rng):
+    g = snnir.Graph()
+    x = g.add_input((2, 4, 4))
+    g.add_output(g.add_node("spiking_maxpool2d", [x], attrs={"kernel_size": 2}, id="smp"))
+    spikes = (rng.random((T, N, 2, 4, 4)) < 0.5).astype(np.float32)
+    nc = count_ops(g, spikes).nodes["smp"]
+    assert nc.acs == int(spikes.sum())  # non-overlapping windows: each spike is read once
+    assert nc.updates == nc.update_adds == T * N * 32  # one spike count per input element and step
+
+
+def test_an_op_without_a_rule_is_listed_as_uncounted():
+    from snnir.analysis import Activity, count_from_activity
+    from snnir.ops import OpSpec, register_op
+
+    register_op(OpSpec("test_analysis_identity", lambda attrs, params, shapes: shapes[0]))
+    g = snnir.Graph()
+    x = g.add_input((3,))
+    g.add_output(g.add_node("test_analysis_identity", [x], id="mystery"))
+    act = {n: Activity(np.ones((T, 3), np.int64), True, N) for n in ("input", "mystery")}
+    ops = count_from_activity(g, act)
+    assert ops.uncounted == ["mystery (test_analysis_identity)"] and not ops.nodes
+    assert "not counted (no rule for the op): mystery (test_analysis_identity)" in str(ops)
+    with pytest.raises(GraphError, match=r"no recorded activity for nodes \['mystery'\]"):
+        count_from_activity(g, {"input": act["input"]})

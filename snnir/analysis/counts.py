@@ -54,7 +54,7 @@ import numpy as np
 import sympy as sp
 
 from snnir.analysis.energy import EnergyModel
-from snnir.analysis.fanout import ACCUMULATING, FANOUT, WEIGHTED, dense_ops, fanout
+from snnir.analysis.fanout import FANOUT, WEIGHTED, dense_ops, fanout
 from snnir.errors import GraphError
 from snnir.graph import Graph, Node
 
@@ -148,34 +148,42 @@ def _ops_per_update(model: str, reset: str, options: tuple[tuple[str, bool], ...
     return adds, muls, other
 
 
-def _update_cost(node: Node) -> tuple[int, int, int, int]:
-    """(ops: adds, muls, other) per element-step and the number of state variables of a stateful node."""
-    a = node.attrs
+def _update_cost(node: Node) -> tuple[tuple[int, int, int], int, int] | None:
+    """For a stateful node: ((adds, muls, other) per update, state variables, elements updated per
+    step and sample); ``None`` for an op without a rule."""
+    out = math.prod(node.shape or ())
     if node.op in ("neuron", "integrator"):
         from snnir.neurons import get_model
 
+        a = node.attrs
         model = get_model(a["model"])
         reset = "none" if node.op == "integrator" else ("soft" if a["v_reset"] is None else "hard")
         options = tuple(sorted((k, bool(a[k])) for k in model.options))
-        return (*_ops_per_update(a["model"], reset, options), len(model.state))
+        return _ops_per_update(a["model"], reset, options), len(model.state), out
     if node.op == "synapse_filter":  # i - i / tau + x
-        return 2, 1, 0, 1
-    if node.op == "spiking_maxpool2d":  # count += spike, per input element (counted separately)
-        return 0, 0, 0, 0
+        return (2, 1, 0), 1, out
     if node.op == "delay":  # a ring buffer: one write and one read per step, no arithmetic
-        return 0, 0, 0, 1
-    return 0, 0, 0, 0
+        return (0, 0, 0), 1, out
+    if node.op == "spiking_maxpool2d":  # count += spike, per input element
+        return (1, 0, 0), 1, math.prod(node.in_shape or ())
+    return None
+
+
+WEIGHT_PARAMS = {"linear": "bias", "conv1d": "bias", "conv2d": "bias", "batchnorm": "running_mean", "affine": "bias"}
+"""Ops that read a weight per operation, and the parameter each output reads once (its bias)."""
 
 
 def _count_node(g: Graph, node: Node, activity: dict[str, Activity], recurrent: set) -> NodeCount | None:
     nc = NodeCount(node.id, f"{node.op}:{node.attrs['model']}" if node.op in ("neuron", "integrator") else node.op)
     own = activity[node.id]
     T, N = own.steps, own.batch
-    out_numel = math.prod(node.shape or ())
+    update = _update_cost(node) if node.stateful else None
+    if node.op not in FANOUT and node.op not in ROUTING and update is None:
+        return None
     kinds = set()
-    if node.op in WEIGHTED or node.op in ACCUMULATING:
-        weight_bytes = _itemsize(node, "weight") if node.op in ("linear", "conv1d", "conv2d", "batchnorm",
-                                                                "affine") else 0
+    if node.op in FANOUT:  # a synapse (weighted: ACs or MACs) or an accumulating op (ACs)
+        weighted = node.op in WEIGHTED
+        weight_bytes = _itemsize(node, "weight") if node.op in WEIGHT_PARAMS else 0
         for src, offset in _in_edges(g, node.id, recurrent):
             a = activity[src]
             used = max(a.steps - offset, 0)
@@ -183,31 +191,25 @@ def _count_node(g: Graph, node: Node, activity: dict[str, Activity], recurrent: 
             event_ops = int((a.events[:used].sum(0) * fanout(node, in_shape)).sum())
             dense = used * a.batch * dense_ops(node, in_shape)
             kinds.add("spikes" if a.binary else "real")
-            if node.op in WEIGHTED:
+            if weighted:
                 nc.dense_macs += dense
-            if node.op not in ("relu", "clip"):
+            if node.op not in ("relu", "clip"):  # activations are not synaptic
                 nc.synops += event_ops
             if a.binary:
                 nc.acs += event_ops
-            elif node.op in WEIGHTED:
+            elif weighted:
                 nc.macs += dense
             else:
                 nc.acs += dense
             nc.weight_read_bytes += (event_ops if a.binary else dense) * weight_bytes
-        bias = "bias" if node.op != "batchnorm" else "running_mean"
-        if node.op in ("linear", "conv1d", "conv2d", "batchnorm", "affine") and bias in node.params:
-            nc.bias_read_bytes = out_numel * T * N * _itemsize(node, bias)
-    elif node.op not in ROUTING and not node.stateful:
-        return None
-    if node.stateful:
-        adds, muls, other, n_state = _update_cost(node)
-        nc.neurons = out_numel
-        nc.updates = out_numel * T * N
+        bias = WEIGHT_PARAMS.get(node.op)
+        if bias in node.params:
+            nc.bias_read_bytes = math.prod(node.shape or ()) * T * N * _itemsize(node, bias)
+    if update is not None:
+        (adds, muls, other), n_state, elements = update
+        nc.neurons = elements
+        nc.updates = elements * T * N
         nc.update_adds, nc.update_muls, nc.update_other = adds * nc.updates, muls * nc.updates, other * nc.updates
-        if node.op == "spiking_maxpool2d":  # its state is a spike count per input element
-            in_numel = math.prod(node.in_shape or ())
-            nc.neurons, nc.updates = in_numel, in_numel * T * N
-            nc.update_adds, n_state = nc.updates, 1
         nc.state_read_bytes = nc.state_write_bytes = n_state * nc.updates * STATE_BYTES
         if node.op == "neuron":
             nc.spikes = int(own.events.sum())
@@ -222,9 +224,6 @@ def count_from_activity(graph: Graph, activity: dict[str, Activity], energy: Ene
     missing = [n.id for n in g if n.id not in activity and n.op != "output"]
     if missing:
         raise GraphError(f"no recorded activity for nodes {missing}")
-    for n in g:
-        if n.op == "output":
-            activity.setdefault(n.id, activity[g.predecessors(n.id)[0]])
     recurrent = g.recurrent_edges()
     nodes, uncounted = {}, []
     for node_id in g.topological_order():

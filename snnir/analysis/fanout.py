@@ -26,10 +26,8 @@ from snnir.graph import Node
 Shape = tuple[int, ...]
 
 WEIGHTED = ("linear", "conv1d", "conv2d", "batchnorm", "affine", "scale")
-"""Ops that multiply each input by a weight: with spike input an accumulate, else a multiply-accumulate."""
-ACCUMULATING = ("add", "avgpool1d", "avgpool2d", "adaptive_avgpool1d", "adaptive_avgpool2d", "maxpool1d",
-                "maxpool2d", "spiking_maxpool2d", "relu", "clip")
-"""Ops that add or compare their inputs without weights: one accumulate (or comparison) per input read."""
+"""Ops that multiply each input by a weight: with spike input an accumulate, else a multiply-accumulate.
+The other ops with a fan-out rule (add, pooling, relu, clip) add or compare without weights."""
 
 
 def _tuple(value: object, n: int) -> tuple[int, ...]:
