@@ -67,3 +67,13 @@ def test_small_cores_split_layers(rng):
 def test_unmappable_graph_names_the_node(rng):
     with pytest.raises(LoihiMappingError, match="'pool'"):
         loihi_resources(_graph(rng, pool=True))
+
+
+def test_analysis_package_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, snnir, snnir.analysis; snnir.analysis.loihi_resources; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
