@@ -277,7 +277,7 @@ def trace(model: nn.Module, example_input: Any = None, *, time_axis: bool = True
         name: graph name (default: the model's class name).
 
     ``snn.Recurrent`` wrappers become graph cycles: ``add(x, feedback) -> module -> connection``
-    with the feedback edge reading the previous step.
+    with the feedback edge reading the previous step (time offset 1).
 
     Example:
         >>> import torch
@@ -412,7 +412,7 @@ class _Emitter:
                 (feedback,) = self.module(m.connection, [out], None, prefix=f"{name}_fb_")
         finally:
             self.ctx.offset = outer
-        self.g.add_edge(feedback, entry, port=len(inputs))
+        self.g.add_edge(feedback, entry, port=len(inputs), offset=1)
         return out
 
 
