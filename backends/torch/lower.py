@@ -394,7 +394,17 @@ def _late(node_id: str) -> str:
 
 
 def compile(graph: Graph, step_mode: str = "m", **kwargs: Any) -> GraphModule:
-    """Lower ``graph`` to a trainable ``GraphModule`` (see its docstring)."""
+    """Lower ``graph`` to a trainable ``GraphModule`` (see its docstring).
+
+    The module starts in the training mode the graph records (``graph.meta["training"]``, set by
+    ``snnir.trace`` from the traced model, with per-node exceptions in
+    ``meta["training_nodes"]``), and in training mode when the graph records none.
+    """
     if kwargs:
         raise TypeError(f"torch backend: unknown options {sorted(kwargs)}")
-    return GraphModule(graph, step_mode=step_mode)
+    module = GraphModule(graph, step_mode=step_mode)
+    module.train(bool(graph.meta.get("training", True)))
+    for node_id, flag in graph.meta.get("training_nodes", {}).items():
+        if node_id in module._key:
+            module.layer(node_id).train(bool(flag))
+    return module
