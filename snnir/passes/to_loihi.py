@@ -157,18 +157,17 @@ def _layer_after(g: Graph, syn: Node) -> LoihiLayer:
 def _check_delays(g: Graph, layers: list[LoihiLayer]) -> None:
     """Only a recurrent synapse reads the previous step (netx ``dense_rec``): one offset-1 edge on
     its path neuron -> recurrent linear -> add, every other edge of the network offset 0."""
-    for layer in layers:
-        if layer.recurrent:
-            loop = [e for e in g.in_edges(layer.recurrent) + g.in_edges(layer.add) if e.src != layer.synapse]
-            if sum(e.offset for e in loop) != 1:
-                raise _refuse(layer.recurrent, f"a recurrent synapse reads the previous step of {layer.neuron!r} "
-                                               "(one edge of its loop with time offset 1)")
     allowed = {(e.src, e.dst, e.port) for layer in layers if layer.recurrent
                for e in g.in_edges(layer.recurrent) + g.in_edges(layer.add) if e.src != layer.synapse}
     for e in g.delayed_edges():
         if (e.src, e.dst, e.port) not in allowed:
             raise _refuse(g.node(e.dst), f"it reads {e.src!r} one step late (time offset 1); on Loihi only a "
                                          "layer's recurrent synapse reads the previous step")
+    for layer in [layer for layer in layers if layer.recurrent]:
+        loop = [e for e in g.in_edges(layer.recurrent) + g.in_edges(layer.add) if e.src != layer.synapse]
+        if sum(e.offset for e in loop) != 1:
+            raise _refuse(g.node(layer.recurrent), f"a recurrent synapse reads the previous step of "
+                                                   f"{layer.neuron!r} (one edge of its loop with time offset 1)")
 
 
 @dataclass
