@@ -162,3 +162,21 @@ def test_compiled_outputs_of_single_step_trace_match_eager():
     ref = torch.stack([net(xt) for xt in xs])
     m = snnir.compile(snnir.trace(net, xs[0], time_axis=False), step_mode="s")
     np.testing.assert_array_equal(torch.stack([m(xt) for xt in xs]).detach().numpy(), ref.detach().numpy())
+
+
+# --- snnir.nn layers with a fixed input layout ------------------------------------------------------------
+@pytest.mark.parametrize("layer, x, message", [
+    (snn.Conv2d(1, 2, 3, step_mode="m"), torch.rand(4, 1, 5, 5),
+     "Conv2d (step_mode='m') expects [T, N, C, H, W], got shape [4, 1, 5, 5]: the time axis is missing"),
+    (snn.Conv2d(1, 2, 3), torch.rand(3, 4, 1, 5, 5),
+     "Conv2d (step_mode='s') expects [N, C, H, W], got shape [3, 4, 1, 5, 5]: this is a sequence"),
+    (snn.MaxPool2d(2, step_mode="m"), torch.rand(4, 1, 6, 6),  # would pool with T taken for N
+     "MaxPool2d (step_mode='m') expects [T, N, C, H, W], got shape [4, 1, 6, 6]: the time axis is missing"),
+    (snn.BatchNorm1d(3, step_mode="m"), torch.rand(4, 3),
+     "BatchNorm1d (step_mode='m') expects [T, N, F] or [T, N, C, L], got shape [4, 3]: the time axis is missing"),
+    (snn.Conv1d(2, 2, 3, step_mode="m"), torch.rand(4, 2, 2, 2, 9),
+     "Conv1d (step_mode='m') expects [T, N, C, L], got shape [4, 2, 2, 2, 9]"),
+])
+def test_multi_and_single_step_layers_name_a_time_axis_mistake(layer, x, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        layer(x)
