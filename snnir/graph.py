@@ -118,7 +118,7 @@ class Node:
 
 
 def _check_offset(offset: Any, where: str) -> None:
-    if isinstance(offset, bool) or offset not in OFFSETS:
+    if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset not in OFFSETS:
         raise GraphError(f"{where}: time offset must be 0 (this step's value) or 1 (the previous step's), "
                          f"got {offset!r}; longer delays are a 'delay' node")
 
