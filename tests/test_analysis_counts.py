@@ -315,3 +315,20 @@ def test_an_op_without_a_rule_is_listed_as_uncounted():
     assert "not counted (no rule for the op): mystery (test_analysis_identity)" in str(ops)
     with pytest.raises(GraphError, match=r"no recorded activity for nodes \['mystery'\]"):
         count_from_activity(g, {"input": act["input"]})
+
+
+def test_multi_edges_and_feed_forward_offsets(rng):
+    g = snnir.Graph()
+    x = g.add_input((6,))
+    fc = g.add_node("linear", [x], params={"weight": _weights(rng, 6, 6)}, id="fc")
+    n = g.add_node("neuron", [fc], attrs={"model": "IF", "v_threshold": 0.5}, id="n")
+    twice = g.add_node("add", [n, n], id="twice")                      # h + h: two edges, same nodes
+    late = g.add_node("add", [n, n], offsets=[0, 1], id="late")        # h[t] + h[t-1]
+    g.add_output(twice)
+    g.add_output(late)
+    spikes = (rng.random((T, N, 6)) < 0.5).astype(np.float32)
+    ops = count_ops(g, spikes)
+    h = _captured(g, spikes)["n"]
+    assert 0 < h.sum() < h.size
+    assert ops.nodes["twice"].acs == 2 * int(h.sum())
+    assert ops.nodes["late"].acs == int(h.sum()) + int(h[:-1].sum())

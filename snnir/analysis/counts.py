@@ -113,9 +113,9 @@ class NodeCount:
         return self
 
 
-def _in_edges(g: Graph, node_id: str, recurrent: set[tuple[str, str]]) -> list[tuple[str, int]]:
-    """``(source, time offset)`` per input of ``node_id``, by port (the one place that reads edges)."""
-    return [(src, 1 if (src, node_id) in recurrent else 0) for src in g.predecessors(node_id)]
+def _in_edges(g: Graph, node_id: str, delayed: set[tuple[str, str, int]]) -> list[tuple[str, int]]:
+    """``(source, time offset)`` per input edge of ``node_id``, by port (a node read twice appears twice)."""
+    return [(e.src, 1 if (e.src, e.dst, e.port) in delayed else 0) for e in g.in_edges(node_id)]
 
 
 def _itemsize(node: Node, param: str) -> int:
@@ -173,7 +173,7 @@ WEIGHT_PARAMS = {"linear": "bias", "conv1d": "bias", "conv2d": "bias", "batchnor
 """Ops that read a weight per operation, and the parameter each output reads once (its bias)."""
 
 
-def _count_node(g: Graph, node: Node, activity: dict[str, Activity], recurrent: set) -> NodeCount | None:
+def _count_node(g: Graph, node: Node, activity: dict[str, Activity], delayed: set) -> NodeCount | None:
     nc = NodeCount(node.id, f"{node.op}:{node.attrs['model']}" if node.op in ("neuron", "integrator") else node.op)
     own = activity[node.id]
     T, N = own.steps, own.batch
@@ -184,7 +184,7 @@ def _count_node(g: Graph, node: Node, activity: dict[str, Activity], recurrent: 
     if node.op in FANOUT:  # a synapse (weighted: ACs or MACs) or an accumulating op (ACs)
         weighted = node.op in WEIGHTED
         weight_bytes = _itemsize(node, "weight") if node.op in WEIGHT_PARAMS else 0
-        for src, offset in _in_edges(g, node.id, recurrent):
+        for src, offset in _in_edges(g, node.id, delayed):
             a = activity[src]
             used = max(a.steps - offset, 0)
             in_shape = tuple(g.node(src).shape or ())
@@ -224,13 +224,13 @@ def count_from_activity(graph: Graph, activity: dict[str, Activity], energy: Ene
     missing = [n.id for n in g if n.id not in activity and n.op != "output"]
     if missing:
         raise GraphError(f"no recorded activity for nodes {missing}")
-    recurrent = g.recurrent_edges()
+    delayed = {(e.src, e.dst, e.port) for e in g.delayed_edges()}
     nodes, uncounted = {}, []
     for node_id in g.topological_order():
         node = g.node(node_id)
         if node.op in ("input", "output"):
             continue
-        nc = _count_node(g, node, activity, recurrent)
+        nc = _count_node(g, node, activity, delayed)
         if nc is None:
             uncounted.append(f"{node_id} ({node.op})")
             continue
