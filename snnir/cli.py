@@ -37,7 +37,10 @@ def _print_ops(graph, input_path: str) -> None:
     from snnir.analysis import count_ops, loihi_resources
     from snnir.errors import LoihiMappingError
 
-    x = np.load(input_path, allow_pickle=False)
+    try:
+        x = np.load(input_path, allow_pickle=False)
+    except (EOFError, ValueError) as e:  # empty, truncated or pickled: refused, never unpickled
+        raise ValueError(f"{input_path} is not a readable .npy array: {e}") from None
     print(f"\noperations on {input_path} (shape {list(x.shape)}: [T, N, ...]):")
     print(count_ops(graph, x))
     try:

@@ -289,6 +289,9 @@ def test_cli_inspect_ops(rng, tmp_path, capsys):
     np.save(tmp_path / "bad.npy", x[0])
     assert main(["inspect", str(tmp_path / "m.snnir"), "--ops", str(tmp_path / "bad.npy")]) == 1
     assert "expected an array [T, N, 2, 6, 6]" in capsys.readouterr().err
+    (tmp_path / "empty.npy").write_bytes(b"")
+    assert main(["inspect", str(tmp_path / "m.snnir"), "--ops", str(tmp_path / "empty.npy")]) == 1
+    assert "is not a readable .npy array" in capsys.readouterr().err
 
 
 def test_spiking_maxpool_counts_its_window_reads_and_its_state(rng):
