@@ -177,3 +177,21 @@ def test_report_figures(setup, capsys):
     print("add ACs:", ops.nodes["add"].acs, _sj(ac, "add", aten.add.Tensor))
     print("memory bytes:", ops.total.memory_bytes, sum(memory["Global"].values()))
     assert np.all([a == b for _, a, b in rows])
+
+
+@pytest.mark.parametrize("kernel,stride,padding,dilation,groups", [
+    ((3, 3), 2, 1, 1, 1), ((3, 3), 1, 2, 2, 2), ((2, 3), (2, 1), (1, 0), (1, 2), 4)])
+def test_conv_synops_equal_spikingjelly_on_the_compiled_graph(kernel, stride, padding, dilation, groups):
+    """SpikingJelly's SynOpCounter intercepts the compiled graph's own aten.convolution calls."""
+    rng = np.random.default_rng(7)
+    g = snnir.Graph()
+    x = g.add_input((4, 9, 8))
+    w = rng.standard_normal((8, 4 // groups, *kernel)).astype(np.float32)
+    conv = g.add_node("conv2d", [x], params={"weight": w}, id="conv",
+                      attrs={"stride": stride, "padding": padding, "dilation": dilation, "groups": groups})
+    g.add_output(g.add_node("neuron", [conv], attrs={"model": "IF"}))
+    spikes = (rng.random((T, N, 4, 9, 8)) < 0.3).astype(np.float32)
+    counter = SynOpCounter()
+    with torch.no_grad(), DispatchCounterMode([counter]):
+        snnir.compile(g).eval()(torch.from_numpy(spikes))
+    assert count_ops(g, spikes).nodes["conv"].acs == counter.get_total() > 0
