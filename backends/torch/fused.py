@@ -16,10 +16,12 @@ it carries the gradient back, and autograd's expand-backward sums it over the pa
 broadcast axes. Autograd is registered on the forward op (it saves only the input and the initial
 state; the backward kernel recomputes the rest).
 
-Implementations: ``CPU`` runs the C kernels (``cpu_kernel``), built per dtype on first use;
-``CUDA`` runs the kernels a GPU backend installs with ``register_device_kernels("cuda", ...)``,
-else the same lowered step printed as torch ops (``torch_loop``), which is also the fallback on
-every other device. The fake (meta) implementations give shapes for ``torch.compile``.
+Implementations: ``CPU`` runs the C kernels (``cpu_kernel``), built per dtype on first use; every
+other device (``CompositeExplicitAutograd``) runs the kernels a backend installs for it with
+``register_device_kernels`` (the CUDA backend: ``register_device_kernels("cuda", ...)``), else the
+same lowered step printed as torch ops (``torch_loop``). The fake (meta) implementations give
+shapes for ``torch.compile``. Neuron modules call the op on the devices of ``fused_devices()``
+(CPU, and those with installed kernels) and take the per-step reference path elsewhere.
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ class Config:
                 values = self.prologue(params)
                 prm = torch.tensor([float(values[n]) for n in self.step.uniforms], dtype=torch.float64)
                 if not torch.compiler.is_compiling():
+                    if len(self._prm_cache) > 256:  # parameters swept by the user: keep the cache small
+                        self._prm_cache.clear()
                     self._prm_cache[key] = prm
             return prm, self._empty(M, dtype)
         values = self.prologue(params)
@@ -331,8 +335,8 @@ def _define_ops() -> None:
                "Tensor arrays, str kernel, int n_learn, int neurons) -> (Tensor, Tensor, Tensor)")
     lib.impl("neuron_forward", _forward_cpu, "CPU")
     lib.impl("neuron_backward", _backward_cpu, "CPU")
-    lib.impl("neuron_forward", _forward_device, "CUDA")
-    lib.impl("neuron_backward", _backward_device, "CUDA")
+    lib.impl("neuron_forward", _forward_device, "CompositeExplicitAutograd")
+    lib.impl("neuron_backward", _backward_device, "CompositeExplicitAutograd")
     lib.impl("neuron_forward", _forward_autograd, "Autograd")
     torch.library.register_fake("snnir::neuron_forward", _forward_fake, lib=lib)
     torch.library.register_fake("snnir::neuron_backward", _backward_fake, lib=lib)

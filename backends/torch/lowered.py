@@ -1,10 +1,10 @@
 """Torch functions printed from the lowering (``snnir.lowering``): the torch printer.
 
 ``step_function(block, dtype)`` is a block printed as Python over a torch namespace: per-step
-neuron updates, surrogate functions, integrators all run through it. ``uniform_values`` runs a
-prologue the one way every backend does: float64 (Python floats through ``math``, tensors as
-float64 torch tensors, so learnable parameters keep their autograd graph), before the result is
-rounded to the compute type where it is used.
+neuron updates, surrogate functions, integrators all run through it. ``Prologue`` runs a prologue
+the one way every backend does: float64 (Python floats through ``math``, tensors as float64 torch
+tensors, so learnable parameters keep their autograd graph), before the result is rounded to the
+compute type where it is used.
 """
 
 from __future__ import annotations
@@ -119,7 +119,3 @@ class Prologue:
             out = dict(zip(self.block.outputs, self.fn(*args)))
         return {n: out[n] if n in out else params[n] for n in self.uniforms}
 
-
-def uniform_values(prologue: Block, uniforms: Sequence[str], params: Mapping[str, Any]) -> dict[str, Any]:
-    """``Prologue(prologue, uniforms)(params)``, compiling the prologue on first use."""
-    return Prologue(prologue, uniforms)(params)

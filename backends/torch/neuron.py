@@ -79,6 +79,8 @@ class CompiledEquations:
             key = tuple(params[n] for n in self.eq.params)
             cached = self._scalar_cache.get(key)
             if cached is None:
+                if len(self._scalar_cache) > 256:  # parameters swept by the user: keep the cache small
+                    self._scalar_cache.clear()
                 cached = self._scalar_cache[key] = self._uniforms(params)
             return cached
         return self._uniforms(params)
@@ -98,6 +100,8 @@ class CompiledEquations:
             key = tuple(args)
             values = self._init_cache.get(key)
             if values is None:
+                if len(self._init_cache) > 256:
+                    self._init_cache.clear()
                 fn = self._function("init", init, None, torch.float64)
                 values = self._init_cache[key] = fn(*(float(a) for a in args))
         out = []

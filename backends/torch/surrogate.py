@@ -27,6 +27,8 @@ class _Compiled:
         key = tuple(values.items())
         u = self._values.get(key)
         if u is None:
+            if len(self._values) > 256:
+                self._values.clear()
             u = self.prologue(values)
             u = self._values[key] = [u[n] for n in self.uniforms]
         fn = step_function(self.body, x.dtype, ("x", *self.uniforms), "surrogate")
