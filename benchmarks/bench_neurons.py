@@ -36,38 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from timing import median_ms  # noqa: E402
-
-
-def _peak_rss_reset() -> int:
-    """Make freed memory go back to the OS at once (so RSS follows live memory), reset the
-    kernel's peak-RSS counter (Linux), and return the current RSS in KiB."""
-    import ctypes
-
-    pool = sys.modules.get("snnir.backends.torch.buffers")
-    if pool is not None:  # snnir's kernel-output pool starts empty, so its buffers count in the peak
-        pool.release()
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD: large blocks are mmapped, unmapped on free
-        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
-        libc.malloc_trim(0)
-    except OSError:
-        pass
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-    return _status("VmRSS")
-
-
-def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
+from timing import median_ms, peak_rss_reset, rss_status  # noqa: E402
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -108,9 +77,9 @@ def worker(args: argparse.Namespace) -> dict:
     reps = args.repeats or max(3, min(20, int(2.0 / max(median_ms(fwd_bwd, 1, 1) / 1000, 1e-3))))
     result["fwd_ms"] = median_ms(fwd, 2, reps)
     result["fwd_bwd_ms"] = median_ms(fwd_bwd, 2, reps)
-    base = _peak_rss_reset()
+    base = peak_rss_reset()
     fwd_bwd()
-    result["peak_mib"] = (_status("VmHWM") - base) / 1024
+    result["peak_mib"] = (rss_status("VmHWM") - base) / 1024
     result["repeats"] = reps
     return result
 
@@ -160,9 +129,9 @@ def neuron_worker(args: argparse.Namespace, result: dict) -> dict:
     reps = args.repeats or 7
     result["fwd_ms"] = median_ms(fwd, 2, reps)
     result["fwd_bwd_ms"] = median_ms(fwd_bwd, 2, reps)
-    base = _peak_rss_reset()
+    base = peak_rss_reset()
     fwd_bwd()
-    result["peak_mib"] = (_status("VmHWM") - base) / 1024
+    result["peak_mib"] = (rss_status("VmHWM") - base) / 1024
     return result
 
 

@@ -47,7 +47,14 @@ from . import buffers
 from .cpu_kernel import TILE_MAX, KernelBuildError, build_neuron, generate_source
 from .lowered import Prologue
 
-_DTYPES = {torch.float32: "float", torch.float64: "double"}
+_DTYPES = {torch.float32: "float", torch.float64: "double", torch.bfloat16: "bfloat16", torch.float16: "half"}
+_NARROW = (torch.bfloat16, torch.float16)
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the states (and of per-neuron arrays) for input of ``dtype``: float32 for
+    16-bit inputs (their kernels compute in float32 and round only what they store), else ``dtype``."""
+    return torch.float32 if dtype in _NARROW else dtype
 
 
 def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p | None:
@@ -62,27 +69,33 @@ def _tile(N: int) -> int:
 
 class Config:
     """One fused configuration: its lowered step, and which uniforms are per-neuron arrays (those
-    that depend on a per-neuron parameter, ``per_neuron_params``, through the prologue)."""
+    that depend on a per-neuron parameter, ``per_neuron_params``, through the prologue).
+    ``input_affine``: the input is ``x * in_scale + in_shift``, two more per-neuron rows of
+    ``arrays`` after the uniforms' (a BatchNorm run inside the neuron pass); the backward's input
+    gradient is then the gradient of that affine output."""
 
-    def __init__(self, step: LoweredStep, per_neuron_params: frozenset[str]) -> None:
+    def __init__(self, step: LoweredStep, per_neuron_params: frozenset[str], input_affine: bool = False) -> None:
         self.step = step
+        self.input_affine = bool(input_affine)
         varying = {f"p_{n}" for n in per_neuron_params}
         for op in step.prologue.ops:
             if any(isinstance(a, str) and a in varying for a in op.args):
                 varying.add(op.out)
         self.per_neuron = frozenset(n for n in step.uniforms if n in varying)
         self.array_uniforms = tuple(n for n in step.uniforms if n in varying)
-        text = f"{step}\n{sorted(self.per_neuron)}\n{step.learnable}\n{step.kept}"
+        self.n_arrays = len(self.array_uniforms) + 2 * self.input_affine  # rows of ``arrays``
+        text = f"{step}\n{sorted(self.per_neuron)}\n{step.learnable}\n{step.kept}\naffine={self.input_affine}"
         self.key = f"{step.model}.{hashlib.sha256(text.encode()).hexdigest()[:16]}"
         self._prm_cache: dict[tuple, torch.Tensor] = {}
         self._no_arrays: dict[tuple[int, torch.dtype], torch.Tensor] = {}
         self.prologue = Prologue(step.prologue, step.uniforms)
 
-    def pack(self, params: dict[str, Any], dtype: torch.dtype, sample: tuple[int, ...]
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def pack(self, params: dict[str, Any], dtype: torch.dtype, sample: tuple[int, ...],
+             order: tuple[int, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The kernel's uniforms from raw parameter values (``p_<name>`` -> float or tensor):
         ``prm`` (float64, one per uniform; 0 for per-neuron ones) and ``arrays[A, M]`` (``dtype``),
-        the per-neuron uniforms broadcast to one sample's ``M`` neurons."""
+        the per-neuron uniforms broadcast to one sample's ``M`` neurons, in the memory order of
+        the sample's axes ``order`` (a permutation; ``None``: as they are, i.e. contiguous)."""
         M = math.prod(sample)
         if not any(isinstance(v, torch.Tensor) for v in params.values()):
             key = tuple(params.items())
@@ -96,7 +109,7 @@ class Config:
                     self._prm_cache[key] = prm
             return prm, self._empty(M, dtype)
         values = self.prologue(params)
-        rows = [values[n].detach().to(dtype).expand(sample).reshape(M) for n in self.array_uniforms]
+        rows = [_in_order(values[n].detach().to(dtype).expand(sample), order).reshape(M) for n in self.array_uniforms]
         arrays = torch.stack(rows) if rows else self._empty(M, dtype)
         scalars = [0.0 if n in self.per_neuron else values[n] for n in self.step.uniforms]
         if torch.compiler.is_compiling():  # traceable: no .item()
@@ -117,60 +130,75 @@ class Config:
         return t
 
 
+def _in_order(t: torch.Tensor, order: tuple[int, ...] | None) -> torch.Tensor:
+    return t if order is None else t.permute(order)
+
+
 class CpuKernel:
-    """The compiled C forward/backward of one configuration and dtype."""
+    """The compiled C forward/backward of one configuration and input dtype (16-bit inputs:
+    float32 states and arrays)."""
 
     def __init__(self, config: Config, dtype: torch.dtype) -> None:
         self.config = config
-        self.lib = build_neuron(generate_source(config.step, _DTYPES[dtype], config.per_neuron))
+        self.dtype, self.state_dtype = dtype, state_dtype(dtype)
+        self.lib = build_neuron(generate_source(config.step, _DTYPES[dtype], config.per_neuron, config.input_affine))
+        self._fwd, self._bwd = self.lib.snnir_forward, self.lib.snnir_backward
 
     def forward(self, x, state0, prm, arrays, want_v):
-        x, state0, prm, arrays = _abi(self.config, x, state0, prm, arrays)
+        x, (s0, s0_row, s0_col), prm, arrays = _abi(self.config, x, state0, prm, arrays, self.state_dtype)
         T, N = x.shape
         spikes = buffers.empty(x.shape, x.dtype)
-        state = state0.clone()
-        v_seq = buffers.empty(x.shape, x.dtype) if want_v else x.new_empty(0)
+        state = torch.empty(len(self.config.step.states), N, dtype=self.state_dtype)
+        v_seq = buffers.empty(x.shape, self.state_dtype) if want_v else state.new_empty(0)
         M = arrays.shape[1] if arrays.numel() else N
-        self.lib.snnir_forward(T, N, M, _tile(N), _ptr(x), _ptr(spikes), _ptr(state), _ptr(v_seq) if want_v else None,
-                               _ptr(prm), _ptr(arrays), torch.get_num_threads())
+        self._fwd(T, N, M, _tile(N), x.data_ptr(), spikes.data_ptr(), s0.data_ptr(), s0_row, s0_col, state.data_ptr(),
+                  v_seq.data_ptr() if want_v else None, prm.data_ptr(), arrays.data_ptr(), torch.get_num_threads())
         return spikes, state, v_seq
 
-    def backward(self, g_spikes, g_state, x, state0, prm, arrays, n_learn):
-        x, state0, prm, arrays = _abi(self.config, x, state0, prm, arrays)
-        g_state = None if g_state is None else g_state.to(x.dtype).contiguous()
+    def backward(self, g_spikes, g_state, x, state0, prm, arrays, n_learn, want_grad_state0: bool = True):
+        x, (s0, s0_row, s0_col), prm, arrays = _abi(self.config, x, state0, prm, arrays, self.state_dtype)
+        g_state = None if g_state is None else g_state.to(self.state_dtype).contiguous()
         T, N = g_spikes.shape
-        grad_x = buffers.empty((T, N), g_spikes.dtype)
-        grad_state0 = torch.empty_like(state0)
+        grad_x = buffers.empty((T, N), x.dtype)
+        grad_state0 = torch.empty(len(self.config.step.states), N, dtype=self.state_dtype) if want_grad_state0 \
+            else None
         # each tile re-runs its forward into a local buffer of T * kept values: keep it near 2 MiB
-        per_neuron = T * max(1, len(self.config.step.kept)) * g_spikes.element_size()
+        per_neuron = T * max(1, len(self.config.step.kept)) * state0.element_size()
         tile = int(min(_tile(N), max(16, (2 << 20) // per_neuron // 16 * 16)))
         grad_learn = torch.empty(n_learn, N, dtype=torch.float64) if n_learn else None
         # a broadcast scalar gradient (loss = spikes.sum()) is read as one value, not materialized
         scalar = g_spikes.stride() == (0, 0)
         g_spikes = g_spikes.to(x.dtype) if scalar else g_spikes.to(x.dtype).contiguous()
         M = arrays.shape[1] if arrays.numel() else N
-        failed = self.lib.snnir_backward(T, N, M, tile, _ptr(g_spikes), int(scalar), _ptr(g_state), _ptr(x),
-                                         _ptr(state0), _ptr(grad_x), _ptr(grad_state0), _ptr(grad_learn), _ptr(prm),
-                                         _ptr(arrays), torch.get_num_threads())
+        failed = self._bwd(T, N, M, tile, g_spikes.data_ptr(), int(scalar), _ptr(g_state), x.data_ptr(),
+                           s0.data_ptr(), s0_row, s0_col, grad_x.data_ptr(), _ptr(grad_state0), _ptr(grad_learn),
+                           prm.data_ptr(), arrays.data_ptr(), torch.get_num_threads())
         if failed:
             raise MemoryError(f"fused neuron backward: could not allocate a {tile}-neuron recompute buffer")
         return grad_x, grad_state0, grad_learn
 
 
-def _abi(config: Config, x, state0, prm, arrays):
-    """The kernel ABI's inputs, checked (a wrong shape or type would read out of bounds) and contiguous."""
+def _abi(config: Config, x, state0, prm, arrays, sdtype):
+    """The kernel ABI's inputs, checked (a wrong shape or type would read out of bounds) and
+    contiguous; the initial state as ``(tensor, row stride, column stride)``: a state broadcast
+    over the neurons (``expand``, stride 0) is read as one value per state, never materialized."""
     step = config.step
-    if x.dim() != 2 or state0.shape != (len(step.states), x.shape[1]):
-        raise ValueError(f"snnir::neuron_forward ({step.model}): x must be [T, N] and state0 [{len(step.states)}, N], "
+    S = len(step.states)
+    if x.dim() != 2 or state0.shape != (S, x.shape[1]):
+        raise ValueError(f"snnir::neuron_forward ({step.model}): x must be [T, N] and state0 [{S}, N], "
                          f"got {tuple(x.shape)} and {tuple(state0.shape)}")
     if prm.shape != (len(step.uniforms),) or prm.dtype != torch.float64:
         raise ValueError(f"snnir::neuron_forward ({step.model}): prm must be float64 [{len(step.uniforms)}], got "
                          f"{prm.dtype} {tuple(prm.shape)}")
-    A = len(config.array_uniforms)
+    A = config.n_arrays
     if arrays.dim() != 2 or arrays.shape[0] != A or (A and x.shape[1] % arrays.shape[1]):
         raise ValueError(f"snnir::neuron_forward ({step.model}): arrays must be [{A}, M] with M dividing N = "
                          f"{x.shape[1]}, got {tuple(arrays.shape)}")
-    return x.contiguous(), state0.to(x.dtype).contiguous(), prm.contiguous(), arrays.to(x.dtype).contiguous()
+    if state0.shape[1] > 1 and state0.stride(1) == 0:
+        s0 = (state0[:, 0].to(sdtype).contiguous(), 1, 0)
+    else:
+        s0 = (state0.to(sdtype).contiguous(), x.shape[1], 1)
+    return x.contiguous(), s0, prm.contiguous(), arrays.to(sdtype).contiguous()
 
 
 # --- configurations and kernels -------------------------------------------------------------------------
@@ -189,14 +217,17 @@ if not hasattr(_STATE, "configs"):
 
 
 def config_key(model_cls: type[NeuronModel], reset: str, options: tuple, surrogate_cls: type[Surrogate],
-               detach_reset: bool, learnable: tuple[str, ...], per_neuron_params: frozenset[str]) -> str:
+               detach_reset: bool, learnable: tuple[str, ...], per_neuron_params: frozenset[str],
+               input_affine: bool = False) -> str:
     """Register (once) and name the fused configuration: the ``kernel`` argument of the ops.
-    ``per_neuron_params``: the parameters given as per-neuron arrays (the rest are scalars)."""
-    spec = (model_cls, reset, options, surrogate_cls, detach_reset, learnable, per_neuron_params)
+    ``per_neuron_params``: the parameters given as per-neuron arrays (the rest are scalars);
+    ``input_affine``: see ``Config``."""
+    spec = (model_cls, reset, options, surrogate_cls, detach_reset, learnable, per_neuron_params, input_affine)
     key = _STATE.by_spec.get(spec)
     if key is None:
         eq = model_cls().equations(reset=reset, **dict(options))
-        config = Config(lower_step(step_program(eq, surrogate_cls, detach_reset, learnable), eq), per_neuron_params)
+        config = Config(lower_step(step_program(eq, surrogate_cls, detach_reset, learnable), eq), per_neuron_params,
+                        input_affine)
         with _STATE.lock:
             _STATE.configs[config.key] = config
             _STATE.by_spec[spec] = key = config.key
@@ -245,10 +276,11 @@ def fused_devices() -> set[str]:
 
 
 def _reduce_learn(grad_learn: torch.Tensor | None, n_learn: int, M: int, like: torch.Tensor) -> torch.Tensor:
-    """Per-neuron gradients ``[L, N]`` summed over the batch: ``[L, M]``."""
+    """Per-neuron gradients ``[L, N]`` summed over the batch: ``[L, M]`` (in the state dtype)."""
+    dtype = state_dtype(like.dtype)
     if grad_learn is None or n_learn == 0:
-        return like.new_zeros(n_learn, M)
-    return grad_learn.view(n_learn, -1, M).sum(1).to(like.dtype)
+        return like.new_zeros(n_learn, M, dtype=dtype)
+    return grad_learn.view(n_learn, -1, M).sum(1).to(dtype)
 
 
 def _forward_cpu(x, state0, prm, arrays, learn, kernel, want_v):
@@ -273,40 +305,56 @@ def _forward_device(x, state0, prm, arrays, learn, kernel, want_v):
     impl = _STATE.device_kernels.get(x.device.type)
     if impl is None:
         from .torch_loop import forward as impl_forward
-    else:
-        impl_forward = impl[0]
-    return impl_forward(config(kernel), x, state0, prm, arrays, want_v)
+        return impl_forward(config(kernel), x, state0, prm, arrays, want_v)
+    # an installed kernel gets what it always got: the state materialized, in the input's dtype
+    sdtype = state_dtype(x.dtype)
+    spikes, state, v_seq = impl[0](config(kernel), x, state0.to(x.dtype).contiguous(), prm, arrays.to(sdtype), want_v)
+    return spikes, state.to(sdtype), v_seq.to(sdtype)
 
 
 def _backward_device(grad_spikes, grad_state, x, state0, prm, arrays, kernel, n_learn, neurons):
     impl = _STATE.device_kernels.get(x.device.type)
     if impl is None:
         from .torch_loop import backward as impl_backward
+        gx, gs, gl = impl_backward(config(kernel), grad_spikes, grad_state, x, state0, prm, arrays, n_learn)
     else:
-        impl_backward = impl[1]
-    gx, gs, gl = impl_backward(config(kernel), grad_spikes, grad_state, x, state0, prm, arrays, n_learn)
+        g_state = None if grad_state is None else grad_state.to(x.dtype)
+        gx, gs, gl = impl[1](config(kernel), grad_spikes, g_state, x, state0.to(x.dtype).contiguous(), prm,
+                             arrays.to(state_dtype(x.dtype)), n_learn)
+        gs = gs.to(state_dtype(x.dtype))
     return gx, gs, _reduce_learn(gl, n_learn, neurons, x)
 
 
 def _forward_fake(x, state0, prm, arrays, learn, kernel, want_v):
-    return torch.empty_like(x), torch.empty_like(state0), x.new_empty(x.shape if want_v else (0,))
+    sdtype = state_dtype(x.dtype)
+    return (torch.empty_like(x, memory_format=torch.contiguous_format), state0.new_empty(state0.shape, dtype=sdtype),
+            x.new_empty(x.shape if want_v else (0,), dtype=sdtype))
 
 
 def _backward_fake(grad_spikes, grad_state, x, state0, prm, arrays, kernel, n_learn, neurons):
-    return torch.empty_like(x), torch.empty_like(state0), x.new_empty(n_learn, neurons)
+    sdtype = state_dtype(x.dtype)
+    return (torch.empty_like(x, memory_format=torch.contiguous_format), state0.new_empty(state0.shape, dtype=sdtype),
+            x.new_empty(n_learn, neurons, dtype=sdtype))
 
 
 class _NeuronAutograd(torch.autograd.Function):
     """Autograd of ``neuron_forward``: saves the input and the initial state (plus the uniforms);
     the backward op recomputes the rest. (A hand-written Autograd kernel: ``register_autograd``
-    re-reads the op schema on every call, several microseconds per call.)"""
+    re-reads the op schema on every call, several microseconds per call.)
+
+    ``direct``: the ``CpuKernel`` to call without the dispatcher (eager calls on plain CPU
+    tensors, where a round trip through the op's Python implementations costs more than a small
+    layer's kernel), or ``None``: the ops (what ``torch.compile`` traces)."""
 
     @staticmethod
-    def forward(ctx, x, state0, prm, arrays, learn, kernel, want_v):  # type: ignore[override]
-        with torch._C._AutoDispatchBelowAutograd():
-            out = neuron_forward(x, state0, prm, arrays, learn, kernel, want_v)
+    def forward(ctx, x, state0, prm, arrays, learn, kernel, want_v, direct=None):  # type: ignore[override]
+        if direct is not None:
+            out = direct.forward(x, state0, prm, arrays, want_v)
+        else:
+            with torch._C._AutoDispatchBelowAutograd():
+                out = neuron_forward(x, state0, prm, arrays, learn, kernel, want_v)
         ctx.save_for_backward(x, state0, prm, arrays)
-        ctx.kernel, ctx.n_learn, ctx.neurons = kernel, learn.shape[0], learn.shape[1]
+        ctx.kernel, ctx.n_learn, ctx.neurons, ctx.direct = kernel, learn.shape[0], learn.shape[1], direct
         ctx.mark_non_differentiable(out[2])
         return out
 
@@ -316,8 +364,14 @@ class _NeuronAutograd(torch.autograd.Function):
         x, state0, prm, arrays = ctx.saved_tensors
         if g_spikes is None:
             g_spikes = torch.zeros_like(x)
-        gx, gs0, gl = neuron_backward(g_spikes, g_state, x, state0, prm, arrays, ctx.kernel, ctx.n_learn, ctx.neurons)
-        return gx, gs0, None, None, gl if ctx.n_learn else None, None, None
+        if ctx.direct is not None:
+            gx, gs0, gl = ctx.direct.backward(g_spikes, g_state, x, state0, prm, arrays, ctx.n_learn,
+                                              ctx.needs_input_grad[1])
+            gl = _reduce_learn(gl, ctx.n_learn, ctx.neurons, x)
+        else:
+            gx, gs0, gl = neuron_backward(g_spikes, g_state, x, state0, prm, arrays, ctx.kernel, ctx.n_learn,
+                                          ctx.neurons)
+        return gx, gs0, None, None, gl if ctx.n_learn else None, None, None, None
 
 
 def _forward_autograd(x, state0, prm, arrays, learn, kernel, want_v):
@@ -325,6 +379,20 @@ def _forward_autograd(x, state0, prm, arrays, learn, kernel, want_v):
         return _NeuronAutograd.apply(x, state0, prm, arrays, learn, kernel, want_v)
     with torch._C._AutoDispatchBelowAutograd():
         return neuron_forward(x, state0, prm, arrays, learn, kernel, want_v)
+
+
+def run(key: str, x: torch.Tensor, state0: torch.Tensor, prm: torch.Tensor, arrays: torch.Tensor,
+        learn: torch.Tensor, want_v: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``neuron_forward`` (differentiable), calling the CPU kernel directly where that is the same
+    thing: plain CPU tensors, not under ``torch.compile`` (which must see the op)."""
+    direct = None
+    if x.device.type == "cpu" and type(x) is torch.Tensor and not torch.compiler.is_compiling():
+        direct = cpu_kernel(key, x.dtype)
+    if direct is None:
+        return neuron_forward(x, state0, prm, arrays, learn, key, want_v)
+    if torch.is_grad_enabled() and (x.requires_grad or state0.requires_grad or learn.requires_grad):
+        return _NeuronAutograd.apply(x, state0, prm, arrays, learn, key, want_v, direct)
+    return direct.forward(x, state0, prm, arrays, want_v)
 
 
 def _define_ops() -> None:
@@ -349,16 +417,5 @@ neuron_forward = torch.ops.snnir.neuron_forward.default
 neuron_backward = torch.ops.snnir.neuron_backward.default
 
 
-def fused_steps(key: str, x_seq: torch.Tensor, state0: list[torch.Tensor], prm: torch.Tensor, arrays: torch.Tensor,
-                learn: torch.Tensor, want_v: bool) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
-    """Run ``x_seq`` ([T, ...]) through the op; returns spikes, the final states, v_seq (or None)."""
-    T, shape = x_seq.shape[0], x_seq.shape[1:]
-    x2 = x_seq.reshape(T, -1).contiguous()
-    s0 = state0[0].reshape(1, -1) if len(state0) == 1 else torch.stack([s.reshape(-1) for s in state0])
-    spikes, state, v_seq = neuron_forward(x2, s0, prm, arrays, learn, key, want_v)
-    states = [state.view(shape)] if len(state0) == 1 else [s.view(shape) for s in state.unbind(0)]
-    return spikes.view(x_seq.shape), states, (v_seq.view(x_seq.shape) if want_v else None)
-
-
-__all__ = ["Config", "config_key", "fused_devices", "fused_steps", "neuron_backward", "neuron_forward",
-           "register_device_kernels"]
+__all__ = ["Config", "config_key", "fused_devices", "neuron_backward", "neuron_forward", "register_device_kernels",
+           "run", "state_dtype"]

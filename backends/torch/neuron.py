@@ -13,6 +13,7 @@ op (``fused.py``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -26,8 +27,9 @@ from snnir.lowering import Block, lower_equations
 from snnir.neurons import Equations, NeuronModel
 from snnir.surrogate import ATan, Surrogate
 
+from . import layout
 from .base import StepModule, check_step_mode
-from .fused import config, config_key, cpu_kernel, fused_devices, fused_steps
+from .fused import config, config_key, cpu_kernel, fused_devices, run, state_dtype
 from .lowered import Prologue, join, step_function
 from .surrogate import spike as spike_fn
 
@@ -89,23 +91,28 @@ class CompiledEquations:
         values = self.prologue({f"p_{k}": v for k, v in params.items()})
         return [values[n] for n in self.U]
 
-    def initial_state(self, like: torch.Tensor, params: dict[str, Any]) -> list[torch.Tensor]:
-        """The initial states broadcast to ``like`` (float64 values rounded to its dtype)."""
+    def initial_values(self, params: dict[str, Any]) -> list[Any]:
+        """The initial value of each state: floats (evaluated once per parameter set and cached),
+        or float64 tensors when a parameter it reads is a tensor."""
         init = self.lowered.init
         args = [params[n[2:]] for n in init.inputs]
         if any(isinstance(a, torch.Tensor) for a in args) or torch.compiler.is_compiling():
             fn = self._function("init", init, None, torch.float64)
-            values = fn(*(a.to(torch.float64) if isinstance(a, torch.Tensor) else float(a) for a in args))
-        else:
-            key = tuple(args)
-            values = self._init_cache.get(key)
-            if values is None:
-                if len(self._init_cache) > 256:
-                    self._init_cache.clear()
-                fn = self._function("init", init, None, torch.float64)
-                values = self._init_cache[key] = fn(*(float(a) for a in args))
+            return list(fn(*(a.to(torch.float64) if isinstance(a, torch.Tensor) else float(a) for a in args)))
+        key = tuple(args)
+        values = self._init_cache.get(key)
+        if values is None:
+            if len(self._init_cache) > 256:
+                self._init_cache.clear()
+            fn = self._function("init", init, None, torch.float64)
+            values = self._init_cache[key] = [v if isinstance(v, torch.Tensor) else float(v)
+                                               for v in fn(*(float(a) for a in args))]
+        return values
+
+    def initial_state(self, like: torch.Tensor, params: dict[str, Any]) -> list[torch.Tensor]:
+        """The initial states broadcast to ``like`` (float64 values rounded to its dtype)."""
         out = []
-        for value in values:
+        for value in self.initial_values(params):
             if isinstance(value, torch.Tensor):
                 out.append(value.to(like.dtype).expand_as(like).clone())
             else:
@@ -292,8 +299,9 @@ class Neuron(StepModule):
             for name in self._tensor_params:
                 _check_broadcast(type(self).__name__, name, tuple(env[name].shape), sample)
             self._checked_shape = sample
+        dtype = state_dtype(x_seq.dtype)
         for name in self._tensor_params:
-            env[name] = env[name].to(x_seq.dtype)
+            env[name] = env[name].to(dtype)
         return env
 
     def state(self) -> dict[str, torch.Tensor | None]:
@@ -306,6 +314,7 @@ class Neuron(StepModule):
         for k in self.model.state:
             buffers[k] = None
         self.__dict__["v_seq"] = None
+        self.__dict__["_rows"] = None
 
     def _current_state(self, x: torch.Tensor, params: dict[str, Any]) -> list[torch.Tensor]:
         buffers = self._buffers
@@ -315,7 +324,7 @@ class Neuron(StepModule):
         if v.shape != x.shape:
             raise ValueError(f"{type(self).__name__}: input shape {tuple(x.shape)} differs from the state "
                              f"shape {tuple(v.shape)}; call snn.reset(net) between sequences")
-        return [buffers[k] for k in self.model.state]
+        return [buffers[k].to(x.dtype) for k in self.model.state]
 
     def _store(self, state: list[torch.Tensor]) -> None:
         buffers = self._buffers  # the state buffers, written directly (nn.Module.__setattr__ is slow)
@@ -323,8 +332,9 @@ class Neuron(StepModule):
             buffers[k] = value
 
     def _uniforms(self, x: torch.Tensor, params: dict[str, Any]) -> list[Any]:
-        """The uniforms, tensors rounded to ``x``'s dtype (floats are rounded by the ops)."""
-        return [u.to(x.dtype) if isinstance(u, torch.Tensor) else u for u in self.equations().uniforms(params)]
+        """The uniforms, tensors rounded to the state dtype (floats are rounded by the ops)."""
+        dtype = state_dtype(x.dtype)
+        return [u.to(dtype) if isinstance(u, torch.Tensor) else u for u in self.equations().uniforms(params)]
 
     # --- fused path ---------------------------------------------------------------------------------
     def _fused_key(self, x: torch.Tensor) -> str | None:
@@ -345,43 +355,117 @@ class Neuron(StepModule):
         self.__dict__["_fused_cache"] = (sig, key)
         return key if x.shape[0] else None
 
-    def _run_fused(self, key: str, x_seq: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-        state = self._current_state(x_seq[0], params)
-        sample = tuple(x_seq.shape[2:])
+    def _run_fused(self, key: str, x_seq: torch.Tensor, params: dict[str, Any],
+                   affine: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """All steps of ``x_seq`` in one kernel call, in the input's memory layout (``layout``).
+        ``affine``: per-channel ``(scale, shift)`` applied to the input inside the kernel (a
+        configuration with ``input_affine``; channel axis: the sample's first)."""
         cfg = config(key)
-        prm, arrays = self._pack(cfg, params, x_seq.dtype, sample)
+        sdtype = state_dtype(x_seq.dtype)
+        order = layout.storage_order(x_seq, batch_first=cfg.n_arrays > 0)
+        if order is None and not x_seq.is_contiguous():
+            x_seq = x_seq.contiguous()
+        xp = x_seq if order is None else x_seq.permute(order)
+        T, pshape = x_seq.shape[0], xp.shape
+        x2 = xp.reshape(T, -1)
+        sample = tuple(x_seq.shape[2:])
+        s_order = layout.sample_order(order)
+        prm, arrays = self._pack(cfg, params, sdtype, sample, s_order)
+        if affine is not None:
+            arrays = torch.cat([arrays, _per_channel_rows(affine, sample, s_order, sdtype)])
+        state0 = self._state0(x_seq, params, order, pshape, sdtype)
         if cfg.step.learnable:
-            M = arrays.shape[1]
+            M = math.prod(sample)
             learnable = [getattr(self, n) for n in cfg.step.learnable]
             if torch.is_grad_enabled() and all(p.numel() == 1 for p in learnable):  # [L, 1]: few autograd nodes
                 learn = (learnable[0].reshape(1, 1) if len(learnable) == 1 else
-                         torch.stack([p.reshape(1) for p in learnable])).to(x_seq.dtype)
+                         torch.stack([p.reshape(1) for p in learnable])).to(sdtype)
             elif torch.is_grad_enabled():
-                learn = torch.stack([p.to(x_seq.dtype).expand(sample).reshape(M) for p in learnable])
+                learn = torch.stack([layout_rows(p.to(sdtype).expand(sample), s_order, M) for p in learnable])
             else:
-                learn = x_seq.new_zeros(()).expand(len(learnable), M)
+                learn = x2.new_zeros((), dtype=sdtype).expand(len(learnable), M)
         else:
-            learn = arrays if not arrays.numel() else arrays[:0]
+            learn = self._no_learn(arrays, sdtype)
         want_v = self.store_v_seq and self.step_mode == "m"
-        spikes, state, v_seq = fused_steps(key, x_seq, state, prm, arrays, learn, want_v)
-        self._store(state)
-        if v_seq is not None:
-            self.v_seq = v_seq
-        return spikes
+        spikes, state, v_seq = run(key, x2, state0, prm, arrays, learn, want_v)
+        inv = None if order is None else layout.inverse(order)
+        self._store_rows(state, pshape[1:], inv)
+        if want_v:
+            v = v_seq.view(pshape)
+            self.v_seq = v if inv is None else v.permute(inv)
+        spikes = spikes.view(pshape)
+        return spikes if inv is None else spikes.permute(inv)
 
-    def _pack(self, cfg: Any, params: dict[str, Any], dtype: torch.dtype, sample: tuple[int, ...]):
+    def _no_learn(self, arrays: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``[0, M]`` with no storage: the ``learn`` argument of a model without learned parameters."""
+        M = arrays.shape[1]
+        cached = self.__dict__.get("_no_learn_cache")
+        if cached is None or cached.shape[1] != M or cached.dtype != dtype or torch.compiler.is_compiling():
+            cached = arrays.new_empty((0, M), dtype=dtype)
+            if not torch.compiler.is_compiling():
+                self.__dict__["_no_learn_cache"] = cached
+        return cached
+
+    def _state0(self, x_seq: torch.Tensor, params: dict[str, Any], order: tuple[int, ...] | None,
+                pshape: torch.Size, sdtype: torch.dtype) -> torch.Tensor:
+        """The state before this call as kernel rows ``[S, N]`` (memory order of ``x_seq``): the
+        rows the last call returned when the state buffers are still theirs (no copy), or the
+        initial state, broadcast (stride 0) when it is one value per state."""
+        buffers = self._buffers
+        names = self.model.state
+        v = buffers["v"]
+        N = math.prod(pshape[1:])
+        if v is None:
+            values = self.equations().initial_values(params)
+            if all(not isinstance(a, torch.Tensor) for a in values):
+                return self._constant_rows(values, sdtype, x_seq.device).expand(len(names), N)
+            full = [torch.as_tensor(a, dtype=sdtype, device=x_seq.device).expand(x_seq.shape[1:]) for a in values]
+            return torch.stack([_as_row(f, order) for f in full])
+        if v.shape != x_seq.shape[1:]:
+            raise ValueError(f"{type(self).__name__}: input shape {tuple(x_seq.shape[1:])} differs from the state "
+                             f"shape {tuple(v.shape)}; call snn.reset(net) between sequences")
+        rows = self.__dict__.get("_rows")
+        if rows is not None and rows[0].dtype == sdtype and all(buffers[k] is r for k, r in zip(names, rows[1])):
+            return rows[0]
+        return torch.stack([_as_row(buffers[k].to(sdtype), order) for k in names])
+
+    def _constant_rows(self, values: list[float], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """``[S, 1]`` initial values (cached per module: one small tensor, expanded per call)."""
+        key = (tuple(values), dtype, device)
+        cached = self.__dict__.get("_init_rows")
+        if cached is None or cached[0] != key or torch.compiler.is_compiling():
+            t = torch.tensor(values, dtype=dtype, device=device).view(len(values), 1)
+            if torch.compiler.is_compiling():
+                return t
+            cached = self.__dict__["_init_rows"] = (key, t)
+        return cached[1]
+
+    def _store_rows(self, state: torch.Tensor, sample_shape: torch.Size, inv: tuple[int, ...] | None) -> None:
+        """Keep the final states as the module's state tensors (views of the kernel's rows)."""
+        views = []
+        for row in state.unbind(0):
+            v = row.view(sample_shape)
+            views.append(v if inv is None else v.permute([d - 1 for d in inv[1:]]))
+        buffers = self._buffers
+        for k, value in zip(self.model.state, views):
+            buffers[k] = value
+        if not torch.compiler.is_compiling():
+            self.__dict__["_rows"] = (state, views)
+
+    def _pack(self, cfg: Any, params: dict[str, Any], dtype: torch.dtype, sample: tuple[int, ...],
+              order: tuple[int, ...] | None = None):
         """The kernel's uniforms (``Config.pack``); with tensor parameters, reused while none of this
         module's tensors has changed (same object, storage and version counter)."""
         raw = {**{f"p_{k}": v.detach() if isinstance(v, torch.Tensor) else v for k, v in params.items()},
                **{f"p_sg_{k}": v for k, v in self.surrogate.values.items()}}
         if not self._tensor_params or torch.compiler.is_compiling():
-            return cfg.pack(raw, dtype, sample)
+            return cfg.pack(raw, dtype, sample, order)
         own = [getattr(self, n) for n in self._tensor_params]
-        key = (cfg.key, dtype, sample, tuple((id(t), t._version, t.data_ptr()) for t in own),
+        key = (cfg.key, dtype, sample, order, tuple((id(t), t._version, t.data_ptr()) for t in own),
                tuple(v for v in raw.values() if not isinstance(v, torch.Tensor)))
         cached = self.__dict__.get("_pack_cache")
         if cached is None or cached[0] != key:
-            cached = self.__dict__["_pack_cache"] = (key, *cfg.pack(raw, dtype, sample))
+            cached = self.__dict__["_pack_cache"] = (key, *cfg.pack(raw, dtype, sample, order))
         return cached[1], cached[2]
 
     # --- stepping ------------------------------------------------------------------------------------
@@ -395,10 +479,12 @@ class Neuron(StepModule):
 
     def _reference_step(self, x: torch.Tensor, params: dict[str, Any], uniforms: list[Any]) -> torch.Tensor:
         eqs = self.equations()
+        dtype = x.dtype
+        x = x.to(state_dtype(dtype))  # 16-bit inputs: float32 states and arithmetic, like the kernels
         state = self._current_state(x, params)
         spikes, state = eqs.step(x, state, uniforms, self.surrogate, self.detach_reset)
         self._store(state)
-        return spikes
+        return spikes.to(dtype)
 
     def multi_step(self, x_seq: torch.Tensor, single: bool = False) -> torch.Tensor:
         params = self._param_env(x_seq)
@@ -426,6 +512,24 @@ class Neuron(StepModule):
         return ", ".join([*opts, f"v_threshold={show(self.v_threshold)}", f"v_reset={show(self.v_reset)}",
                           f"detach_reset={self.detach_reset}", f"surrogate={self.surrogate}",
                           f"step_mode={self.step_mode}"])
+
+
+def _as_row(t: torch.Tensor, order: tuple[int, ...] | None) -> torch.Tensor:
+    """One state ``[B, *sample]`` as a kernel row in memory ``order`` (of ``[T, B, *sample]``)."""
+    return (t if order is None else t.permute([d - 1 for d in order[1:]])).reshape(-1)
+
+
+def layout_rows(t: torch.Tensor, order: tuple[int, ...] | None, M: int) -> torch.Tensor:
+    """A per-neuron tensor of one sample's shape as ``[M]`` in the sample axes' memory ``order``."""
+    return (t if order is None else t.permute(order)).reshape(M)
+
+
+def _per_channel_rows(affine: tuple[torch.Tensor, torch.Tensor], sample: tuple[int, ...],
+                      order: tuple[int, ...] | None, dtype: torch.dtype) -> torch.Tensor:
+    """Per-channel ``(scale, shift)`` ([C] each) as two per-neuron rows ``[2, M]``."""
+    view = (sample[0],) + (1,) * (len(sample) - 1)
+    M = math.prod(sample)
+    return torch.stack([layout_rows(a.to(dtype).view(view).expand(sample), order, M) for a in affine])
 
 
 def _check_broadcast(owner: str, name: str, shape: tuple[int, ...], sample: tuple[int, ...]) -> None:
