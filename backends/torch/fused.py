@@ -136,46 +136,69 @@ def _in_order(t: torch.Tensor, order: tuple[int, ...] | None) -> torch.Tensor:
 
 class CpuKernel:
     """The compiled C forward/backward of one configuration and input dtype (16-bit inputs:
-    float32 states and arrays)."""
+    float32 states and arrays). ``forward``/``backward`` check their inputs (the op's
+    implementation); ``run_forward``/``run_backward`` take them checked and prepared (``_abi``)."""
 
     def __init__(self, config: Config, dtype: torch.dtype) -> None:
         self.config = config
         self.dtype, self.state_dtype = dtype, state_dtype(dtype)
+        self.n_states = len(config.step.states)
         self.lib = build_neuron(generate_source(config.step, _DTYPES[dtype], config.per_neuron, config.input_affine))
         self._fwd, self._bwd = self.lib.snnir_forward, self.lib.snnir_backward
+        # each backward tile re-runs its forward into a local buffer of T * kept values: near 2 MiB
+        self._recompute_bytes = max(1, len(config.step.kept)) * self.state_dtype.itemsize
 
     def forward(self, x, state0, prm, arrays, want_v):
-        x, (s0, s0_row, s0_col), prm, arrays = _abi(self.config, x, state0, prm, arrays, self.state_dtype)
+        x, s0, prm, arrays = _abi(self.config, x, state0, prm, arrays, self.state_dtype)
+        return self.run_forward(x, s0, prm, arrays, want_v)
+
+    def run_forward(self, x, s0, prm, arrays, want_v, M: int = 0, tile: int = 0):
         T, N = x.shape
-        spikes = buffers.empty(x.shape, x.dtype)
-        state = torch.empty(len(self.config.step.states), N, dtype=self.state_dtype)
-        v_seq = buffers.empty(x.shape, self.state_dtype) if want_v else state.new_empty(0)
-        M = arrays.shape[1] if arrays.numel() else N
-        self._fwd(T, N, M, _tile(N), x.data_ptr(), spikes.data_ptr(), s0.data_ptr(), s0_row, s0_col, state.data_ptr(),
-                  v_seq.data_ptr() if want_v else None, prm.data_ptr(), arrays.data_ptr(), torch.get_num_threads())
+        spikes = buffers.empty((T, N), x.dtype)
+        state = torch.empty(self.n_states, N, dtype=self.state_dtype)
+        v_seq = buffers.empty((T, N), self.state_dtype) if want_v else _EMPTY
+        M = M or (arrays.shape[1] if arrays.numel() else N)
+        self._fwd(T, N, M, tile or _tile(N), x.data_ptr(), spikes.data_ptr(), s0[0].data_ptr(), s0[1], s0[2],
+                  state.data_ptr(), v_seq.data_ptr() if want_v else None, prm.data_ptr(), arrays.data_ptr(),
+                  torch.get_num_threads())
         return spikes, state, v_seq
 
     def backward(self, g_spikes, g_state, x, state0, prm, arrays, n_learn, want_grad_state0: bool = True):
-        x, (s0, s0_row, s0_col), prm, arrays = _abi(self.config, x, state0, prm, arrays, self.state_dtype)
+        x, s0, prm, arrays = _abi(self.config, x, state0, prm, arrays, self.state_dtype)
+        return self.run_backward(g_spikes, g_state, x, s0, prm, arrays, n_learn, want_grad_state0)
+
+    def run_backward(self, g_spikes, g_state, x, s0, prm, arrays, n_learn, want_grad_state0):
         g_state = None if g_state is None else g_state.to(self.state_dtype).contiguous()
-        T, N = g_spikes.shape
+        T, N = x.shape
         grad_x = buffers.empty((T, N), x.dtype)
-        grad_state0 = torch.empty(len(self.config.step.states), N, dtype=self.state_dtype) if want_grad_state0 \
-            else None
-        # each tile re-runs its forward into a local buffer of T * kept values: keep it near 2 MiB
-        per_neuron = T * max(1, len(self.config.step.kept)) * state0.element_size()
-        tile = int(min(_tile(N), max(16, (2 << 20) // per_neuron // 16 * 16)))
+        grad_state0 = torch.empty(self.n_states, N, dtype=self.state_dtype) if want_grad_state0 else None
+        tile = int(min(_tile(N), max(16, (2 << 20) // (T * self._recompute_bytes) // 16 * 16)))
         grad_learn = torch.empty(n_learn, N, dtype=torch.float64) if n_learn else None
         # a broadcast scalar gradient (loss = spikes.sum()) is read as one value, not materialized
         scalar = g_spikes.stride() == (0, 0)
-        g_spikes = g_spikes.to(x.dtype) if scalar else g_spikes.to(x.dtype).contiguous()
+        if g_spikes.dtype != x.dtype:
+            g_spikes = g_spikes.to(x.dtype)
+        if not scalar:
+            g_spikes = g_spikes.contiguous()
         M = arrays.shape[1] if arrays.numel() else N
         failed = self._bwd(T, N, M, tile, g_spikes.data_ptr(), int(scalar), _ptr(g_state), x.data_ptr(),
-                           s0.data_ptr(), s0_row, s0_col, grad_x.data_ptr(), _ptr(grad_state0), _ptr(grad_learn),
+                           s0[0].data_ptr(), s0[1], s0[2], grad_x.data_ptr(), _ptr(grad_state0), _ptr(grad_learn),
                            prm.data_ptr(), arrays.data_ptr(), torch.get_num_threads())
         if failed:
             raise MemoryError(f"fused neuron backward: could not allocate a {tile}-neuron recompute buffer")
         return grad_x, grad_state0, grad_learn
+
+
+_EMPTY = torch.empty(0)
+
+
+def initial_rows(state0: torch.Tensor, sdtype: torch.dtype) -> tuple[torch.Tensor, int, int]:
+    """The initial state ``[S, N]`` as the kernels read it, ``(tensor, row stride, column stride)``:
+    a state broadcast over the neurons (``expand``, stride 0) is one value per state, never
+    materialized."""
+    if state0.shape[1] > 1 and state0.stride(1) == 0:
+        return state0[:, 0].to(sdtype).contiguous(), 1, 0
+    return state0.to(sdtype).contiguous(), state0.shape[1], 1
 
 
 def _abi(config: Config, x, state0, prm, arrays, sdtype):
@@ -194,11 +217,7 @@ def _abi(config: Config, x, state0, prm, arrays, sdtype):
     if arrays.dim() != 2 or arrays.shape[0] != A or (A and x.shape[1] % arrays.shape[1]):
         raise ValueError(f"snnir::neuron_forward ({step.model}): arrays must be [{A}, M] with M dividing N = "
                          f"{x.shape[1]}, got {tuple(arrays.shape)}")
-    if state0.shape[1] > 1 and state0.stride(1) == 0:
-        s0 = (state0[:, 0].to(sdtype).contiguous(), 1, 0)
-    else:
-        s0 = (state0.to(sdtype).contiguous(), x.shape[1], 1)
-    return x.contiguous(), s0, prm.contiguous(), arrays.to(sdtype).contiguous()
+    return x.contiguous(), initial_rows(state0, sdtype), prm.contiguous(), arrays.to(sdtype).contiguous()
 
 
 # --- configurations and kernels -------------------------------------------------------------------------
@@ -216,6 +235,7 @@ if not hasattr(_STATE, "configs"):
     _STATE.defined = False
 
 
+@torch._dynamo.assume_constant_result  # sympy work at trace time, its key a constant of the graph
 def config_key(model_cls: type[NeuronModel], reset: str, options: tuple, surrogate_cls: type[Surrogate],
                detach_reset: bool, learnable: tuple[str, ...], per_neuron_params: frozenset[str],
                input_affine: bool = False) -> str:
@@ -256,6 +276,12 @@ def cpu_kernel(key: str, dtype: torch.dtype) -> CpuKernel | None:
                       stacklevel=3)
         return None
     return kernel
+
+
+@torch._dynamo.assume_constant_result  # built (or found missing) at trace time
+def cpu_kernel_available(key: str, dtype: torch.dtype) -> bool:
+    """Whether the C kernel of ``key`` for ``dtype`` exists or can be built (warns once if not)."""
+    return cpu_kernel(key, dtype) is not None
 
 
 # Kernels per device type other than CPU: name -> (forward, backward) with the CPU kernel's signatures,
@@ -342,41 +368,55 @@ class _NeuronAutograd(torch.autograd.Function):
     the backward op recomputes the rest. (A hand-written Autograd kernel: ``register_autograd``
     re-reads the op schema on every call, several microseconds per call.)
 
-    ``direct``: the ``CpuKernel`` to call without the dispatcher (eager calls on plain CPU
-    tensors, where a round trip through the op's Python implementations costs more than a small
-    layer's kernel), or ``None``: the ops (what ``torch.compile`` traces)."""
+    ``spec = (kernel, want_v, direct)``: ``direct`` is the ``CpuKernel`` to call without the
+    dispatcher (eager calls on plain CPU tensors, where a round trip through the op's Python
+    implementations costs more than a small layer's kernel; inputs prepared by ``fused_call``),
+    or ``None``: the ops (what ``torch.compile`` traces)."""
 
     @staticmethod
-    def forward(ctx, x, state0, prm, arrays, learn, kernel, want_v, direct=None):  # type: ignore[override]
+    def forward(ctx, x, state0, prm, arrays, learn, spec):  # type: ignore[override]
+        kernel, want_v, direct = spec
+        ctx.set_materialize_grads(False)
+        ctx.spec, ctx.n_learn, ctx.neurons = spec, learn.shape[0], learn.shape[1]
         if direct is not None:
-            out = direct.forward(x, state0, prm, arrays, want_v)
+            s0 = initial_rows(state0, direct.state_dtype)
+            out = direct.run_forward(x, s0, prm, arrays, want_v)
+            ctx.s0_strides = s0[1:]
+            ctx.save_for_backward(x, s0[0], prm, arrays)
         else:
             with torch._C._AutoDispatchBelowAutograd():
                 out = neuron_forward(x, state0, prm, arrays, learn, kernel, want_v)
-        ctx.save_for_backward(x, state0, prm, arrays)
-        ctx.kernel, ctx.n_learn, ctx.neurons, ctx.direct = kernel, learn.shape[0], learn.shape[1], direct
+            ctx.save_for_backward(x, state0, prm, arrays)
         ctx.mark_non_differentiable(out[2])
         return out
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, g_spikes, g_state, g_v):  # type: ignore[override]
+        if torch.is_grad_enabled():  # create_graph=True: the kernels' gradients are not differentiable
+            return _NeuronAutograd._backward_once(ctx, g_spikes, g_state)
+        return _NeuronAutograd._backward(ctx, g_spikes, g_state)
+
+    @staticmethod
+    def _backward(ctx, g_spikes, g_state):
         x, state0, prm, arrays = ctx.saved_tensors
+        kernel, _, direct = ctx.spec
         if g_spikes is None:
             g_spikes = torch.zeros_like(x)
-        if ctx.direct is not None:
-            gx, gs0, gl = ctx.direct.backward(g_spikes, g_state, x, state0, prm, arrays, ctx.n_learn,
-                                              ctx.needs_input_grad[1])
-            gl = _reduce_learn(gl, ctx.n_learn, ctx.neurons, x)
+        if direct is not None:
+            gx, gs0, gl = direct.run_backward(g_spikes, g_state, x, (state0, *ctx.s0_strides), prm, arrays,
+                                              ctx.n_learn, ctx.needs_input_grad[1])
+            if ctx.n_learn:
+                gl = _reduce_learn(gl, ctx.n_learn, ctx.neurons, x)
         else:
-            gx, gs0, gl = neuron_backward(g_spikes, g_state, x, state0, prm, arrays, ctx.kernel, ctx.n_learn,
-                                          ctx.neurons)
-        return gx, gs0, None, None, gl if ctx.n_learn else None, None, None, None
+            gx, gs0, gl = neuron_backward(g_spikes, g_state, x, state0, prm, arrays, kernel, ctx.n_learn, ctx.neurons)
+        return gx, gs0, None, None, gl if ctx.n_learn else None, None
+
+    _backward_once = staticmethod(torch.autograd.function.once_differentiable(_backward.__func__))
 
 
 def _forward_autograd(x, state0, prm, arrays, learn, kernel, want_v):
     if torch.is_grad_enabled() and (x.requires_grad or state0.requires_grad or learn.requires_grad):
-        return _NeuronAutograd.apply(x, state0, prm, arrays, learn, kernel, want_v)
+        return _NeuronAutograd.apply(x, state0, prm, arrays, learn, (kernel, want_v, None))
     with torch._C._AutoDispatchBelowAutograd():
         return neuron_forward(x, state0, prm, arrays, learn, kernel, want_v)
 
@@ -391,7 +431,7 @@ def run(key: str, x: torch.Tensor, state0: torch.Tensor, prm: torch.Tensor, arra
     if direct is None:
         return neuron_forward(x, state0, prm, arrays, learn, key, want_v)
     if torch.is_grad_enabled() and (x.requires_grad or state0.requires_grad or learn.requires_grad):
-        return _NeuronAutograd.apply(x, state0, prm, arrays, learn, key, want_v, direct)
+        return _NeuronAutograd.apply(x, state0, prm, arrays, learn, (key, want_v, direct))
     return direct.forward(x, state0, prm, arrays, want_v)
 
 

@@ -13,7 +13,6 @@ op (``fused.py``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -27,9 +26,9 @@ from snnir.lowering import Block, lower_equations
 from snnir.neurons import Equations, NeuronModel
 from snnir.surrogate import ATan, Surrogate
 
-from . import layout
+from . import fused_call
 from .base import StepModule, check_step_mode
-from .fused import config, config_key, cpu_kernel, fused_devices, run, state_dtype
+from .fused import config_key, cpu_kernel_available, fused_devices, state_dtype
 from .lowered import Prologue, join, step_function
 from .surrogate import spike as spike_fn
 
@@ -247,6 +246,8 @@ class Neuron(StepModule):
         self.v_seq: torch.Tensor | None = None
         self._checked_shape: tuple[int, ...] | None = None
         self.equations()  # lower now: an unsupported function is an error here, naming model and function
+        if self.fused:  # registered before any call, so torch.compile finds it (tracing cannot run sympy)
+            self._config_key()
 
     def _set_param(self, name: str, value: Any, learnable: bool = False) -> None:
         value = parameter_value(type(self).__name__, name, value, learnable)
@@ -337,6 +338,12 @@ class Neuron(StepModule):
         return [u.to(dtype) if isinstance(u, torch.Tensor) else u for u in self.equations().uniforms(params)]
 
     # --- fused path ---------------------------------------------------------------------------------
+    def _config_key(self, input_affine: bool = False) -> str:
+        """This module's fused configuration (registered on first use: ``fused.config_key``)."""
+        per_neuron = frozenset(n for n in self._tensor_params if getattr(self, n).numel() > 1)
+        return config_key(type(self.model), self.reset_kind, tuple(sorted(self.options.items())), type(self.surrogate),
+                          self.detach_reset, self.learnable, per_neuron, input_affine)
+
     def _fused_key(self, x: torch.Tensor) -> str | None:
         """The fused configuration for ``x``, or ``None`` for the per-step path (cached per module)."""
         sig = (x.device.type, x.dtype, self.fused, self.v_reset is None, self.detach_reset, type(self.surrogate),
@@ -347,110 +354,31 @@ class Neuron(StepModule):
             return cached[1] if x.shape[0] else None
         key = None
         if self.fused and x.device.type in fused_devices():
-            per_neuron = frozenset(n for n in self._tensor_params if getattr(self, n).numel() > 1)
-            key = config_key(type(self.model), self.reset_kind, tuple(sorted(self.options.items())),
-                             type(self.surrogate), self.detach_reset, self.learnable, per_neuron)
-            if x.device.type == "cpu" and cpu_kernel(key, x.dtype) is None:
+            key = self._config_key()
+            if x.device.type == "cpu" and not cpu_kernel_available(key, x.dtype):
                 key = None
         self.__dict__["_fused_cache"] = (sig, key)
         return key if x.shape[0] else None
 
     def _run_fused(self, key: str, x_seq: torch.Tensor, params: dict[str, Any],
                    affine: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """All steps of ``x_seq`` in one kernel call, in the input's memory layout (``layout``).
-        ``affine``: per-channel ``(scale, shift)`` applied to the input inside the kernel (a
-        configuration with ``input_affine``; channel axis: the sample's first)."""
-        cfg = config(key)
-        sdtype = state_dtype(x_seq.dtype)
-        order = layout.storage_order(x_seq, batch_first=cfg.n_arrays > 0)
-        if order is None and not x_seq.is_contiguous():
-            x_seq = x_seq.contiguous()
-        xp = x_seq if order is None else x_seq.permute(order)
-        T, pshape = x_seq.shape[0], xp.shape
-        x2 = xp.reshape(T, -1)
-        sample = tuple(x_seq.shape[2:])
-        s_order = layout.sample_order(order)
-        prm, arrays = self._pack(cfg, params, sdtype, sample, s_order)
-        if affine is not None:
-            arrays = torch.cat([arrays, _per_channel_rows(affine, sample, s_order, sdtype)])
-        state0 = self._state0(x_seq, params, order, pshape, sdtype)
-        if cfg.step.learnable:
-            M = math.prod(sample)
-            learnable = [getattr(self, n) for n in cfg.step.learnable]
-            if torch.is_grad_enabled() and all(p.numel() == 1 for p in learnable):  # [L, 1]: few autograd nodes
-                learn = (learnable[0].reshape(1, 1) if len(learnable) == 1 else
-                         torch.stack([p.reshape(1) for p in learnable])).to(sdtype)
-            elif torch.is_grad_enabled():
-                learn = torch.stack([layout_rows(p.to(sdtype).expand(sample), s_order, M) for p in learnable])
-            else:
-                learn = x2.new_zeros((), dtype=sdtype).expand(len(learnable), M)
-        else:
-            learn = self._no_learn(arrays, sdtype)
-        want_v = self.store_v_seq and self.step_mode == "m"
-        spikes, state, v_seq = run(key, x2, state0, prm, arrays, learn, want_v)
-        inv = None if order is None else layout.inverse(order)
-        self._store_rows(state, pshape[1:], inv)
-        if want_v:
-            v = v_seq.view(pshape)
-            self.v_seq = v if inv is None else v.permute(inv)
-        spikes = spikes.view(pshape)
-        return spikes if inv is None else spikes.permute(inv)
+        """All steps of ``x_seq`` in one kernel call, in the input's memory layout (see
+        ``fused_call``). ``affine``: per-channel ``(scale, shift)`` applied to the input inside the
+        kernel (configurations with ``input_affine``; channels: the sample's first axis)."""
+        plan = self._fused_plan(key, x_seq, params, "_plan" if affine is None else "_plan_affine")
+        rows = None if affine is None else fused_call.per_channel_rows(affine, plan)
+        return fused_call.run_plan(self, plan, x_seq, params, rows)
 
-    def _no_learn(self, arrays: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """``[0, M]`` with no storage: the ``learn`` argument of a model without learned parameters."""
-        M = arrays.shape[1]
-        cached = self.__dict__.get("_no_learn_cache")
-        if cached is None or cached.shape[1] != M or cached.dtype != dtype or torch.compiler.is_compiling():
-            cached = arrays.new_empty((0, M), dtype=dtype)
-            if not torch.compiler.is_compiling():
-                self.__dict__["_no_learn_cache"] = cached
-        return cached
-
-    def _state0(self, x_seq: torch.Tensor, params: dict[str, Any], order: tuple[int, ...] | None,
-                pshape: torch.Size, sdtype: torch.dtype) -> torch.Tensor:
-        """The state before this call as kernel rows ``[S, N]`` (memory order of ``x_seq``): the
-        rows the last call returned when the state buffers are still theirs (no copy), or the
-        initial state, broadcast (stride 0) when it is one value per state."""
-        buffers = self._buffers
-        names = self.model.state
-        v = buffers["v"]
-        N = math.prod(pshape[1:])
-        if v is None:
-            values = self.equations().initial_values(params)
-            if all(not isinstance(a, torch.Tensor) for a in values):
-                return self._constant_rows(values, sdtype, x_seq.device).expand(len(names), N)
-            full = [torch.as_tensor(a, dtype=sdtype, device=x_seq.device).expand(x_seq.shape[1:]) for a in values]
-            return torch.stack([_as_row(f, order) for f in full])
-        if v.shape != x_seq.shape[1:]:
-            raise ValueError(f"{type(self).__name__}: input shape {tuple(x_seq.shape[1:])} differs from the state "
-                             f"shape {tuple(v.shape)}; call snn.reset(net) between sequences")
-        rows = self.__dict__.get("_rows")
-        if rows is not None and rows[0].dtype == sdtype and all(buffers[k] is r for k, r in zip(names, rows[1])):
-            return rows[0]
-        return torch.stack([_as_row(buffers[k].to(sdtype), order) for k in names])
-
-    def _constant_rows(self, values: list[float], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """``[S, 1]`` initial values (cached per module: one small tensor, expanded per call)."""
-        key = (tuple(values), dtype, device)
-        cached = self.__dict__.get("_init_rows")
-        if cached is None or cached[0] != key or torch.compiler.is_compiling():
-            t = torch.tensor(values, dtype=dtype, device=device).view(len(values), 1)
-            if torch.compiler.is_compiling():
-                return t
-            cached = self.__dict__["_init_rows"] = (key, t)
-        return cached[1]
-
-    def _store_rows(self, state: torch.Tensor, sample_shape: torch.Size, inv: tuple[int, ...] | None) -> None:
-        """Keep the final states as the module's state tensors (views of the kernel's rows)."""
-        views = []
-        for row in state.unbind(0):
-            v = row.view(sample_shape)
-            views.append(v if inv is None else v.permute([d - 1 for d in inv[1:]]))
-        buffers = self._buffers
-        for k, value in zip(self.model.state, views):
-            buffers[k] = value
-        if not torch.compiler.is_compiling():
-            self.__dict__["_rows"] = (state, views)
+    def _fused_plan(self, key: str, x_seq: torch.Tensor, params: dict[str, Any],
+                    slot: str = "_plan") -> fused_call.Plan:
+        """The plan for ``x_seq`` (cached in attribute ``slot``; rebuilt when its signature changes)."""
+        if torch.compiler.is_compiling():  # traced once per compilation: nothing to cache
+            return fused_call.make_plan(self, key, x_seq, params, ())
+        sig = fused_call.signature(self, x_seq) + (key,)
+        plan = self.__dict__.get(slot)
+        if plan is None or plan.sig != sig:
+            plan = self.__dict__[slot] = fused_call.make_plan(self, key, x_seq, params, sig)
+        return plan
 
     def _pack(self, cfg: Any, params: dict[str, Any], dtype: torch.dtype, sample: tuple[int, ...],
               order: tuple[int, ...] | None = None):
@@ -487,6 +415,10 @@ class Neuron(StepModule):
         return spikes.to(dtype)
 
     def multi_step(self, x_seq: torch.Tensor, single: bool = False) -> torch.Tensor:
+        plan = self.__dict__.get("_plan")
+        if plan is not None and not torch.compiler.is_compiling() and x_seq.shape[0] and \
+                plan.sig[:-1] == fused_call.signature(self, x_seq):  # the plan of the last call still holds
+            return fused_call.run_plan(self, plan, x_seq, None)
         params = self._param_env(x_seq)
         key = self._fused_key(x_seq)
         if key is not None:
@@ -512,24 +444,6 @@ class Neuron(StepModule):
         return ", ".join([*opts, f"v_threshold={show(self.v_threshold)}", f"v_reset={show(self.v_reset)}",
                           f"detach_reset={self.detach_reset}", f"surrogate={self.surrogate}",
                           f"step_mode={self.step_mode}"])
-
-
-def _as_row(t: torch.Tensor, order: tuple[int, ...] | None) -> torch.Tensor:
-    """One state ``[B, *sample]`` as a kernel row in memory ``order`` (of ``[T, B, *sample]``)."""
-    return (t if order is None else t.permute([d - 1 for d in order[1:]])).reshape(-1)
-
-
-def layout_rows(t: torch.Tensor, order: tuple[int, ...] | None, M: int) -> torch.Tensor:
-    """A per-neuron tensor of one sample's shape as ``[M]`` in the sample axes' memory ``order``."""
-    return (t if order is None else t.permute(order)).reshape(M)
-
-
-def _per_channel_rows(affine: tuple[torch.Tensor, torch.Tensor], sample: tuple[int, ...],
-                      order: tuple[int, ...] | None, dtype: torch.dtype) -> torch.Tensor:
-    """Per-channel ``(scale, shift)`` ([C] each) as two per-neuron rows ``[2, M]``."""
-    view = (sample[0],) + (1,) * (len(sample) - 1)
-    M = math.prod(sample)
-    return torch.stack([layout_rows(a.to(dtype).view(view).expand(sample), order, M) for a in affine])
 
 
 def _check_broadcast(owner: str, name: str, shape: tuple[int, ...], sample: tuple[int, ...]) -> None:
