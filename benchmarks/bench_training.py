@@ -38,7 +38,7 @@ import torch  # noqa: E402
 import training_nets as nets  # noqa: E402
 from timing import peak_rss_reset, rss_status  # noqa: E402
 
-CONTENDERS = ("snnir", "snnir-cl", "snnir-bf16-cl", "spikingjelly", "spikingjelly-bf16-cl", "snntorch")
+CONTENDERS = ("snnir", "snnir-cl", "snnir-bf16-cl", "snnir-unfused", "spikingjelly", "spikingjelly-bf16-cl", "snntorch")
 DEFAULT = ("snnir", "snnir-bf16-cl", "spikingjelly", "snntorch")
 
 
@@ -57,6 +57,8 @@ class Contender:
 
             graph = snnir.trace(model, x)
             kwargs = {"memory_format": torch.channels_last} if cl else {}
+            if name.endswith("-unfused"):
+                kwargs["fuse"] = False
             model = snnir.compile(graph, **kwargs).train()
             self.reset = model.reset
             del snn

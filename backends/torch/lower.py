@@ -17,9 +17,11 @@ from torch import nn
 
 from snnir.errors import GraphError
 from snnir.graph import Graph, Node
+from snnir.passes.grouping import group_synapse_neuron
 from snnir.passes.schedule import schedule as schedule_pass
 from snnir.surrogate import surrogate_from_dict
 
+from . import fused_bn
 from . import layers as L
 from . import stateful as S
 from .base import StepModule, check_step_mode
@@ -189,11 +191,14 @@ class GraphModule(StepModule):
     the ``schedule`` pass.
     """
 
-    def __init__(self, graph: Graph, step_mode: str = "m") -> None:
+    def __init__(self, graph: Graph, step_mode: str = "m", memory_format: torch.memory_format | None = None,
+                 fuse: bool = True) -> None:
         super().__init__()
         graph = graph.copy().validate()
         if "schedule" not in graph.meta:
             graph = schedule_pass(graph)
+        if fuse and "groups" not in graph.meta:
+            graph = group_synapse_neuron(graph)
         self.graph_name = graph.name
         self.layers = nn.ModuleDict()
         self._key: dict[str, str] = {}
@@ -228,8 +233,9 @@ class GraphModule(StepModule):
         self._exported = [{n for n in nodes if any(region_of[v] != i or graph.node(v).op == "output"
                                                    for v in graph.successors(n))}
                           for i, (_, nodes) in enumerate(self._plan)]
-        self._group = {syn: neuron for syn, neuron in graph.meta.get("groups", [])}
-        self._grouped_neurons = set(self._group.values())
+        # chains run as one unit (synapse [-> batchnorm] -> neuron): head -> the chain's node ids
+        self._group = {chain[0]: list(chain) for chain in graph.meta.get("groups", [])} if fuse else {}
+        self._grouped = {n for chain in self._group.values() for n in chain[1:]}
         delayed = graph.delayed_edges()
         self._delayed_sources = sorted({e.src for e in delayed})
         # per region, the sources it reads with offset 1 from other regions (shifted once by forward)
@@ -248,6 +254,14 @@ class GraphModule(StepModule):
         self.captured: dict[str, torch.Tensor] = {}
         self.step_mode = check_step_mode(step_mode)
         set_step_mode(self, step_mode)
+        self.memory_format = memory_format
+        if memory_format not in (None, torch.contiguous_format, torch.channels_last):
+            raise ValueError(f"memory_format must be torch.channels_last or torch.contiguous_format, got "
+                             f"{memory_format}")
+        if memory_format is not None:
+            for layer in self.layers.values():
+                if isinstance(layer, nn.Conv2d):
+                    layer.to(memory_format=memory_format)
 
     def layer(self, node_id: str) -> nn.Module:
         """The module that runs node ``node_id``."""
@@ -294,6 +308,8 @@ class GraphModule(StepModule):
             raise TypeError(f"graph {self.graph_name!r} takes {len(self.input_names)} input(s) "
                             f"{self.input_names}, got {len(inputs)}")
         self._check_inputs(inputs)
+        if self.memory_format is not None:
+            inputs = tuple(self._in_format(x) for x in inputs)
         env: dict[str, torch.Tensor] = dict(zip(self.input_names, inputs))
         like = inputs[0]
         if self.step_mode == "s":
@@ -322,6 +338,15 @@ class GraphModule(StepModule):
         outs = [env[self._preds[o][0][0]] for o in self.output_names]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
+    def _in_format(self, x: torch.Tensor) -> torch.Tensor:
+        """An image input (``[T, N, C, H, W]`` or ``[N, C, H, W]``) in ``memory_format``."""
+        lead = 2 if self.step_mode == "m" else 1
+        if x.dim() != lead + 3:
+            return x
+        if lead == 1:
+            return x.contiguous(memory_format=self.memory_format)
+        return x.flatten(0, 1).contiguous(memory_format=self.memory_format).unflatten(0, x.shape[:2])
+
     def _time_block(self, region: int, like: torch.Tensor) -> int:
         """Time steps per call for a sequence region (all of them while a BatchNorm trains)."""
         if any(bn.training for bn in self._batchnorms[region]):
@@ -332,14 +357,29 @@ class GraphModule(StepModule):
     def _run_sequence(self, nodes: list[str], env: dict[str, torch.Tensor], like: torch.Tensor) -> None:
         for node_id in nodes:
             op = self._op[node_id]
-            if op in ("input", "output") or node_id in self._grouped_neurons:
+            if op in ("input", "output") or node_id in self._grouped:
                 continue
-            out = self._call(node_id, [env[_late(p) if offset else p] for p, offset in self._preds[node_id]], like)
-            if node_id in self._group:  # synapse -> neuron as one unit; the current is not kept
-                neuron = self._group[node_id]
-                env[neuron] = self.layers[self._key[neuron]](out)
-            else:
-                env[node_id] = out
+            args = [env[_late(p) if offset else p] for p, offset in self._preds[node_id]]
+            chain = self._group.get(node_id)
+            if chain is not None and not (self.capture & set(chain[:-1])):
+                env[chain[-1]] = self._run_chain(chain, args, like)  # intermediate values are not kept
+                continue
+            out = self._call(node_id, args, like)
+            env[node_id] = out
+            for member in chain[1:] if chain is not None else ():  # captured: run and keep each value
+                out = env[member] = self._call(member, [out], like)
+
+    def _run_chain(self, chain: list[str], args: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+        """``synapse [-> batchnorm] -> neuron`` (or ``batchnorm -> neuron``): a batchnorm is applied
+        inside the neuron's kernel where that applies (``fused_bn``)."""
+        layers = [self.layers[self._key[n]] for n in chain]
+        out = args[0] if self._op[chain[0]] == "batchnorm" else layers[0](*args)
+        if self._op[chain[-2]] == "batchnorm":
+            bn, neuron = layers[-2], layers[-1]
+            if not torch.compiler.is_compiling() and fused_bn.applies(bn, neuron, out):
+                return fused_bn.batchnorm_neuron(bn, neuron, out)
+            out = bn(out)
+        return layers[-1](out)
 
     def _run_steps(self, nodes: list[str], env: dict[str, torch.Tensor], like: torch.Tensor) -> None:
         for node_id in nodes:  # a recurrent loop runs one step at a time
@@ -397,16 +437,23 @@ def _late(node_id: str) -> str:
     return f"{node_id}@t-1"
 
 
-def compile(graph: Graph, step_mode: str = "m", **kwargs: Any) -> GraphModule:
+def compile(graph: Graph, step_mode: str = "m", memory_format: torch.memory_format | None = None,
+            fuse: bool = True, **kwargs: Any) -> GraphModule:
     """Lower ``graph`` to a trainable ``GraphModule`` (see its docstring).
 
     The module starts in the training mode the graph records (``graph.meta["training"]``, set by
     ``snnir.trace`` from the traced model, with per-node exceptions in
     ``meta["training_nodes"]``), and in training mode when the graph records none.
+
+    ``memory_format=torch.channels_last``: 2-d convolutions keep their weights channels-last and
+    image inputs are converted once, so convolutions, BatchNorms, neurons and pooling all run on
+    channels-last activations (oneDNN's faster layout on CPU, above all in bfloat16). ``fuse``
+    (default): the chains of ``group_synapse_neuron`` (computed here if the graph has none) run as
+    one unit: a batchnorm before a neuron is applied inside the neuron's kernel.
     """
     if kwargs:
         raise TypeError(f"torch backend: unknown options {sorted(kwargs)}")
-    module = GraphModule(graph, step_mode=step_mode)
+    module = GraphModule(graph, step_mode=step_mode, memory_format=memory_format, fuse=fuse)
     module.train(bool(graph.meta.get("training", True)))
     for node_id, flag in graph.meta.get("training_nodes", {}).items():
         if node_id in module._key:
