@@ -249,6 +249,12 @@ class Neuron(StepModule):
         if self.fused:  # registered before any call, so torch.compile finds it (tracing cannot run sympy)
             self._config_key()
 
+    # per-call caches (kernel handles, plans, the last state rows): not copied, not pickled
+    _CACHES = ("_plan", "_plan_affine", "_rows")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._CACHES}
+
     def _set_param(self, name: str, value: Any, learnable: bool = False) -> None:
         value = parameter_value(type(self).__name__, name, value, learnable)
         if isinstance(value, nn.Parameter):
