@@ -250,7 +250,7 @@ class Neuron(StepModule):
             self._config_key()
 
     # per-call caches (kernel handles, plans, the last state rows): not copied, not pickled
-    _CACHES = ("_plan", "_plan_affine", "_rows")
+    _CACHES = ("_plan", "_plan_affine", "_rows", "_equations_cache")
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in self._CACHES}

@@ -141,8 +141,8 @@ def _pair(v) -> tuple[int, int]:
 def supported(x: torch.Tensor, kernel_size, stride, padding, dilation, ceil_mode: bool,
               return_indices: bool) -> bool:
     """Whether the compiled kernel computes this pooling (else torch's ``max_pool2d`` does)."""
-    if (x.device.type != "cpu" or x.dtype not in _SUFFIX or x.dim() not in (3, 4) or not x.is_contiguous() or ceil_mode
-            or return_indices or _pair(dilation) != (1, 1)):
+    if (torch.compiler.is_compiling() or x.device.type != "cpu" or x.dtype not in _SUFFIX or x.dim() not in (3, 4)
+            or not x.is_contiguous() or ceil_mode or return_indices or _pair(dilation) != (1, 1)):
         return False
     kh, kw = _pair(kernel_size)
     ph, pw = _pair(padding)

@@ -36,39 +36,52 @@ typedef float vf_u __attribute__((vector_size(64), aligned(4)));
 #define VL 16
 
 /* Rows r0..r0+nr of y[R, J] = x[R, K] @ wt[K, L * VL] (+ bias): RB rows x L vectors of accumulators
-   stay in registers while the rows of x stream through once. */
+   stay in registers while the rows of x stream through once. Sums run in blocks of KB inputs added
+   to a running total (rounding error grows like K / KB + KB, not K: as accurate as blocked BLAS). */
+#define KB 32
 #define FWD_BLOCK(L, RB)                                                                              \
 static void fwd_l##L(int64_t r0, int64_t nr, int64_t K, int64_t J, const float* x, int64_t ldx,        \
                      const float* wt, const float* bias, float* y) {                                  \
-    vf a[RB][L];                                                                                      \
+    vf a[RB][L], s[RB][L];                                                                            \
     const float* xr[RB];                                                                              \
     _Pragma("GCC unroll 16")                                                                          \
     for (int i = 0; i < RB; i++) {                                                                    \
         xr[i] = x + (r0 + (i < nr ? i : 0)) * ldx;                                                    \
         _Pragma("GCC unroll 4")                                                                       \
-        for (int l = 0; l < L; l++) a[i][l] = (vf){0};                                                \
+        for (int l = 0; l < L; l++) s[i][l] = (vf){0};                                                \
     }                                                                                                 \
-    for (int64_t k = 0; k < K; k++) {                                                                 \
-        _Pragma("GCC unroll 4")                                                                       \
-        for (int l = 0; l < L; l++) {                                                                 \
-            const vf w = *(const vf_u*)(wt + (k * L + l) * VL);                                       \
-            _Pragma("GCC unroll 16")                                                                  \
-            for (int i = 0; i < RB; i++) a[i][l] += xr[i][k] * w;                                     \
+    for (int64_t k0 = 0; k0 < K; k0 += KB) {                                                          \
+        const int64_t k1 = K - k0 < KB ? K : k0 + KB;                                                 \
+        _Pragma("GCC unroll 16")                                                                      \
+        for (int i = 0; i < RB; i++)                                                                  \
+            _Pragma("GCC unroll 4")                                                                   \
+            for (int l = 0; l < L; l++) a[i][l] = (vf){0};                                            \
+        for (int64_t k = k0; k < k1; k++) {                                                           \
+            _Pragma("GCC unroll 4")                                                                   \
+            for (int l = 0; l < L; l++) {                                                             \
+                const vf w = *(const vf_u*)(wt + (k * L + l) * VL);                                   \
+                _Pragma("GCC unroll 16")                                                              \
+                for (int i = 0; i < RB; i++) a[i][l] += xr[i][k] * w;                                 \
+            }                                                                                         \
         }                                                                                             \
+        _Pragma("GCC unroll 16")                                                                      \
+        for (int i = 0; i < RB; i++)                                                                  \
+            _Pragma("GCC unroll 4")                                                                   \
+            for (int l = 0; l < L; l++) s[i][l] += a[i][l];                                           \
     }                                                                                                 \
     for (int64_t i = 0; i < nr; i++)                                                                  \
         for (int64_t j = 0; j < J; j++)                                                               \
-            y[(r0 + i) * J + j] = a[i][j / VL][j % VL] + (bias ? bias[j] : 0.0f);                     \
+            y[(r0 + i) * J + j] = s[i][j / VL][j % VL] + (bias ? bias[j] : 0.0f);                     \
 }
 FWD_BLOCK(1, 8)
-FWD_BLOCK(2, 6)
-FWD_BLOCK(3, 4)
+FWD_BLOCK(2, 5)
+FWD_BLOCK(3, 3)
 FWD_BLOCK(4, 3)
 
 void snnir_skinny_fwd(int64_t R, int64_t K, int64_t J, const float* x, int64_t ldx, const float* wt,
                       const float* bias, float* y, int threads) {
     const int64_t L = (J + VL - 1) / VL;
-    const int64_t RB = L == 1 ? 8 : L == 2 ? 6 : L == 3 ? 4 : 3;
+    const int64_t RB = L == 1 ? 8 : L == 2 ? 5 : 3;
     _Pragma("omp parallel for schedule(static) num_threads(threads)")
     for (int64_t r0 = 0; r0 < R; r0 += RB) {
         const int64_t nr = R - r0 < RB ? R - r0 : RB;
@@ -79,21 +92,28 @@ void snnir_skinny_fwd(int64_t R, int64_t K, int64_t J, const float* x, int64_t l
     }
 }
 
-/* gw[J, K] = g[R, J]^T @ x[R, K], gb[J] = sum of g's rows: per-thread partial sums; RG rows of x
-   held in registers per 16 columns while every output row's accumulator passes through once. */
+/* gw[J, K] = g[R, J]^T @ x[R, K], gb[J] = sum of g's rows. Each thread takes a contiguous range of
+   rows; RG rows of x are held in registers per 16 columns while every output row's block sum passes
+   through once; every RBLK rows the block sums are added to the thread's total (rounding error
+   grows like R / RBLK + RBLK rather than R), and the threads' totals are added at the end. */
 #define RG 8
+#define RBLK 256
 int snnir_skinny_gw(int64_t R, int64_t K, int64_t J, const float* g, const float* x, int64_t ldx, float* gw,
                     float* gb, int threads) {
-    float* ws = (float*)calloc((size_t)(threads * (J * K + J)), sizeof(float));
+    const int64_t per = 2 * (J * K + J);
+    float* ws = (float*)calloc((size_t)(threads * per), sizeof(float));
     if (!ws) return 1;
     const int64_t KV = K / VL * VL;
     _Pragma("omp parallel num_threads(threads)")
     {
-        float* acc = ws + (int64_t)omp_get_thread_num() * (J * K + J);
+        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        float* total = ws + (int64_t)tid * per;
+        float* acc = total + (J * K + J);
         float* accb = acc + J * K;
-        _Pragma("omp for schedule(static)")
-        for (int64_t r0 = 0; r0 < R; r0 += RG) {
-            const int64_t nr = R - r0 < RG ? R - r0 : RG;
+        const int64_t chunk = ((R + RG - 1) / RG + nth - 1) / nth * RG;
+        const int64_t lo = tid * chunk, hi = lo + chunk < R ? lo + chunk : R;
+        for (int64_t r0 = lo; r0 < hi; r0 += RG) {
+            const int64_t nr = hi - r0 < RG ? hi - r0 : RG;
             float gr[64][RG];
             const float* xr[RG];
             for (int64_t i = 0; i < RG; i++) {
@@ -117,10 +137,13 @@ int snnir_skinny_gw(int64_t R, int64_t K, int64_t J, const float* g, const float
             for (int64_t k = KV; k < K; k++)
                 for (int64_t j = 0; j < J; j++)
                     for (int i = 0; i < RG; i++) acc[j * K + k] += gr[j][i] * xr[i][k];
+            if ((r0 - lo) % RBLK == RBLK - RG || r0 + RG >= hi) {  /* fold the block into the total */
+                for (int64_t i = 0; i < J * K + J; i++) { total[i] += acc[i]; acc[i] = 0; }
+            }
         }
     }
     for (int64_t t = 1; t < threads; t++) {
-        const float* part = ws + t * (J * K + J);
+        const float* part = ws + t * per;
         for (int64_t i = 0; i < J * K + J; i++) ws[i] += part[i];
     }
     memcpy(gw, ws, sizeof(float) * (size_t)(J * K));
