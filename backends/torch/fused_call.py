@@ -48,9 +48,16 @@ class Plan:
     learned: bool  # the configuration has learned parameters
     state_shape: tuple[int, ...] = ()
     shape: tuple[int, ...] = ()
+    S: int = 1
+    fast: tuple | None = None  # the kernel call's constants on the inference fast path (``infer``)
 
     def __post_init__(self) -> None:
         self.state_shape, self.shape = tuple(self.pshape[1:]), tuple(self.pshape)
+        self.S = self.init.shape[0] if self.init is not None else 0
+        if (self.kernel is not None and self.order is None and not self.copy and not self.want_v
+                and self.init is not None):
+            self.fast = (self.T, self.N, self.M, self.tile, self.prm.data_ptr(), self.arrays.data_ptr(),
+                         torch.get_num_threads())
 
 
 def signature(module: Any, x: torch.Tensor) -> tuple:
@@ -96,6 +103,32 @@ def make_plan(module: Any, key: str, x_seq: torch.Tensor, params: dict[str, Any]
                 no_learn=arrays.new_empty((0, arrays.shape[1]), dtype=sdtype),
                 want_v=module.store_v_seq and module.step_mode == "m", sdtype=sdtype,
                 learned=bool(cfg.step.learnable))
+
+
+def infer(module: Any, plan: Plan, x_seq: torch.Tensor) -> torch.Tensor | None:
+    """The inference fast path (streaming: one step, batch 1, where Python is all the cost): a
+    contiguous input, no gradient, no voltage sequence; ``None`` where it does not apply."""
+    if plan.fast is None or (torch.is_grad_enabled() and x_seq.requires_grad):
+        return None
+    buffers = module._buffers
+    if buffers["v"] is None:
+        s0, row, col = plan.init_rows
+    else:
+        rows = module.__dict__.get("_rows")
+        if rows is None or rows[0].requires_grad and torch.is_grad_enabled() or \
+                any(buffers[k] is not r for k, r in zip(module.model.state, rows[1])):
+            return None
+        s0, row, col = rows[0], plan.N, 1
+    T, N, M, tile, prm, arrays, threads = plan.fast
+    spikes = torch.empty(plan.shape, dtype=x_seq.dtype)
+    state = torch.empty(plan.S, N, dtype=plan.sdtype)
+    plan.kernel._fwd(T, N, M, tile, x_seq.data_ptr(), spikes.data_ptr(), s0.data_ptr(), row, col, state.data_ptr(),
+                     None, prm, arrays, threads)
+    views = [state.view(plan.state_shape)] if plan.S == 1 else [r.view(plan.state_shape) for r in state.unbind(0)]
+    for k, value in zip(module.model.state, views):
+        buffers[k] = value
+    module.__dict__["_rows"] = (state, views)
+    return spikes
 
 
 def run_plan(module: Any, plan: Plan, x_seq: torch.Tensor, params: dict[str, Any] | None,

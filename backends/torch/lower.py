@@ -333,8 +333,9 @@ class GraphModule(StepModule):
                     for n in outs:
                         outs[n].append(part[n])
                 env.update({n: torch.cat(v) for n, v in outs.items()})
-            self._last = {p: env[p][-1] for p in self._delayed_sources}
-        self.captured = {n: env[n] for n in self.capture if n in env}
+            self.__dict__["_last"] = {p: env[p][-1] for p in self._delayed_sources}
+        # plain attributes, written directly (nn.Module.__setattr__ costs microseconds per call)
+        self.__dict__["captured"] = {n: env[n] for n in self.capture if n in env} if self.capture else {}
         outs = [env[self._preds[o][0][0]] for o in self.output_names]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
@@ -402,13 +403,21 @@ class GraphModule(StepModule):
             env[node_id] = torch.stack(seqs[node_id])
 
     def _single_step(self, env: dict[str, torch.Tensor], like: torch.Tensor) -> None:
-        for node_id in self._order:
-            op = self._op[node_id]
-            if op in ("input", "output"):
-                continue
-            args = [self._previous(p, like) if offset else env[p] for p, offset in self._preds[node_id]]
-            env[node_id] = self._call(node_id, args, like)
-        self._last = {n: env[n] for n in self._delayed_sources}
+        # (node, module, inputs, constant?) per node, looked up once: a streaming step is all overhead
+        steps = self.__dict__.get("_step_list")
+        if steps is None or any(self.layers[self._key[n]] is not m for n, m, _, _ in steps):
+            steps = self.__dict__["_step_list"] = [
+                (n, self.layers[self._key[n]], self._preds[n], self._op[n] == "constant")
+                for n in self._order if self._op[n] not in ("input", "output")]
+        delayed = self._delayed_sources
+        for node_id, layer, preds, constant in steps:
+            if constant:
+                env[node_id] = layer(like)
+            elif len(preds) == 1 and not preds[0][1]:
+                env[node_id] = layer(env[preds[0][0]])
+            else:
+                env[node_id] = layer(*[self._previous(p, like) if offset else env[p] for p, offset in preds])
+        self.__dict__["_last"] = {n: env[n] for n in delayed} if delayed else {}
 
     def _check_inputs(self, inputs: tuple[torch.Tensor, ...]) -> None:
         """Refuse inputs without (or with an extra) time axis, naming the shape the graph expects."""
@@ -417,10 +426,10 @@ class GraphModule(StepModule):
             if not torch.is_tensor(x):
                 raise TypeError(f"graph {self.graph_name!r}: input {name!r} must be a tensor, got {type(x).__name__}")
             sample = self.input_shapes[name]
+            if x.dim() == len(sample) + (2 if multi else 1) and tuple(x.shape[x.dim() - len(sample):]) == sample:
+                continue
             dims = ", ".join(["T", "N", *map(str, sample)] if multi else ["N", *map(str, sample)])
             got = list(x.shape)
-            if x.dim() == len(sample) + (2 if multi else 1) and tuple(got[x.dim() - len(sample):]) == sample:
-                continue
             what = (f"graph {self.graph_name!r} (step_mode={self.step_mode!r}) expects input {name!r} of shape "
                     f"[{dims}] (per-sample shape {sample}, recorded at trace time), got {got}")
             if multi and tuple(got[1:]) == sample:

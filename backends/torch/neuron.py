@@ -424,7 +424,8 @@ class Neuron(StepModule):
         plan = self.__dict__.get("_plan")
         if plan is not None and not torch.compiler.is_compiling() and x_seq.shape[0] and \
                 plan.sig[:-1] == fused_call.signature(self, x_seq):  # the plan of the last call still holds
-            return fused_call.run_plan(self, plan, x_seq, None)
+            out = fused_call.infer(self, plan, x_seq)
+            return out if out is not None else fused_call.run_plan(self, plan, x_seq, None)
         params = self._param_env(x_seq)
         key = self._fused_key(x_seq)
         if key is not None:
