@@ -1,7 +1,7 @@
 """Neuron models declared as equations (see ``model.py``), one short file per family."""
 
 from snnir.neurons.adaptive import AdaptiveLIF
-from snnir.neurons.cuba import CubaLIF
+from snnir.neurons.cuba import CUBA, CubaLIF
 from snnir.neurons.integrate_fire import IF, LIF, ParametricLIF
 from snnir.neurons.model import (
     COMMON_PARAMS,
@@ -14,6 +14,6 @@ from snnir.neurons.model import (
 from snnir.neurons.nonlinear import EIF, QIF, Izhikevich
 from snnir.neurons.threshold import Threshold
 
-__all__ = ["COMMON_PARAMS", "EIF", "IF", "LIF", "QIF", "AdaptiveLIF", "CubaLIF", "Equations",
+__all__ = ["COMMON_PARAMS", "CUBA", "EIF", "IF", "LIF", "QIF", "AdaptiveLIF", "CubaLIF", "Equations",
            "Izhikevich", "NeuronModel", "ParametricLIF", "Threshold", "get_model", "registered_models",
            "sigmoid"]

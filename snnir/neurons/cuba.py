@@ -19,3 +19,20 @@ class CubaLIF(NeuronModel):
     def charge(self, s, **options):
         return {"i": s.i - s.i / s.tau_syn + s.x,
                 "v": s.v - (s.v - s.v_reset) / s.tau_mem + s.i}
+
+
+class CUBA(NeuronModel):
+    """Loihi's CUBA neuron written with its per-step decays, as lava-dl slayer's ``cuba.Neuron`` is:
+
+    ``i[t] = i - current_decay * i + x``
+    ``v[t] = v - voltage_decay * (v - v_reset) + i[t]``
+    The same dynamics as ``CubaLIF`` with ``current_decay = 1/tau_syn``, ``voltage_decay = 1/tau_mem``,
+    but a decay may be 0 (an infinite time constant: netx's ``iDecay = 0`` keeps the current).
+    """
+
+    state = {"i": 0.0, "v": "v_reset"}
+    params = {"current_decay": 0.5, "voltage_decay": 0.5}
+
+    def charge(self, s, **options):
+        return {"i": s.i - s.current_decay * s.i + s.x,
+                "v": s.v - s.voltage_decay * (s.v - s.v_reset) + s.i}
