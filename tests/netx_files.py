@@ -146,7 +146,7 @@ def decays_and_defaults(d: Path) -> tuple[Path, np.ndarray]:
 
 def current_wrap(d: Path) -> tuple[Path, np.ndarray]:
     """A current that never decays grows by 2^16 per step and reaches exactly +2^23 (neuron 0) and
-    -2^23 (neuron 1) at step 127: Lava keeps +2^23 and turns -2^23 into +2^23 (both spike)."""
+    -2^23 (neuron 1) at step 128: Lava keeps +2^23 and turns -2^23 into +2^23 (both spike)."""
     path = d / "wrap.net"
     w = np.zeros((2, 9))
     w[0, :8], w[1, :8], w[1, 8] = 128, -128, 1
