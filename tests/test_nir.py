@@ -42,8 +42,8 @@ def _euler(kind, p, current, dt):
         if kind in ("CubaLI", "CubaLIF"):
             syn = syn + dt / p["tau_syn"] * (-syn + p["w_in"] * i_in)
             i_in = syn
-        if kind in ("I", "IF"):
-            v = v + dt * p["r"] * i_in
+        if kind in ("I", "IF"):  # r is the per-step gain (Sinabs, Norse, snnTorch), not r dt
+            v = v + p["r"] * i_in
         else:
             tau = p["tau"] if "tau" in p else p["tau_mem"]
             v = v + dt / tau * ((p["v_leak"] - v) + p["r"] * i_in)
@@ -62,7 +62,7 @@ def _params(kind, n, rng):
     if kind == "I":
         return {"r": r}
     if kind == "IF":
-        return {"r": r / DT, "v_threshold": np.full(n, 1.0), "v_reset": np.full(n, 0.0)}
+        return {"r": r, "v_threshold": np.full(n, 1.0), "v_reset": np.full(n, 0.0)}
     leak = {"v_leak": np.full(n, 0.2)}
     if kind == "LI":
         return {"tau": np.full(n, 2e-3), "r": r * 20, **leak}
