@@ -205,9 +205,11 @@ def test_parametric_lif_exports_its_current_tau(tmp_path):
 # --- what NIR cannot express ---------------------------------------------------------------------
 @pytest.mark.parametrize("attrs, why", [
     ({"model": "LIF", "v_reset": None}, "soft reset"),
-    ({"model": "QIF"}, "no NIR primitive"),
-    ({"model": "Izhikevich"}, "no NIR primitive"),
-    ({"model": "AdaptiveLIF"}, "no NIR primitive"),
+    ({"model": "QIF"}, r"non-linear \(term v\*\*2\)"),
+    ({"model": "EIF"}, "not a polynomial"),
+    ({"model": "Izhikevich"}, "the update of 'u' must depend on itself and the input"),
+    ({"model": "AdaptiveLIF"}, "the update of 'w' must depend on itself and the input"),
+    ({"model": "CUBA", "current_decay": 0.0}, "infinite time constant"),
 ])
 def test_export_refuses_what_nir_cannot_express(tmp_path, attrs, why):
     from snnir.backends.nir import UnsupportedNodeError

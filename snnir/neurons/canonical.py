@@ -136,6 +136,25 @@ def _linear(eq: Equations, name: str, expr: sp.Expr, gens: list[sp.Symbol]) -> d
     return coeffs
 
 
+def linear_update(expr: sp.Expr, state: str, x: str = "x") -> tuple[sp.Expr, sp.Expr, sp.Expr]:
+    """``(decay, gain, drift)`` of a one-state update ``state <- (1 - decay) state + gain x + drift``
+    written as a sympy expression (e.g. the ``synapse_filter`` op's ``i - i / tau + x``).
+
+    Example:
+        >>> import sympy as sp
+        >>> i, x, tau = sp.symbols("i x tau", real=True)
+        >>> linear_update(i - i / tau + x, "i")
+        (1/tau, 1, 0)
+    """
+    s, u = sp.Symbol(state, real=True), sp.Symbol(x, real=True)
+    poly = sp.Poly(_evaluated(expr), s, u)
+    if poly.total_degree() > 1:
+        raise NotCanonicalError(f"the update {expr} of {state!r} is not linear")
+    c = dict(poly.as_dict())
+    return (sp.simplify(1 - c.get((1, 0), 0)), sp.simplify(c.get((0, 1), sp.Integer(0))),
+            sp.simplify(c.get((0, 0), sp.Integer(0))))
+
+
 def _reject(coeffs: dict, allowed: set, eq: Equations, name: str, why: str) -> None:
     extra = [k for k in coeffs if k not in allowed and coeffs[k] != 0]
     if extra:
@@ -181,8 +200,8 @@ def form_of(eq: Equations) -> CanonicalForm:
         raise NotCanonicalError(f"neuron model {eq.model}: the input x does not reach v")
     if voltage_decay == 0:
         if drift != 0:
-            raise NotCanonicalError(f"neuron model {eq.model}: v drifts by {drift} per step without input and "
-                                    "without leak (a constant current); that is not a canonical neuron")
+            raise NotCanonicalError(f"neuron model {eq.model}: v drifts by {sp.nsimplify(drift)} per step without "
+                                    "input and without leak (a constant current); that is not a canonical neuron")
         leak = sp.Integer(0)
     else:
         leak = sp.simplify(drift / voltage_decay)
@@ -247,4 +266,4 @@ def canonical(node: Any) -> Canonical:
     return form.evaluate(values)
 
 
-__all__ = ["Canonical", "CanonicalForm", "NotCanonicalError", "canonical", "canonical_form", "form_of"]
+__all__ = ["Canonical", "CanonicalForm", "NotCanonicalError", "canonical", "canonical_form", "form_of", "linear_update"]

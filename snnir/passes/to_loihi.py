@@ -180,7 +180,8 @@ def input_transform(g: Graph, layer: LoihiLayer) -> tuple[float, float]:
     node = g.node(layer.synapse)
     if node.op == "scale":
         return float(node.attrs["factor"]), 0.0
-    return float(np.asarray(node.params["weight"]).reshape(-1)[0]), float(np.asarray(node.params["bias"]).reshape(-1)[0])
+    weight, bias = (float(np.asarray(node.params[k]).reshape(-1)[0]) for k in ("weight", "bias"))
+    return weight, bias
 
 
 def _layer_after(g: Graph, syn: Node) -> LoihiLayer:
