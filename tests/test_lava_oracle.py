@@ -85,7 +85,7 @@ def recurrent_dense(seed=4):
     add = g.add_node("add", [syn], id="sum")
     n = g.add_node("neuron", [add], attrs={"model": "CubaLIF", "tau_syn": 2.0, "tau_mem": 4.0}, id="rec_lif")
     rec = g.add_node("linear", [n], params={"weight": rng.normal(-0.1, 0.5, (6, 6)).astype(np.float32)}, id="rec")
-    g.add_edge(rec, add, port=1)
+    g.add_edge(rec, add, port=1, offset=1)  # the recurrent synapse reads the previous step's spikes
     out = g.add_node("linear", [n], params={"weight": rng.normal(0.2, 0.5, (3, 6)).astype(np.float32)}, id="fc")
     g.add_output(g.add_node("neuron", [out], attrs={"model": "IF"}, id="out"))
     return g, (8,)
