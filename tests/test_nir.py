@@ -320,3 +320,29 @@ def test_nested_graph_is_inlined_like_the_flat_graph():
     x = torch.rand(30, 2, 4) * 2
     out = _run(nested, x)
     assert out.sum() > 10 and torch.equal(out, _run(ref, x))
+
+
+def test_import_is_linear_in_the_graph_size(monkeypatch):
+    """Shapes are inferred once per node: importing a chain neither copies the graph nor re-infers
+    shapes per node (that made 2,000 nodes take minutes; see benchmarks/nir_import_scaling.py)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from nir_import_scaling import chain
+
+    calls = {"copy": 0, "infer": 0}
+    copy, infer = snnir.Graph.copy, snnir.Graph.infer_shapes
+
+    def counting_copy(self):
+        calls["copy"] += 1
+        return copy(self)
+
+    def counting_infer(self):
+        calls["infer"] += 1
+        return infer(self)
+
+    monkeypatch.setattr(snnir.Graph, "copy", counting_copy)
+    monkeypatch.setattr(snnir.Graph, "infer_shapes", counting_infer)
+    g = from_nir(chain(600))
+    assert len(g) == 602 and calls["copy"] == 0 and calls["infer"] <= 2
