@@ -667,3 +667,15 @@ def test_writer_refuses_weights_lava_would_change(tmp_path):
     with pytest.raises(LoihiMappingError, match="every weight is 0"):
         write_netx(LoihiProgram(zero), tmp_path / "x.h5")
     assert not (tmp_path / "x.h5").exists()  # checked before anything is written
+
+
+def test_example_netx_in_lava_runs_without_lava(monkeypatch):
+    import sys
+    from pathlib import Path
+
+    monkeypatch.delenv("SNNIR_LAVA_PYTHON", raising=False)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    import netx_in_lava
+
+    rows = netx_in_lava.main(T=10)
+    assert all(sim > 0 and lava is None for sim, lava, _ in rows.values()), rows

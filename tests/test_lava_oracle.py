@@ -168,3 +168,11 @@ def test_run_lava_reports_lava_missing_in_this_python():
 
     with pytest.raises(LavaUnavailableError, match="build_env.sh"):
         run_lava("net.h5", np.zeros((2, 1, 3)))
+
+
+def test_example_netx_in_lava_reports_identical_layers():
+    sys.path.insert(0, str(ROOT / "examples"))
+    import netx_in_lava
+
+    rows = netx_in_lava.main(T=15)
+    assert all(sim > 0 and sim == lava and same for sim, lava, same in rows.values()), rows
