@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(T: int = 30) -> dict[str, tuple[int, int | None, bool | None]]:
     torch.manual_seed(0)
     net = torch.nn.Sequential(snn.Conv2d(2, 6, 3, stride=2, padding=1), snn.LIF(tau=4.0, decay_input=False),
-                              snn.Flatten(), snn.Linear(6 * 5 * 5, 10, bias=False), snn.CubaLIF(tau_syn=2.0, tau_mem=4.0),
-                              snn.Linear(10, 3), snn.IF())
+                              snn.Flatten(), snn.Linear(6 * 5 * 5, 10, bias=False),
+                              snn.CubaLIF(tau_syn=2.0, tau_mem=4.0), snn.Linear(10, 3), snn.IF())
     with torch.no_grad():
         for m in net:
             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):

@@ -15,9 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import h5py
-import torch
-from lava.lib.dl import slayer
+# h5py, torch and lava are imported inside the functions: pytest collects this file for doctests in
+# snnir's environment, where Lava is absent.
 
 
 def neuron(current_decay: float, voltage_decay: float, threshold: float) -> dict:
@@ -25,7 +24,10 @@ def neuron(current_decay: float, voltage_decay: float, threshold: float) -> dict
             "requires_grad": False}
 
 
-def export(blocks: list[torch.nn.Module], path: Path, input_shape: tuple[int, ...]) -> None:
+def export(blocks: list, path: Path, input_shape: tuple[int, ...]) -> None:
+    import h5py
+    import torch
+
     x = (torch.rand(1, *input_shape, 4) < 0.5).float()
     with torch.no_grad():  # a forward pass sets the shapes the blocks export (as after training)
         for block in blocks:
@@ -36,8 +38,10 @@ def export(blocks: list[torch.nn.Module], path: Path, input_shape: tuple[int, ..
             block.export_hdf5(layer.create_group(f"{i}"))
 
 
-def randomize(blocks: list[torch.nn.Module], seed: int) -> None:
+def randomize(blocks: list, seed: int) -> None:
     """Spread the weights so that every layer spikes (slayer's init is small for short runs)."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for block in blocks:
@@ -48,6 +52,9 @@ def randomize(blocks: list[torch.nn.Module], seed: int) -> None:
 
 
 def main(out: Path) -> None:
+    import torch
+    from lava.lib.dl import slayer
+
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     tiny = [slayer.block.cuba.Input(neuron(0.25, 0.03, 1.0), weight=1.5, bias=0.1),
