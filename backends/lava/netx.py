@@ -386,6 +386,43 @@ def _read_conv(r: _Reader, group, where: str, shape, prev_shape, input_shape, na
     return layer, prev_shape
 
 
+def _read_layer(r: _Reader, root, i: int, layers: list[Layer], flatten: bool, input_shape) -> bool:
+    """Read layer ``i`` onto ``layers``; returns whether a flatten layer is pending."""
+    group, where = root[str(i)], f"layer/{i}"
+    kind = _kind_of(r, group, where)
+    if kind == "input":
+        if i != 0:
+            raise r.fail(f"{where}/type", "only the first layer may be of type 'input'")
+        shape = _shape(r, group, where)
+        if "neuron" in group:
+            neuron = _read_neuron(r, group, where, int(np.prod(shape)), kind)  # no bias: netx passes none
+            extra = {k: r.scalar(group, k, where, -(1 << 15), (1 << 15) - 1, default=d)
+                     for k, d in (("weight", 64), ("bias", 0))}
+            layers.append(Layer("input", shape, neuron, name=f"layer{i}", extra=extra))
+        else:
+            layers.append(Layer("input", shape, None, name=f"layer{i}"))
+        return False
+    if kind == "flatten":
+        if not layers:
+            raise r.fail(f"{where}/type", "a flatten layer needs a layer before it")
+        return True
+    shape = _shape(r, group, where)
+    prev = layers[-1].shape if layers else None
+    if kind in ("dense", "dense_rec"):
+        layer = _read_dense(r, group, where, kind, shape, prev, flatten, f"layer{i}")
+        if not layers:
+            layers.append(Layer("input", (layer.weight.shape[1],), None, name="input"))
+    else:
+        if flatten:
+            raise r.fail(f"{where}/type", "a conv layer cannot follow a flatten layer")
+        layer, in_shape = _read_conv(r, group, where, shape, prev, input_shape, f"layer{i}")
+        if not layers:
+            layers.append(Layer("input", in_shape, None, name="input"))
+    layers.append(layer)
+    flatten = False
+    return False
+
+
 def read_netx(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None) -> LoihiProgram:
     """Read a netx HDF5 file (ours or lava-dl slayer's) into a ``LoihiProgram``.
 
@@ -416,39 +453,12 @@ def read_netx(path: str | os.PathLike, input_shape: tuple[int, ...] | None = Non
         layers: list[Layer] = []
         flatten = False
         for i in range(len(names)):
-            group, where = root[str(i)], f"layer/{i}"
-            kind = _kind_of(r, group, where)
-            if kind == "input":
-                if i != 0:
-                    raise r.fail(f"{where}/type", "only the first layer may be of type 'input'")
-                shape = _shape(r, group, where)
-                if "neuron" in group:
-                    neuron = _read_neuron(r, group, where, int(np.prod(shape)), kind)  # no bias: netx passes none
-                    extra = {k: r.scalar(group, k, where, -(1 << 15), (1 << 15) - 1, default=d)
-                             for k, d in (("weight", 64), ("bias", 0))}
-                    layers.append(Layer("input", shape, neuron, name=f"layer{i}", extra=extra))
-                else:
-                    layers.append(Layer("input", shape, None, name=f"layer{i}"))
-                continue
-            if kind == "flatten":
-                if not layers:
-                    raise r.fail(f"{where}/type", "a flatten layer needs a layer before it")
-                flatten = True
-                continue
-            shape = _shape(r, group, where)
-            prev = layers[-1].shape if layers else None
-            if kind in ("dense", "dense_rec"):
-                layer = _read_dense(r, group, where, kind, shape, prev, flatten, f"layer{i}")
-                if not layers:
-                    layers.append(Layer("input", (layer.weight.shape[1],), None, name="input"))
-            else:
-                if flatten:
-                    raise r.fail(f"{where}/type", "a conv layer cannot follow a flatten layer")
-                layer, in_shape = _read_conv(r, group, where, shape, prev, input_shape, f"layer{i}")
-                if not layers:
-                    layers.append(Layer("input", in_shape, None, name="input"))
-            layers.append(layer)
-            flatten = False
+            where = f"layer/{i}"
+            try:
+                flatten = _read_layer(r, root, i, layers, flatten, input_shape)
+            except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, OverflowError) as e:
+                # h5py on corrupted bytes, numpy on odd dtypes: still a FormatError naming the layer
+                raise r.fail(where, f"cannot be read ({type(e).__name__}: {e})") from None
         if len(layers) < 2:
             raise r.fail("layer", "the network has no dense or conv layer")
         return LoihiProgram(layers)
