@@ -679,3 +679,13 @@ def test_example_netx_in_lava_runs_without_lava(monkeypatch):
 
     rows = netx_in_lava.main(T=10)
     assert all(sim > 0 and lava is None for sim, lava, _ in rows.values()), rows
+
+
+@pytest.mark.parametrize("name", ["tiny_conv", "pilotnet", "no_input"])
+def test_graph_view_of_slayer_files_runs_in_torch_like_the_chip(tmp_path, name):
+    """``read`` gives the float network (input neurons included); torch runs it within float rounding
+    of the fixed-point chip (rounding toward zero of the decays is the difference)."""
+    path, x = netx_files.SLAYER_LAYOUTS[name](tmp_path)
+    rows = compare(read(path), x, verbose=False)
+    assert all(r.agreement > 0.95 for r in rows), rows
+    assert all(r.fixed_rate > 0 for r in rows)
