@@ -256,14 +256,14 @@ def canonical(node: Any) -> Canonical:
     """
     if node.op not in ("neuron", "integrator"):
         raise NotCanonicalError(f"node {node.id!r} ({node.op}) is not a neuron")
+    from snnir.ops.neuron import parameter_values
+
     a = node.attrs
     m = get_model(a["model"])
-    reset: ResetKind = "none" if node.op == "integrator" else ("soft" if a.get("v_reset") is None else "hard")
+    soft = "v_reset" in a and a["v_reset"] is None  # a per-neuron v_reset is an array in params: hard
+    reset: ResetKind = "none" if node.op == "integrator" else ("soft" if soft else "hard")
     form = canonical_form(m.name, reset, **{k: a[k] for k in m.options if k in a})
-    values: dict[str, Any] = dict(m.all_params())
-    values.update({k: v for k, v in a.items() if k in values and v is not None and not isinstance(v, (dict, bool))})
-    values.update({k: np.asarray(v) for k, v in node.params.items()})
-    return form.evaluate(values)
+    return form.evaluate(parameter_values(node))
 
 
 __all__ = ["Canonical", "CanonicalForm", "NotCanonicalError", "canonical", "canonical_form", "form_of", "linear_update"]
