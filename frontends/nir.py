@@ -31,8 +31,9 @@ time constants in steps are rounded to 12 significant digits; a time constant sh
 NIR's text: snnir fires when ``v >= v_threshold`` (NIR and the peers: ``v > v_threshold``;
 spikes differ only when ``v`` lands exactly on the threshold), and every voltage starts at
 ``v_reset`` (NIR leaves the initial state open; the peers start at 0).
-Neuron time constants, thresholds and reset potentials must be equal across a layer (snnir's
-neuron parameters are per layer); ``r``, ``w_in`` and ``v_leak`` may vary per channel.
+Time constants, thresholds, reset and leak potentials may differ per neuron (Spyx writes a ``tau``
+per neuron): they become per-neuron parameter arrays of the snnir neuron; the input gains ``r`` and
+``w_in`` (and a leak offset) become an ``affine`` node, so they may vary per channel (axis 0).
 Several edges into one node are summed (an ``add`` node); a cycle becomes an snnir cycle whose
 closing edge reads the previous step (zero before the first step). A fed-back ``Affine`` is
 computed on the previous step's spikes, so its bias enters from the second step on, as in Norse's
@@ -100,6 +101,15 @@ def _arr(value: Any, node: str, field: str) -> np.ndarray:
     return out
 
 
+def _value(node: str, field: str, value: Any) -> float | np.ndarray:
+    """One value for the layer (a float), or per-neuron values (a float64 array that broadcasts to the
+    layer; the caller has checked that): neuron parameters may be either."""
+    a = _arr(value, node, field)
+    if a.size == 0:
+        raise GraphError(f"NIR node {node!r}: {field} is empty")
+    return float(a.flat[0]) if np.all(a == a.flat[0]) else a
+
+
 def _uniform(node: str, field: str, value: Any) -> float:
     a = _arr(value, node, field)
     if a.size == 0 or not np.all(a == a.flat[0]):
@@ -126,8 +136,10 @@ def _per_channel(node: str, field: str, a: np.ndarray, shape: tuple[int, ...]) -
     return per[:, 0].astype(np.float32)
 
 
-def _steps(seconds: float, dt: float) -> float:
+def _steps(seconds: float | np.ndarray, dt: float) -> float | np.ndarray:
     """``seconds / dt`` to 12 significant digits (undoes the float error of ``tau * dt / dt``)."""
+    if isinstance(seconds, np.ndarray):
+        return np.vectorize(lambda s: float(f"{s / dt:.12g}"), otypes=[np.float64])(seconds)
     return float(f"{seconds / dt:.12g}")
 
 
@@ -341,8 +353,8 @@ class _Builder:
         return self.g.add_node("delay", [src], attrs={"steps": int(round(steps))}, id=self._id(name))
 
     def _threshold(self, name: str, node: Any, src: str) -> str:
-        attrs = {"model": "Threshold", "v_threshold": _uniform(name, "threshold", node.threshold)}
-        return self.g.add_node("neuron", [src], attrs=attrs, id=self._id(name))
+        attrs = {"model": "Threshold", "v_threshold": _value(name, "threshold", node.threshold)}
+        return self._neuron(name, src, "neuron", attrs)
 
     # --- neurons ---------------------------------------------------------------------------------
     def _gain(self, name: str, src: str, gain: np.ndarray | float, offset: np.ndarray | float,
@@ -362,19 +374,25 @@ class _Builder:
         params = {"weight": np.asarray(g, np.float32), "bias": np.asarray(o, np.float32)}
         return self.g.add_node("affine", [src], params=params, id=node_id)
 
-    def _tau(self, name: str, field: str, value: Any) -> float:
-        """A time constant in steps; forward Euler overshoots (and diverges) when it is under one."""
-        seconds = _uniform(name, field, value)
+    def _tau(self, name: str, field: str, value: Any) -> float | np.ndarray:
+        """A time constant in steps (one per layer or per neuron); forward Euler overshoots (and
+        diverges) when it is under one."""
+        seconds = _value(name, field, value)
         steps = _steps(seconds, self.dt)
-        if steps < 1.0:
-            raise GraphError(f"NIR node {name!r}: {field} = {seconds:g} s is shorter than dt = {self.dt:g} s; "
+        if np.any(np.asarray(steps) < 1.0):
+            shortest = float(np.min(seconds))
+            raise GraphError(f"NIR node {name!r}: {field} = {shortest:g} s is shorter than dt = {self.dt:g} s; "
                              "forward Euler needs tau >= dt (import with a smaller dt)")
         return steps
 
     def _neuron(self, name: str, src: str, op: str, attrs: dict[str, Any]) -> str:
-        return self.g.add_node(op, [src], attrs=attrs, id=self._id(name))
+        """A neuron/integrator node; per-neuron values (arrays) are its params, the rest attributes."""
+        params = {k: np.asarray(v, np.float64) for k, v in attrs.items() if isinstance(v, np.ndarray)}
+        attrs = {k: v for k, v in attrs.items() if k not in params}
+        return self.g.add_node(op, [src], attrs=attrs, params=params, id=self._id(name))
 
-    def _leaky(self, name: str, node: Any, src: str, v_reset: float, op: str, extra: dict[str, Any]) -> str:
+    def _leaky(self, name: str, node: Any, src: str, v_reset: float | np.ndarray, op: str,
+               extra: dict[str, Any]) -> str:
         tau = self._tau(name, "tau", node.tau)
         r, v_leak = _arr(node.r, name, "r"), _arr(node.v_leak, name, "v_leak")
         if np.allclose(r / tau, 1.0, rtol=0, atol=1e-6):  # snnTorch: x is not scaled by dt / tau
@@ -387,12 +405,12 @@ class _Builder:
         return self._neuron(name, x, op, attrs)
 
     def _lif(self, name: str, node: Any, src: str) -> str:
-        v_reset = _uniform(name, "v_reset", node.v_reset)
+        v_reset = _value(name, "v_reset", node.v_reset)
         return self._leaky(name, node, src, v_reset, "neuron",
-                           {"v_threshold": _uniform(name, "v_threshold", node.v_threshold)})
+                           {"v_threshold": _value(name, "v_threshold", node.v_threshold)})
 
     def _li(self, name: str, node: Any, src: str) -> str:
-        v_leak = _uniform(name, "v_leak", node.v_leak)
+        v_leak = _value(name, "v_leak", node.v_leak)
         return self._leaky(name, node, src, v_leak, "integrator", {})
 
     def _step_gain(self, name: str, node: Any) -> np.ndarray:
@@ -402,31 +420,32 @@ class _Builder:
 
     def _if(self, name: str, node: Any, src: str) -> str:
         x = self._gain(name, src, self._step_gain(name, node), 0.0)
-        attrs = {"model": "IF", "v_threshold": _uniform(name, "v_threshold", node.v_threshold),
-                 "v_reset": _uniform(name, "v_reset", node.v_reset)}
+        attrs = {"model": "IF", "v_threshold": _value(name, "v_threshold", node.v_threshold),
+                 "v_reset": _value(name, "v_reset", node.v_reset)}
         return self._neuron(name, x, "neuron", attrs)
 
     def _i(self, name: str, node: Any, src: str) -> str:
         x = self._gain(name, src, self._step_gain(name, node), 0.0)
         return self._neuron(name, x, "integrator", {"model": "IF", "v_reset": 0.0})
 
-    def _cuba(self, name: str, node: Any, src: str, v_reset: float, op: str, extra: dict[str, Any]) -> str:
+    def _cuba(self, name: str, node: Any, src: str, v_reset: float | np.ndarray, op: str,
+              extra: dict[str, Any]) -> str:
         tau_syn, tau_mem = self._tau(name, "tau_syn", node.tau_syn), self._tau(name, "tau_mem", node.tau_mem)
         v_leak = _arr(node.v_leak, name, "v_leak")
         if not np.all(v_leak == v_reset):
-            raise GraphError(f"NIR node {name!r}: v_leak {np.unique(v_leak)[:5]} differs from v_reset {v_reset}; "
-                             "snnir's CubaLIF leaks towards v_reset")
+            raise GraphError(f"NIR node {name!r}: v_leak {np.unique(v_leak)[:5]} differs from v_reset "
+                             f"{np.unique(v_reset)[:5]}; snnir's CubaLIF leaks towards v_reset")
         gain = (_arr(node.r, name, "r") / tau_mem) * (_arr(node.w_in, name, "w_in") / tau_syn)
         x = self._gain(name, src, gain, 0.0)
         attrs = {"model": "CubaLIF", "tau_syn": tau_syn, "tau_mem": tau_mem, "v_reset": v_reset, **extra}
         return self._neuron(name, x, op, attrs)
 
     def _cubalif(self, name: str, node: Any, src: str) -> str:
-        return self._cuba(name, node, src, _uniform(name, "v_reset", node.v_reset), "neuron",
-                          {"v_threshold": _uniform(name, "v_threshold", node.v_threshold)})
+        return self._cuba(name, node, src, _value(name, "v_reset", node.v_reset), "neuron",
+                          {"v_threshold": _value(name, "v_threshold", node.v_threshold)})
 
     def _cubali(self, name: str, node: Any, src: str) -> str:
-        return self._cuba(name, node, src, _uniform(name, "v_leak", node.v_leak), "integrator", {})
+        return self._cuba(name, node, src, _value(name, "v_leak", node.v_leak), "integrator", {})
 
 
 _ELEMENTWISE = ("tau", "tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in", "threshold", "delay",

@@ -274,11 +274,45 @@ def test_inconsistent_shapes_name_the_node():
     with pytest.raises(GraphError, match=r"'output' \(Output\) declares shape \(3,\), but receives \(2,\)"):
         from_nir(_graph(nir.Input(input_type=np.array([3])), nir.Linear(weight=np.ones((2, 3), np.float32)),
                         nir.Output(output_type=np.array([3]))))
-    mixed = nir.LIF(tau=np.array([1e-3, 2e-3]), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2))
-    with pytest.raises(GraphError, match="NIR node 'lif'.*tau must be one value"):
-        from_nir(nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([2])), "lif": mixed,
+    short = nir.LIF(tau=np.array([1e-3, 5e-5]), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2))
+    with pytest.raises(GraphError, match="NIR node 'lif'.*tau = 5e-05 s is shorter than dt"):
+        from_nir(nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([2])), "lif": short,
                                      "output": nir.Output(output_type=np.array([2]))},
                               edges=[("input", "lif"), ("lif", "output")]))
+
+
+@pytest.mark.parametrize("kind", ["LIF", "CubaLIF", "LI", "IF"])
+def test_per_neuron_parameters_import_exactly_and_round_trip(tmp_path, kind):
+    """Spyx writes a time constant per neuron: time constants, thresholds and reset potentials per
+    neuron are imported as per-neuron parameter arrays, follow the float64 Euler reference, and export
+    back to the same NIR values."""
+    rng = np.random.default_rng(2)
+    n = 6
+    p = _params(kind, n, rng)
+    for field in ("tau", "tau_syn", "tau_mem"):
+        if field in p:
+            p[field] = p[field] * rng.integers(1, 5, n)  # one time constant per neuron
+    if "v_threshold" in p:
+        p["v_threshold"] = rng.integers(6, 12, n) / 8
+        p["v_reset"] = rng.integers(-2, 2, n) / 8
+        if kind == "CubaLIF":
+            p["v_leak"] = p["v_reset"]
+    node = getattr(nir, kind)(**p)
+    g = from_nir(_graph(nir.Input(input_type=np.array([n])), node, nir.Output(output_type=np.array([n]))), dt=DT)
+    neuron = next(x for x in g if x.op in ("neuron", "integrator"))
+    assert neuron.params, "per-neuron values are parameter arrays"
+    current = rng.uniform(0, 2.0, (80, 3, n))
+    ours, ref = _run(g, torch.tensor(current)).numpy(), _euler(kind, p, current, DT)
+    if kind == "LI":
+        np.testing.assert_allclose(ours, ref, rtol=1e-7, atol=1e-12)
+    else:
+        assert 10 < ref.sum() < ref.size - 10
+        np.testing.assert_array_equal(ours, ref)
+    snnir.export(g, tmp_path / "per_neuron.nir", format="nir", dt=DT)
+    back = nir.read(str(tmp_path / "per_neuron.nir")).nodes[neuron.id]
+    for field in ("tau", "tau_syn", "tau_mem", "v_threshold", "v_reset"):
+        if field in p:
+            np.testing.assert_allclose(np.asarray(getattr(back, field)), p[field], rtol=1e-12, err_msg=field)
 
 
 def test_time_constant_shorter_than_dt_is_refused():
