@@ -106,7 +106,7 @@ def lava_runs(tmp_path_factory):
         g, shape = build()
         path = d / f"{name}.h5"
         snnir.export(g, path, format="lava")
-        cases[name] = path, (np.random.default_rng(100 + k).random((30, 2, *shape)) < 0.4).astype(np.float32)
+        cases[name] = path, (np.random.default_rng(100 + k).random((40, 1, *shape)) < 0.4).astype(np.float32)
     subprocess.run([LAVA_PYTHON, str(ROOT / "tests" / "lava_oracle" / "slayer_nets.py"), str(d / "slayer")],
                    check=True, timeout=300, capture_output=True)
     for k, (name, shape) in enumerate(zip(SLAYER, [(2, 8, 8), (3, 16, 32), (10,)])):
