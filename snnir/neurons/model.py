@@ -213,7 +213,8 @@ class NeuronModel:
             fire = self.fire(s)
             post = {"hard": [("v", (1 - s.spike) * s.v + s.spike * s.v_reset)],
                     "soft": [("v", s.v - s.spike * s.v_threshold)], "none": []}[reset]
-            takes_options = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(self.on_spike).parameters.values())
+            accepted = inspect.signature(self.on_spike).parameters
+            takes_options = set(options) <= set(accepted) or any(p.kind is p.VAR_KEYWORD for p in accepted.values())
             spike_updates = self.on_spike(s, **options) if takes_options else self.on_spike(s)
             post += [(k, sp.sympify(e)) for k, e in spike_updates.items()]
         charge = [(k, e.xreplace(leak_target)) for k, e in charge]
