@@ -217,7 +217,8 @@ class NeuronModel:
             takes_options = set(options) <= set(accepted) or any(p.kind is p.VAR_KEYWORD for p in accepted.values())
             spike_updates = self.on_spike(s, **options) if takes_options else self.on_spike(s)
             post += [(k, sp.sympify(e)) for k, e in spike_updates.items()]
-        charge = [(k, e.xreplace(leak_target)) for k, e in charge]
+        with sp.evaluate(False):  # keep the written grouping: v - (v - 0) / tau + x, as SpikingJelly computes
+            charge = [(k, e.xreplace(leak_target)) for k, e in charge]
         for k, _ in [*charge, *post]:
             if k not in self.state:
                 raise GraphError(f"neuron model {self.name} assigns {k!r}, which is not in its state "
