@@ -384,9 +384,8 @@ class _Emitter:
     def value(self, a: Any, what: str, env: dict) -> str:
         if not isinstance(a, fx.Node):
             raise self.ctx.error(f"{what} must be a tensor produced by the model, got constant {a!r}")
-        if isinstance(env[a], peers.TupleOutput):
-            raise self.ctx.error(f"{what} is the tuple {env[a].names} that module '{env[a].path}' returns; "
-                                 "take its spikes with [0] (or construct snnTorch neurons with init_hidden=True)")
+        if isinstance(env[a], (peers.TupleOutput, peers.Unusable)):
+            raise self.ctx.error(env[a].why(what))
         return env[a]
 
     def emit(self, name: str, prefix: str, env: dict, node: fx.Node | None, op: str, inputs: list[str],

@@ -14,22 +14,27 @@ import snnir
 
 
 def run_both(net: torch.nn.Module, x: torch.Tensor, run_peer: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor],
-             *, fused: bool = True, train: bool = False):
+             *, fused: bool = True, train: bool = False, step_mode: str = "m"):
     """``(peer output, snnir output, peer input grad, snnir input grad, compiled module)`` on ``x``.
 
     The loss weights each output element differently, so gradients of every step and unit count.
     ``fused=False`` runs snnir's per-step reference path (one fused kernel build per neuron
     configuration costs about a second; broad parameter sweeps use the reference path).
+    ``step_mode="s"`` runs the compiled module one step per call, as single-step peers run: their
+    layers then multiply the same ``[N, ...]`` blocks (a ``[T*N, ...]`` GEMM may round differently).
     """
     net.train(train)
-    compiled = snnir.compile(snnir.trace(net, x)).train(train)
+    compiled = snnir.compile(snnir.trace(net, x), step_mode=step_mode).train(train)
     for neuron in compiled.neurons().values():
         neuron.fused = fused
     outs = []
     for model in (net, compiled):
         xi = x.clone().requires_grad_()
         torch.manual_seed(1)
-        y = run_peer(model, xi) if model is net else model(xi)
+        if model is net:
+            y = run_peer(model, xi)
+        else:
+            y = model(xi) if step_mode == "m" else torch.stack([model(xt) for xt in xi.unbind(0)])
         (y * torch.linspace(0.5, 1.5, y.numel()).view_as(y)).sum().backward()
         outs.append((y.detach(), xi.grad))
     (y_peer, g_peer), (y, g) = outs

@@ -189,9 +189,24 @@ class TupleOutput:
     names: tuple[str, ...]
     path: str
 
-    def select(self, index: Any) -> str:
+    def select(self, index: Any) -> str | Unusable:
+        """Element ``index``: the spikes' node id, or a marker that errors if it is used."""
         if index == 0:
             return self.node
         name = self.names[index] if isinstance(index, int) and 0 <= index < len(self.names) else index
-        raise TraceError(f"module '{self.path}' returns {self.names}; output {name!r} (index {index!r}) has no "
-                         f"IR form: a traced neuron outputs its spikes only. Record states with snnir's monitors")
+        return Unusable(f"output {name!r} (index {index!r}) of module '{self.path}' (which returns {self.names}) "
+                        "has no IR form: a traced neuron outputs its spikes only. Record states with snnir's monitors")
+
+    def why(self, what: str) -> str:
+        return (f"{what} is the tuple {self.names} that module '{self.path}' returns; take its spikes with [0] "
+                "(or construct snnTorch neurons with init_hidden=True)")
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """A value in the traced model that has no IR form; using it is an error (unused, it is fine)."""
+
+    message: str
+
+    def why(self, what: str) -> str:
+        return f"{what} is {self.message}"

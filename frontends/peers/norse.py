@@ -31,7 +31,7 @@ FRAMEWORK = Framework("Norse", stateful=lambda m: isinstance(m, _STATEFUL),
 
 
 def _value(p: Any, name: str, ctx: Context) -> torch.Tensor:
-    t = torch.as_tensor(getattr(p, name))
+    t = torch.as_tensor(getattr(p, name)).detach()  # IAFCell's initial_state marks p.v_reset requires_grad
     if t.numel() != 1:
         raise ctx.refuse(f"p.{name}", tuple(t.shape), "per-neuron parameters are not supported; give one value")
     if t.dtype != torch.float32:

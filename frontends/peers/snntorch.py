@@ -3,7 +3,8 @@
 ``Leaky`` and ``Synaptic`` become ``SnnTorchLeaky``/``SnnTorchSynaptic`` neurons, whose equations
 hold snnTorch's reset timing (``reset_delay``), its ``reset_mechanism`` and its firing rule
 (``v > threshold``); ``RLeaky``/``RSynaptic`` wrap those in ``snn.Recurrent`` with the recurrent
-connection (``Linear``, ``Conv2d`` or the one-to-one ``V``); ``Lapicque`` is its input gain
+connection (``Linear``, ``Conv2d`` or the one-to-one ``V``; its bias, which snnTorch adds from step 0
+on, goes in front of the loop); ``Lapicque`` is its input gain
 ``R * (1 / (R C)) * time_step`` (``scale`` nodes) in front of ``SnnTorchLeaky`` with
 ``beta = 1 - time_step / (R C)``. Surrogates: ``atan`` -> ``ATan``, ``fast_sigmoid`` ->
 ``FastSigmoid``, ``sigmoid`` -> ``Sigmoid``, ``straight_through_estimator``/``heaviside``/
@@ -17,6 +18,7 @@ so their voltages agree to float rounding.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import Any
 
@@ -102,20 +104,29 @@ def _synaptic(m: snntorch.Synaptic, ctx: Context) -> Conversion:
     return Conversion(neuron, outputs=_outputs(m, "syn", "mem"))
 
 
-def _connection(m: nn.Module, ctx: Context) -> nn.Module:
-    """The recurrent path of ``RLeaky``/``RSynaptic``: its ``Linear``/``Conv2d``, or ``V * spk``."""
-    if m.all_to_all:
-        return m.recurrent
-    v = torch.as_tensor(m.V)
-    if v.numel() != 1:
-        raise ctx.refuse("V", tuple(v.shape), "a per-neuron one-to-one weight has no snnir op yet; give a scalar V")
-    return snn.Scale(float(v))
+def _recurrent(m: nn.Module, neuron: snn.Neuron, ctx: Context) -> nn.Module:
+    """``RLeaky``/``RSynaptic``: ``neuron`` fed by ``x + V(spk[t-1])``, in a ``snn.Recurrent`` loop.
+
+    snnTorch applies its recurrent layer to the zero spikes of step 0 too, adding its bias; the
+    loop's feedback starts at 0, so the bias moves in front of the loop (``x + b + W spk``).
+    """
+    if not m.all_to_all:
+        v = torch.as_tensor(m.V).detach()
+        if v.numel() != 1:
+            raise ctx.refuse("V", tuple(v.shape), "a per-neuron one-to-one weight has no snnir op yet; give a scalar V")
+        return snn.Recurrent(neuron, snn.Scale(float(v)))
+    connection = copy.deepcopy(m.recurrent)
+    bias, connection.bias = connection.bias, None
+    loop = snn.Recurrent(neuron, connection)
+    if bias is None:
+        return loop
+    return nn.Sequential(snn.Affine(torch.tensor(1.0), bias.detach()), loop)
 
 
 @register(FRAMEWORK, snntorch.RLeaky)
 def _rleaky(m: snntorch.RLeaky, ctx: Context) -> Conversion:
     neuron = _neuron(m, models.SnnTorchLeaky(), ctx, m.reset_mechanism, bool(m.reset_delay), beta=_beta(m, ctx))
-    return Conversion(snn.Recurrent(neuron, _connection(m, ctx)), outputs=_outputs(m, "mem"))
+    return Conversion(_recurrent(m, neuron, ctx), outputs=_outputs(m, "mem"))
 
 
 @register(FRAMEWORK, snntorch.RSynaptic)
@@ -123,7 +134,7 @@ def _rsynaptic(m: snntorch.RSynaptic, ctx: Context) -> Conversion:
     _scalar(m, "alpha", ctx, "learn_alpha")
     neuron = _neuron(m, models.SnnTorchSynaptic(), ctx, m.reset_mechanism, bool(m.reset_delay),
                      alpha=float(m.alpha.clamp(0, 1)), beta=_beta(m, ctx))
-    return Conversion(snn.Recurrent(neuron, _connection(m, ctx)), outputs=_outputs(m, "syn", "mem"))
+    return Conversion(_recurrent(m, neuron, ctx), outputs=_outputs(m, "syn", "mem"))
 
 
 @register(FRAMEWORK, snntorch.Lapicque)

@@ -1,0 +1,203 @@
+"""snnTorch 1.0 neurons traced by ``snnir.trace``: identical spikes, gradients to float rounding.
+
+snnTorch neurons are single-step modules; the reference runs them once per time step. Its reset
+timing (``reset_delay``), mechanisms and strict ``v > threshold`` firing are part of the mapped
+equations, so feed-forward layers agree bit for bit; the recurrent ones sum ``x + V(spk)`` before
+the leak (snnTorch after), so they are compared to float rounding.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peer_agreement import assert_close_grads, assert_same_spikes, run_both
+
+import snnir
+from snnir import TraceError
+
+snntorch = pytest.importorskip("snntorch", reason="snnTorch is a test reference (pip install --no-deps snntorch==1.0.0)")
+from snntorch import surrogate, utils  # noqa: E402
+
+
+def _run_steps(net, x):
+    utils.reset(net)
+    return torch.stack([net(xt) for xt in x.unbind(0)])
+
+
+def _net(*neurons, gain=2.5, sizes=(6, 8, 5)):
+    torch.manual_seed(5)
+    layers = []
+    for i, neuron in enumerate(neurons):
+        layers += [torch.nn.Linear(sizes[i], sizes[i + 1]), neuron]
+    net = torch.nn.Sequential(*layers)
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, torch.nn.Linear):
+                m.weight.mul_(gain)
+    return net
+
+
+MECHANISMS = [(mech, delay) for mech in ("subtract", "zero", "none") for delay in (True, False)]
+
+
+@pytest.mark.parametrize("mechanism,reset_delay", MECHANISMS)
+def test_leaky_and_synaptic(mechanism, reset_delay):
+    kw = {"init_hidden": True, "reset_mechanism": mechanism, "reset_delay": reset_delay,
+          "spike_grad": surrogate.fast_sigmoid(slope=5)}
+    net = _net(snntorch.Leaky(beta=0.8, threshold=0.9, **kw), snntorch.Synaptic(alpha=0.7, beta=0.85, **kw))
+    y_peer, y, g_peer, g, compiled = run_both(net, torch.rand(15, 4, 6), _run_steps, fused=False, step_mode="s")
+    assert_same_spikes(y_peer, y)
+    assert_close_grads(g, g_peer)
+    leaky, synaptic = compiled.neurons().values()
+    assert torch.equal(leaky.v, net[1].mem) and torch.equal(synaptic.v, net[3].mem)
+    assert torch.equal(synaptic.syn, net[3].syn)
+
+
+def test_fused_kernels():
+    """The compiled default (fused kernels) for Leaky and Synaptic, delayed and immediate reset."""
+    for delay in (True, False):
+        kw = {"init_hidden": True, "reset_delay": delay}
+        net = _net(snntorch.Leaky(beta=0.8, **kw), snntorch.Synaptic(alpha=0.7, beta=0.85, **kw))
+        y_peer, y, g_peer, g, _ = run_both(net, torch.rand(15, 4, 6), _run_steps, step_mode="s")
+        assert_same_spikes(y_peer, y)
+        assert_close_grads(g, g_peer)
+
+
+SURROGATES = {"atan": surrogate.atan(alpha=3.0), "fast_sigmoid": surrogate.fast_sigmoid(slope=10),
+              "sigmoid": surrogate.sigmoid(slope=5), "ste": surrogate.straight_through_estimator(),
+              "heaviside": surrogate.heaviside(), "triangular": surrogate.triangular(threshold=0.5)}
+
+
+@pytest.mark.parametrize("name", sorted(SURROGATES))
+def test_surrogates(name):
+    net = _net(snntorch.Leaky(beta=0.9, init_hidden=True, spike_grad=SURROGATES[name]), gain=3.0)
+    y_peer, y, g_peer, g, _ = run_both(net, torch.rand(12, 4, 6), _run_steps, fused=False, step_mode="s")
+    assert_same_spikes(y_peer, y)
+    assert_close_grads(g, g_peer)
+
+
+def test_surrogate_disable_passes_no_gradient():
+    net = _net(snntorch.Leaky(beta=0.9, init_hidden=True, surrogate_disable=True))
+    compiled = snnir.compile(snnir.trace(net, torch.rand(2, 1, 6)))
+    x = torch.rand(8, 3, 6, requires_grad=True)
+    y = compiled(x)
+    y.sum().backward()
+    assert torch.equal(y.detach(), _run_steps(net, x.detach())) and torch.equal(x.grad, torch.zeros_like(x))
+
+
+def test_threshold_tie_does_not_fire():
+    """snnTorch fires at mem > threshold: a membrane exactly at threshold stays silent, in snnir too."""
+    net = torch.nn.Sequential(snntorch.Leaky(beta=0.5, threshold=1.0, init_hidden=True))
+    x = torch.tensor([[[1.0]], [[0.5]], [[0.75]], [[2.0]]])  # mem: 1.0 (tie), 1.0 (tie), 1.25, ...
+    y = snnir.compile(snnir.trace(net, x))(x)
+    assert torch.equal(y, _run_steps(net, x)) and y.flatten().tolist() == [0.0, 0.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("kind", ["linear", "one_to_one", "conv"])
+def test_recurrent_leaky(kind):
+    torch.manual_seed(6)
+    kw = {"beta": 0.8, "init_hidden": True}
+    if kind == "conv":
+        lif = snntorch.RLeaky(conv2d_channels=3, kernel_size=3, **kw)
+        net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), lif)
+        x = torch.rand(10, 2, 2, 6, 6)
+    else:
+        lif = (snntorch.RLeaky(linear_features=8, **kw) if kind == "linear"
+               else snntorch.RLeaky(all_to_all=False, V=0.5, **kw))
+        net = torch.nn.Sequential(torch.nn.Linear(6, 8), lif)
+        x = torch.rand(12, 4, 6)
+    with torch.no_grad():
+        net[0].weight.mul_(3)
+    y_peer, y, g_peer, g, _ = run_both(net, x, _run_steps, step_mode="s")
+    assert_same_spikes(y_peer, y)
+    assert_close_grads(g, g_peer, rtol=1e-4)
+
+
+def test_recurrent_synaptic():
+    net = _net(snntorch.RSynaptic(alpha=0.6, beta=0.8, linear_features=8, init_hidden=True, reset_mechanism="zero"))
+    y_peer, y, g_peer, g, _ = run_both(net, torch.rand(12, 4, 6), _run_steps, fused=False, step_mode="s")
+    assert_same_spikes(y_peer, y)
+    assert_close_grads(g, g_peer, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kw", [{"beta": 0.85}, {"R": 5.1, "C": 5e-3, "time_step": 1e-2},
+                                {"beta": 0.8, "reset_mechanism": "zero"}], ids=["beta", "RC", "zero"])
+def test_lapicque(kw):
+    net = _net(snntorch.Lapicque(init_hidden=True, **kw), gain=4.0)
+    y_peer, y, g_peer, g, compiled = run_both(net, torch.rand(15, 4, 6), _run_steps, fused=False, step_mode="s")
+    assert_same_spikes(y_peer, y)
+    assert_close_grads(g, g_peer)
+    assert torch.equal(next(iter(compiled.neurons().values())).v, net[1].mem)
+
+
+class ExplicitOutputs(torch.nn.Module):
+    """snnTorch's tutorial style: neurons return ``(spk, mem)``; the model uses the spikes."""
+
+    def __init__(self, use_mem: bool = False) -> None:
+        super().__init__()
+        self.fc1, self.lif1 = torch.nn.Linear(6, 8), snntorch.Leaky(beta=0.9)
+        self.fc2, self.lif2 = torch.nn.Linear(8, 4), snntorch.Synaptic(alpha=0.8, beta=0.9, output=True)
+        self.use_mem = use_mem
+
+    def forward(self, x):
+        spk1, mem1 = self.lif1(self.fc1(x))
+        out = self.lif2(self.fc2(mem1 if self.use_mem else spk1))
+        return out[0]
+
+
+def test_tuple_outputs_trace_their_spikes():
+    torch.manual_seed(7)
+    net = ExplicitOutputs()
+    with torch.no_grad():
+        net.fc1.weight.mul_(3)
+        net.fc2.weight.mul_(4)
+    y_peer, y, g_peer, g, _ = run_both(net, torch.rand(12, 4, 6), _run_steps, step_mode="s")
+    assert_same_spikes(y_peer, y)
+    assert_close_grads(g, g_peer)
+
+
+class ExplicitState(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.lif = torch.nn.Linear(6, 4), snntorch.Leaky(beta=0.9)
+
+    def forward(self, x, mem):
+        return self.lif(self.fc(x), mem)[0]
+
+
+@pytest.mark.parametrize("module,match", [
+    (lambda: ExplicitOutputs(use_mem=True), r"module input is output 'mem' \(index 1\) of module 'lif1' \(which "
+                                            r"returns \('spk', 'mem'\)\) has no IR form"),
+    (lambda: torch.nn.Sequential(torch.nn.Linear(6, 4), snntorch.Leaky(beta=0.9, learn_beta=True, init_hidden=True)),
+     r"module '1' \(snntorch.*Leaky\): learn_beta=True has no snnir equivalent"),
+    (lambda: torch.nn.Sequential(torch.nn.Linear(6, 4), snntorch.Leaky(beta=torch.rand(4), init_hidden=True)),
+     r"beta=\(4,\) has no snnir equivalent: per-neuron values"),
+    (lambda: torch.nn.Sequential(torch.nn.Linear(6, 4), snntorch.Leaky(beta=0.9, inhibition=True, init_hidden=True)),
+     r"inhibition=True has no snnir equivalent"),
+    (lambda: torch.nn.Sequential(torch.nn.Linear(6, 4), snntorch.Leaky(beta=0.9, graded_spikes_factor=2.0,
+                                                                       init_hidden=True)),
+     r"graded_spikes_factor=2.0 has no snnir equivalent"),
+    (lambda: torch.nn.Sequential(torch.nn.Linear(6, 4), snntorch.Leaky(
+        beta=0.9, spike_grad=surrogate.spike_rate_escape(), init_hidden=True)),
+     r"spike_grad='snntorch.surrogate.spike_rate_escape' has no snnir equivalent"),
+    (lambda: torch.nn.Sequential(torch.nn.Linear(6, 4), snntorch.Alpha(alpha=0.9, beta=0.8, init_hidden=True)),
+     r"Alpha\): no snnir equivalent\. snnTorch modules snnir maps: Lapicque, Leaky"),
+])
+def test_unmappable_modules_are_named(module, match):
+    with pytest.warns(UserWarning) if "inhibition" in match else _nothing():
+        net = module()
+    with pytest.raises(TraceError, match=match):
+        snnir.trace(net, torch.rand(2, 3, 6))
+
+
+def test_explicit_state_argument_is_refused():
+    with pytest.raises(TraceError, match=r"called with 2 arguments.*state lives in the graph"):
+        snnir.trace(ExplicitState(), (torch.rand(2, 3, 6), torch.rand(2, 3, 4)))
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
