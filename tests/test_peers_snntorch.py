@@ -15,7 +15,8 @@ from peer_agreement import assert_close_grads, assert_same_spikes, run_both
 import snnir
 from snnir import TraceError
 
-snntorch = pytest.importorskip("snntorch", reason="snnTorch is a test reference (pip install --no-deps snntorch==1.0.0)")
+snntorch = pytest.importorskip("snntorch", reason="snnTorch is a test reference "
+                                                  "(pip install --no-deps snntorch==1.0.0)")
 from snntorch import surrogate, utils  # noqa: E402
 
 
