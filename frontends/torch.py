@@ -275,12 +275,18 @@ def trace(model: nn.Module, example_input: Any = None, *, time_axis: bool = True
     Args:
         model: a module built from ``snnir.nn`` modules, torch layers and the supported functions.
         example_input: a tensor (or tuple of tensors, one per input) fixing per-sample shapes;
-            ``[T, N, ...]`` when ``time_axis`` (the default), else ``[N, ...]``.
+            ``[T, N, ...]`` when ``time_axis`` (the default), else ``[N, ...]``. An ``[N, ...]``
+            example traced with ``time_axis=True`` that only fits the model without a time axis
+            is refused, asking for ``time_axis=False``.
         time_axis: whether ``example_input`` has the leading time axis.
         name: graph name (default: the model's class name).
 
+    The graph records the model's training mode (``meta["training"]``, and
+    ``meta["training_nodes"]`` for layers in the other mode, e.g. a frozen BatchNorm), which
+    ``snnir.compile`` restores.
+
     ``snn.Recurrent`` wrappers become graph cycles: ``add(x, feedback) -> module -> connection``
-    with the feedback edge reading the previous step.
+    with the feedback edge reading the previous step (time offset 1).
 
     Example:
         >>> import torch
@@ -306,11 +312,34 @@ def trace(model: nn.Module, example_input: Any = None, *, time_axis: bool = True
         if not torch.is_tensor(x) or x.dim() < lead:
             raise TraceError(f"example input must be a tensor with {'[T, N, ...]' if time_axis else '[N, ...]'} "
                              f"axes, got {getattr(x, 'shape', type(x).__name__)}")
+    try:
+        g = _trace_shapes(model, [tuple(x.shape[lead:]) for x in examples], name)
+    except TraceError as e:
+        if time_axis and all(x.dim() >= 2 for x in examples):
+            try:  # does the example fit without a time axis? then say so instead
+                _trace_shapes(model, [tuple(x.shape[1:]) for x in examples], name)
+            except TraceError:
+                pass
+            else:
+                got = ", ".join(str(list(x.shape)) for x in examples)
+                samples = ", ".join(str(tuple(x.shape[1:])) for x in examples)
+                raise TraceError(f"example input {got} has no time axis: {type(model).__name__} takes per-sample "
+                                 f"shape {samples}, so this is [N, ...]. Pass time_axis=False to trace from a "
+                                 f"single step, or give a sequence [T, N, ...] (x.unsqueeze(0)). ({e})") from None
+        raise
+    g.meta["training"] = bool(model.training)
+    return g
+
+
+def _trace_shapes(model: nn.Module, shapes: list[tuple[int, ...]], name: str | None) -> Graph:
     g = Graph(name or type(model).__name__)
-    shapes = [tuple(x.shape[lead:]) for x in examples]
-    outputs = _Emitter(g, _step_offset(model)).module(model, None, shapes, prefix="")
+    emitter = _Emitter(g, _step_offset(model))
+    outputs = emitter.module(model, None, shapes, prefix="")
     for out in outputs:
         g.add_output(out)
+    other_mode = {n: flag for n, flag in emitter.training.items() if flag != model.training and n in g}
+    if other_mode:
+        g.meta["training_nodes"] = other_mode
     try:
         return g.validate()
     except GraphError as e:
@@ -324,6 +353,7 @@ class _Emitter:
     def __init__(self, g: Graph, offset: int) -> None:
         self.g = g
         self.ctx = _Context(offset)
+        self.training: dict[str, bool] = {}  # node id -> training flag of the module it came from
         self.tuple_outputs: dict[str, tuple[str, ...]] = {}  # node id -> names of a peer's tuple output
 
     def module(self, model: nn.Module, inputs: list[str] | None, shapes: list[tuple[int, ...]] | None,
@@ -405,7 +435,7 @@ class _Emitter:
         if peers.is_leaf(m):
             conversion = peers.convert(m, path, lambda: [self.g.infer_shapes().node(i).shape for i in inputs])
             if conversion.module is not None or conversion.ops is not None:
-                return self.peer(conversion, name, inputs)
+                return self.peer(conversion, name, inputs, m.training)
         mapper = _module_mapper(m)
         if mapper is None:
             raise self.ctx.error("no snnir op for this module class. Supported: " +
@@ -414,9 +444,11 @@ class _Emitter:
         mapped = mapper(m, self.ctx)
         if mapped is None:
             return inputs[0]
-        return self.emit(name, "", {}, None, mapped[0], inputs, mapped[1], mapped[2])
+        node_id = self.emit(name, "", {}, None, mapped[0], inputs, mapped[1], mapped[2])
+        self.training[node_id] = m.training
+        return node_id
 
-    def peer(self, conversion: peers.Conversion, name: str, inputs: list[str]) -> str:
+    def peer(self, conversion: peers.Conversion, name: str, inputs: list[str], training: bool) -> str:
         """Emit a peer module's snnir equivalent (a module traced in its place, or a chain of ops)."""
         if len(inputs) != 1:
             raise self.ctx.error(f"called with {len(inputs)} arguments; snnir traces peer modules called on their "
@@ -425,7 +457,9 @@ class _Emitter:
             out = inputs[0]
             for i, (op, attrs, params) in enumerate(conversion.ops):
                 out = self.emit(name if i == 0 else f"{name}_{i}", "", {}, None, op, [out], attrs, params)
+                self.training[out] = training
         else:
+            conversion.module.train(training)  # built for the occasion: it takes the peer module's mode
             outer = self.ctx.offset
             if conversion.single_step:  # e.g. SeqToANNContainer: its inside sees [N, ...]
                 self.ctx.offset = 1
@@ -449,7 +483,7 @@ class _Emitter:
                 (feedback,) = self.module(m.connection, [out], None, prefix=f"{name}_fb_")
         finally:
             self.ctx.offset = outer
-        self.g.add_edge(feedback, entry, port=len(inputs))
+        self.g.add_edge(feedback, entry, port=len(inputs), offset=1)
         return out
 
 
