@@ -10,12 +10,12 @@ Classes match exactly: a subclass of a registered class (SpikingJelly's ``ILIFNo
 ``LIFNode``) is accepted only if it overrides nothing but ``__init__``/``extra_repr``. A peer module
 with no mapping stops tracing with its module path, class and the parameter that has no equivalent.
 
-Example:
-    >>> import torch, snnir
-    >>> from spikingjelly.activation_based import layer, neuron
-    >>> net = torch.nn.Sequential(layer.Linear(4, 3), neuron.LIFNode(tau=2.0))
-    >>> [n.op for n in snnir.trace(net, torch.rand(5, 2, 4))]
-    ['input', 'linear', 'neuron', 'output']
+Example (the README's "Bring your SpikingJelly / snnTorch / Norse model" runs more)::
+
+    import torch, snnir
+    from spikingjelly.activation_based import layer, neuron
+    net = torch.nn.Sequential(layer.Linear(4, 3), neuron.LIFNode(tau=2.0))
+    [n.op for n in snnir.trace(net, torch.rand(5, 2, 4))]   # ['input', 'linear', 'neuron', 'output']
 """
 
 from __future__ import annotations

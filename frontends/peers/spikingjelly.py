@@ -16,6 +16,9 @@ children in sequence; ``VotingLayer`` -> ``reshape`` + ``avgpool1d`` + ``flatten
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
 from typing import Any
 
 import torch
@@ -165,3 +168,38 @@ def _voting(m: layer.VotingLayer, ctx: Context) -> Conversion:
     pool = {"kernel_size": k, "stride": k, "padding": 0, "ceil_mode": False, "count_include_pad": True}
     return Conversion(ops=[("reshape", {"shape": (1, shape[0])}, {}), ("avgpool1d", pool, {}),
                            ("flatten", {"start": 0, "end": -1}, {})])
+
+
+def import_zoo_module(name: str) -> types.ModuleType:
+    """``spikingjelly.activation_based.model.<name>`` (``spiking_resnet``, ``sew_resnet``,
+    ``spiking_vgg``, ...), importable without torchvision.
+
+    Those modules import torchvision only for ``load_state_dict_from_url`` (pretrained weights).
+    Where torchvision is missing, a stand-in module provides that one name (it raises if called)
+    while the zoo module imports, and is removed again, so nothing else sees a fake torchvision.
+
+    Example:
+        >>> resnet = import_zoo_module("spiking_resnet")
+        >>> net = resnet.spiking_resnet18(spiking_neuron=neuron.IFNode, num_classes=10)
+    """
+    module = f"spikingjelly.activation_based.model.{name}"
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        return importlib.import_module(module)
+    utils = types.ModuleType("torchvision.models.utils")
+
+    def load_state_dict_from_url(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("pretrained SpikingJelly weights need torchvision (pip install torchvision)")
+
+    utils.load_state_dict_from_url = load_state_dict_from_url  # type: ignore[attr-defined]
+    fakes = {"torchvision": types.ModuleType("torchvision"),
+             "torchvision.models": types.ModuleType("torchvision.models"), "torchvision.models.utils": utils}
+    sys.modules.update(fakes)
+    try:
+        return importlib.import_module(module)
+    finally:
+        for key in fakes:
+            sys.modules.pop(key, None)
