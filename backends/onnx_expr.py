@@ -15,6 +15,9 @@ import sympy as sp
 
 from snnir.neurons.model import sigmoid
 
+_COMPARE = {sp.StrictGreaterThan: "Greater", sp.StrictLessThan: "Less", sp.GreaterThan: "GreaterOrEqual",
+            sp.LessThan: "LessOrEqual"}
+
 
 class OnnxBuilder:
     """Collects ONNX nodes and initializers; names are unique within one model.
@@ -81,6 +84,10 @@ class OnnxBuilder:
             return self.op("Exp", [self.expr(e.args[0], env)])
         if isinstance(e, sigmoid):
             return self.op("Sigmoid", [self.expr(e.args[0], env)])
+        if isinstance(e, sp.Piecewise):
+            return self._piecewise(e, env)
+        if type(e) in _COMPARE:
+            return self.op(_COMPARE[type(e)], [self.expr(e.lhs, env), self.expr(e.rhs, env)])
         raise NotImplementedError(f"ONNX export: no ONNX form for {type(e).__name__} in {e}")
 
     def _add(self, e: sp.Add, env: dict[str, str]) -> str:
@@ -110,6 +117,16 @@ class OnnxBuilder:
         for d in den:
             acc = self.op("Div", [acc, self.expr(d, env)])
         return acc
+
+    def _piecewise(self, e: sp.Piecewise, env: dict[str, str]) -> str:
+        """``Where`` chain: ``Piecewise((a, c1), (b, c2), (d, True))`` is ``c1 ? a : (c2 ? b : d)``."""
+        (value, cond), rest = e.args[0], e.args[1:]
+        if not rest:
+            raise NotImplementedError(f"ONNX export: Piecewise {e} has no fallback branch")
+        tail = self.expr(rest[0].expr, env) if len(rest) == 1 and rest[0].cond == sp.true else \
+            self._piecewise(sp.Piecewise(*rest), env)
+        # Where broadcasts: a number branch stays a scalar initializer
+        return self.op("Where", [self.expr(cond, env), self.expr(value, env), tail])
 
     def _pow(self, e: sp.Pow, env: dict[str, str]) -> str:
         base = self.expr(e.base, env)

@@ -202,3 +202,24 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_streaming_onnx_export_of_a_snntorch_model(tmp_path):
+    """The snnTorch models' equations (delayed reset, fire above threshold) export to ONNX as well.
+    Dyadic weights and inputs keep the Gemm exact in both runtimes."""
+    pytest.importorskip("onnxruntime")
+    from snnir.backends.onnx import StreamingSession
+
+    net = _net(snntorch.Leaky(beta=0.75, init_hidden=True, reset_delay=False),
+               snntorch.Synaptic(alpha=0.5, beta=0.75, init_hidden=True, reset_mechanism="zero"))
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, torch.nn.Linear):
+                m.weight.copy_((m.weight * 8).round() / 8)
+                m.bias.copy_((m.bias * 8).round() / 8)
+    x = (torch.rand(15, 4, 6) * 32).round() / 16
+    graph = snnir.trace(net, x)
+    snnir.export(graph, tmp_path / "net.onnx", format="onnx")
+    session = StreamingSession(tmp_path / "net.onnx")
+    out = torch.stack([torch.as_tensor(session(xt.numpy())) for xt in x])
+    assert_same_spikes(_run_steps(net, x), out)
