@@ -131,3 +131,17 @@ def test_return_hidden_is_refused():
     net = norse.SequentialState(torch.nn.Linear(6, 4), norse.LIFCell(), return_hidden=True)
     with pytest.raises(TraceError, match="return_hidden=True has no snnir equivalent"):
         snnir.trace(net, torch.rand(2, 3, 6))
+
+
+def test_sequence_modules():
+    """Norse's LIF, IAF and LI modules process whole sequences, like a multi-step snnir model."""
+    torch.manual_seed(10)
+    net = norse.SequentialState(torch.nn.Linear(6, 8), norse.LIF(), torch.nn.Linear(8, 6), norse.IAF(),
+                                torch.nn.Linear(6, 3), norse.LI())
+    with torch.no_grad():
+        net[0].weight.mul_(12)
+        net[2].weight.mul_(2)
+    x = torch.rand(30, 4, 6)
+    y_peer, y, g_peer, g, _ = run_both(net, x, lambda n, xs: n(xs)[0], fused=False)
+    assert torch.equal(y, y_peer) and y.abs().max() > 0
+    assert_close_grads(g, g_peer)

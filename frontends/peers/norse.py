@@ -7,7 +7,8 @@ last one outputs, without Norse's state list). The models take Norse's ``dt * ta
 computed here as Norse computes them (float32), so each step does Norse's float operations; they
 fire at ``v > v_th`` as Norse does. Surrogates: ``method="super"`` is ``SuperSpike(alpha=1)``
 (Norse's ``super_fn`` ignores ``alpha``), ``"heaviside"`` passes no gradient (``LeakyKReLU(0, 0)``).
-Cells are single-step modules returning ``(z, state)``; ``[0]`` (the spikes) is traced.
+Cells are single-step modules returning ``(z, state)``; ``[0]`` (the spikes) is traced. The
+sequence modules ``LIF``, ``IAF`` and ``LI`` (whole ``[T, N, ...]`` sequences per call) map the same way.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _value(p: Any, name: str, ctx: Context) -> torch.Tensor:
     return t.reshape(())
 
 
-def _rate(m: SNNCell, p: Any, name: str, ctx: Context) -> float:
+def _rate(m: SNNCell | SNN, p: Any, name: str, ctx: Context) -> float:
     """``dt * p.<name>`` as Norse computes it every step (a float32 product)."""
     return float(m.dt * _value(p, name, ctx))
 
@@ -58,7 +59,7 @@ def _firing(m: SNNCell, ctx: Context) -> dict[str, Any]:
             "surrogate": _surrogate(p, ctx)}
 
 
-@register(FRAMEWORK, norse.LIFCell)
+@register(FRAMEWORK, norse.LIFCell, norse.LIF)
 def _lif(m: norse.LIFCell, ctx: Context) -> Conversion:
     p = m.p
     return Conversion(snn.Neuron(models.NorseLIF(), a_mem=_rate(m, p, "tau_mem_inv", ctx),
@@ -78,12 +79,12 @@ def _lif_box(m: norse.LIFBoxCell, ctx: Context) -> Conversion:
                                  v_leak=float(_value(p, "v_leak", ctx)), **firing), outputs=("z", "state"))
 
 
-@register(FRAMEWORK, norse.IAFCell)
+@register(FRAMEWORK, norse.IAFCell, norse.IAF)
 def _iaf(m: norse.IAFCell, ctx: Context) -> Conversion:
     return Conversion(snn.Neuron(models.NorseIAF(), **_firing(m, ctx)), outputs=("z", "state"))
 
 
-@register(FRAMEWORK, norse.LICell)
+@register(FRAMEWORK, norse.LICell, norse.LI)
 def _li(m: norse.LICell, ctx: Context) -> Conversion:
     p = m.p
     attrs = {"model": "NorseLIF", "a_mem": _rate(m, p, "tau_mem_inv", ctx), "a_syn": _rate(m, p, "tau_syn_inv", ctx),
