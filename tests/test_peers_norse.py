@@ -120,7 +120,7 @@ def test_cells_in_a_custom_forward():
     (lambda: norse.LIFCell(norse.LIFParameters(method="tanh")), r"p.method='tanh' has no snnir equivalent"),
     (lambda: norse.LIFCell(norse.LIFParameters(v_th=torch.full((8,), 1.0))),
      r"p.v_th=\(8,\) has no snnir equivalent: per-neuron"),
-    (lambda: norse.LIFAdExCell(), r"LIFAdExCell\): no snnir equivalent\. Norse modules snnir maps: IAFCell"),
+    (lambda: norse.LIFAdExCell(), r"LIFAdExCell\): no snnir equivalent\. Norse modules snnir maps: IAF, IAFCell"),
 ])
 def test_unmappable_cells_are_named(cell, match):
     with pytest.raises(TraceError, match=r"module '1' \(norse\..*" + match):
