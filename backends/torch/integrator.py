@@ -11,7 +11,6 @@ from typing import Any
 import torch
 
 from snnir.neurons import NeuronModel, get_model
-from snnir.ops.neuron import option_value
 
 from .base import StepModule, check_step_mode
 from .neuron import compiled_equations
@@ -31,7 +30,7 @@ class Integrator(StepModule):
                  **kwargs: Any) -> None:
         super().__init__()
         self.model = get_model(model) if isinstance(model, str) else model
-        self.options = {k: option_value(self.model, k, kwargs.pop(k)) for k in list(kwargs) if k in self.model.options}
+        self.options = {k: bool(kwargs.pop(k)) for k in list(kwargs) if k in self.model.options}
         unknown = set(kwargs) - set(self.model.params)
         if unknown:
             raise TypeError(f"Integrator({self.model.name}) got unknown arguments {sorted(unknown)}")
