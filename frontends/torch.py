@@ -432,11 +432,12 @@ class _Emitter:
         self.ctx.where = f"fx node {name!r} (module '{path}', class {type(m).__module__}.{type(m).__name__})"
         if isinstance(m, S.Recurrent):
             return self.recurrent(m, name, inputs)
+        mapper = _module_mapper(m)
         if peers.is_leaf(m):
             conversion = peers.convert(m, path, lambda: [self.g.infer_shapes().node(i).shape for i in inputs])
-            if conversion.module is not None or conversion.ops is not None:
+            if conversion.torch_class is None:
                 return self.peer(conversion, name, inputs, m.training)
-        mapper = _module_mapper(m)
+            mapper = _MODULES.get(conversion.torch_class)
         if mapper is None:
             raise self.ctx.error("no snnir op for this module class. Supported: " +
                                  ", ".join(sorted(c.__name__ for c in _MODULES)) +

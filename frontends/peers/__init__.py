@@ -42,17 +42,19 @@ _HARMLESS = {"__init__", "extra_repr", "__repr__", "__doc__", "__module__", "__q
 
 @dataclass
 class Conversion:
-    """What a peer module becomes. Exactly one of ``module``/``ops`` is set, or neither: map the
-    module as the torch layer it subclasses (SpikingJelly's ``layer.Conv2d`` is a ``nn.Conv2d``).
+    """What a peer module becomes: exactly one of ``module``, ``ops`` and ``torch_class`` is set.
 
     ``module``: a ``snnir.nn`` (or torch) module traced in the peer's place; ``ops``: IR ops
-    emitted in a chain. ``single_step``: the inside runs one step at a time on ``[N, ...]``
-    (SpikingJelly's containers), so torch dims there count from the batch axis. ``outputs``: names
-    of the tuple the peer module returns (``("spk", "mem")``); only the first (the spikes) is traced.
+    emitted in a chain; ``torch_class``: the torch layer class the module is mapped as (it
+    subclasses it: SpikingJelly's ``layer.Conv2d`` is a ``nn.Conv2d`` that folds time).
+    ``single_step``: the inside runs one step at a time on ``[N, ...]`` (SpikingJelly's
+    containers), so torch dims there count from the batch axis. ``outputs``: names of the tuple
+    the peer module returns (``("spk", "mem")``); only the first (the spikes) is traced.
     """
 
     module: nn.Module | None = None
     ops: list[OpMapping] | None = None
+    torch_class: type | None = None
     single_step: bool = False
     outputs: tuple[str, ...] = ()
 

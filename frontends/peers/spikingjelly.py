@@ -137,7 +137,8 @@ _TORCH_LAYERS += [layer.BatchNorm1d, layer.BatchNorm2d, layer.BatchNorm3d]
 
 @register(FRAMEWORK, *[c for c in _TORCH_LAYERS if c is not layer.Flatten])
 def _torch_layer(m: nn.Module, ctx: Context) -> Conversion:
-    return Conversion()  # the torch layer it subclasses; multi-step mode folds time like a graph node
+    # the torch layer it subclasses; its multi-step mode folds time into batch, as a graph node does
+    return Conversion(torch_class=next(c for c in type(m).__mro__ if c.__module__.startswith("torch.nn")))
 
 
 @register(FRAMEWORK, layer.Flatten)
