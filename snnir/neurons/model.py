@@ -84,6 +84,12 @@ def above(v: sp.Expr, threshold: sp.Expr) -> sp.Expr:
     larger, so ``z >= 0`` is ``v > threshold``. ``dz/dv = 1`` and ``z`` equals ``v - threshold``
     to the last bit unless ``|v - threshold| < 2^-124``, so surrogate gradients are unchanged.
     In float64 the rule is exact unless ``v`` and the threshold are both below ``2^-96``.
+
+    Example:
+        >>> import sympy as sp
+        >>> v, theta = sp.symbols("v theta", real=True)
+        >>> print(above(v, theta))
+        (-theta + v) - FLOAT32_TINY
     """
     with sp.evaluate(False):
         return sp.Add(sp.Add(v, sp.Mul(-1, threshold)), sp.Mul(-1, FLOAT32_TINY))
