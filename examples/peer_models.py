@@ -52,14 +52,24 @@ def _spikingjelly_zoo(quick: bool):
         torch.manual_seed(0)
         net = build()
         functional.set_step_mode(net, "m")
-        with torch.no_grad():  # trained-looking BN statistics, so eval mode is not an identity
-            for m in net.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.running_mean.uniform_(-0.2, 0.2)
-                    m.running_var.uniform_(0.5, 1.5)
-                if name == "spiking_vgg11_bn" and isinstance(m, torch.nn.Linear):
-                    m.weight.mul_(30)  # VGG's N(0, 0.01) classifier init leaves its LIF layers silent
-        yield name, net.eval(), torch.rand(shape) * 2, lambda n, x: (functional.reset_net(n), n(x))[1], "m"
+        x = torch.rand(shape) * 2
+        # trained-looking BatchNorm (this input's statistics, scales that cross the threshold), so
+        # that every stage spikes; VGG's N(0, 0.01) classifier init would leave its LIF layers silent
+        norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        with torch.no_grad():
+            for m in norms:
+                m.momentum = 1.0
+                m.weight.uniform_(1.0, 2.0)
+                m.bias.uniform_(0.0, 0.5)
+            if name == "spiking_vgg11_bn":
+                for m in net.classifier:
+                    if isinstance(m, torch.nn.Linear):
+                        m.weight.mul_(30)
+            functional.reset_net(net)
+            net.train()(x)
+        for m in norms:
+            m.momentum = 0.1
+        yield name, net.eval(), x, lambda n, x: (functional.reset_net(n), n(x))[1], "m"
 
 
 def _snntorch_and_norse():
