@@ -223,3 +223,15 @@ def test_streaming_onnx_export_of_a_snntorch_model(tmp_path):
     session = StreamingSession(tmp_path / "net.onnx")
     out = torch.stack([torch.as_tensor(session(xt.numpy())) for xt in x])
     assert_same_spikes(_run_steps(net, x), out)
+
+
+def test_saved_graph_keeps_the_mechanism(tmp_path):
+    """String options (reset_mechanism) survive .snnir save/load."""
+    net = _net(snntorch.Leaky(beta=0.8, init_hidden=True, reset_mechanism="zero", reset_delay=False))
+    x = torch.rand(10, 3, 6)
+    graph = snnir.trace(net, x)
+    snnir.save(graph, tmp_path / "net.snnir")
+    loaded = snnir.load(tmp_path / "net.snnir")
+    assert loaded.node("_1").attrs["reset_mechanism"] == "zero_leak" and loaded.node("_1").attrs["reset_delay"] is False
+    with torch.no_grad():
+        assert torch.equal(snnir.compile(loaded)(x), snnir.compile(graph)(x))
