@@ -47,6 +47,8 @@ SPIKING = {
     "LIFBoxCell": lambda: norse.LIFBoxCell(),
     "LIFBoxCell-subtract": lambda: norse.LIFBoxCell(norse.LIFBoxParameters(reset_method=reset_subtract)),
     "IAFCell": lambda: norse.IAFCell(norse.IAFParameters(v_th=torch.tensor(0.8))),
+    "LIFCell-per-neuron": lambda: norse.LIFCell(norse.LIFParameters(tau_mem_inv=torch.linspace(50.0, 150.0, 8),
+                                                                    v_th=torch.linspace(0.5, 1.5, 8))),
 }
 
 
@@ -72,7 +74,9 @@ def test_heaviside_threshold_passes_no_gradient():
 
 @pytest.mark.parametrize("name", ["LICell", "LIBoxCell"])
 def test_leaky_integrators(name):
-    net = _seq(norse.LIFCell(), getattr(norse, name)())
+    per_neuron = {"tau_mem_inv": torch.linspace(50.0, 150.0, 7), "v_leak": torch.linspace(-0.1, 0.1, 7)}
+    p = (norse.LIParameters if name == "LICell" else norse.LIBoxParameters)(**per_neuron)
+    net = _seq(norse.LIFCell(), getattr(norse, name)(p))
     y_peer, y, g_peer, g, compiled = run_both(net, torch.rand(30, 4, 6), _run_norse, fused=False, step_mode="s")
     assert torch.equal(y, y_peer) and y.abs().max() > 0
     assert_close_grads(g, g_peer)
@@ -118,8 +122,8 @@ def test_cells_in_a_custom_forward():
 
 @pytest.mark.parametrize("cell,match", [
     (lambda: norse.LIFCell(norse.LIFParameters(method="tanh")), r"p.method='tanh' has no snnir equivalent"),
-    (lambda: norse.LIFCell(norse.LIFParameters(v_th=torch.full((8,), 1.0))),
-     r"p.v_th=\(8,\) has no snnir equivalent: per-neuron"),
+    (lambda: norse.LIFCell(norse.LIFParameters(v_th=torch.tensor(1.0, dtype=torch.float64))),
+     r"p.v_th.dtype=torch.float64 has no snnir equivalent"),
     (lambda: norse.LIFAdExCell(), r"LIFAdExCell\): no snnir equivalent\. Norse modules snnir maps: IAF, IAFCell"),
 ])
 def test_unmappable_cells_are_named(cell, match):

@@ -131,6 +131,35 @@ def test_lapicque(kw):
     assert torch.equal(next(iter(compiled.neurons().values())).v, net[1].mem)
 
 
+def test_per_neuron_and_learned_parameters():
+    torch.manual_seed(11)
+    leaky = snntorch.Leaky(beta=torch.rand(8) * 0.5 + 0.4, threshold=torch.rand(8) + 0.5, learn_beta=True,
+                           learn_threshold=True, init_hidden=True)
+    synaptic = snntorch.Synaptic(alpha=torch.rand(5) * 0.8, beta=0.9, learn_alpha=True, init_hidden=True,
+                                 reset_delay=False)
+    net = _net(leaky, synaptic)
+    y_peer, y, g_peer, g, compiled = run_both(net, torch.rand(15, 4, 6), _run_steps, fused=False, step_mode="s")
+    assert_same_spikes(y_peer, y)
+    assert_close_grads(g, g_peer)
+    ours = list(compiled.neurons().values())
+    for theirs, mine, names in ((leaky, ours[0], ("beta", "threshold")), (synaptic, ours[1], ("alpha",))):
+        for name in names:
+            mine_name = "v_threshold" if name == "threshold" else name
+            assert isinstance(getattr(mine, mine_name), torch.nn.Parameter), f"{name} should stay learned"
+            assert_close_grads(getattr(mine, mine_name).grad, getattr(theirs, name).grad)
+
+
+def test_one_to_one_weights_per_feature():
+    torch.manual_seed(12)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), snntorch.RLeaky(beta=0.8, all_to_all=False, V=torch.rand(8),
+                                                                    init_hidden=True))
+    with torch.no_grad():
+        net[0].weight.mul_(3)
+    y_peer, y, g_peer, g, _ = run_both(net, torch.rand(12, 4, 6), _run_steps, fused=False, step_mode="s")
+    assert_same_spikes(y_peer, y)
+    assert_close_grads(g, g_peer, rtol=1e-4)
+
+
 class ExplicitOutputs(torch.nn.Module):
     """snnTorch's tutorial style: neurons return ``(spk, mem)``; the model uses the spikes."""
 
@@ -169,10 +198,8 @@ class ExplicitState(torch.nn.Module):
 @pytest.mark.parametrize("module,match", [
     (lambda: ExplicitOutputs(use_mem=True), r"module input is output 'mem' \(index 1\) of module 'lif1' \(which "
                                             r"returns \('spk', 'mem'\)\) has no IR form"),
-    (lambda: torch.nn.Sequential(torch.nn.Linear(6, 4), snntorch.Leaky(beta=0.9, learn_beta=True, init_hidden=True)),
-     r"module '1' \(snntorch.*Leaky\): learn_beta=True has no snnir equivalent"),
-    (lambda: torch.nn.Sequential(torch.nn.Linear(6, 4), snntorch.Leaky(beta=torch.rand(4), init_hidden=True)),
-     r"beta=\(4,\) has no snnir equivalent: per-neuron values"),
+    (lambda: torch.nn.Sequential(torch.nn.Linear(6, 4), snntorch.Leaky(beta=1.5, learn_beta=True, init_hidden=True)),
+     r"module '1' \(snntorch.*Leaky\): learn_beta=True has no snnir equivalent: beta lies outside \[0, 1\]"),
     (lambda: torch.nn.Sequential(torch.nn.Linear(6, 4), snntorch.Leaky(beta=0.9, inhibition=True, init_hidden=True)),
      r"inhibition=True has no snnir equivalent"),
     (lambda: torch.nn.Sequential(torch.nn.Linear(6, 4), snntorch.Leaky(beta=0.9, graded_spikes_factor=2.0,

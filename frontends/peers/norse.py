@@ -5,7 +5,7 @@
 ``NorseLIBox``; ``SequentialState`` -> its modules in sequence (the traced model returns what the
 last one outputs, without Norse's state list). The models take Norse's ``dt * tau_inv`` products,
 computed here as Norse computes them (float32), so each step does Norse's float operations; they
-fire at ``v > v_th`` as Norse does. Surrogates: ``method="super"`` is ``SuperSpike(alpha=1)``
+fire at ``v > v_th`` as Norse does. Per-neuron parameter tensors stay per neuron. Surrogates: ``method="super"`` is ``SuperSpike(alpha=1)``
 (Norse's ``super_fn`` ignores ``alpha``), ``"heaviside"`` passes no gradient (``LeakyKReLU(0, 0)``).
 Cells are single-step modules returning ``(z, state)``; ``[0]`` (the spikes) is traced. The
 sequence modules ``LIF``, ``IAF`` and ``LI`` (whole ``[T, N, ...]`` sequences per call) map the same way.
@@ -32,17 +32,20 @@ FRAMEWORK = Framework("Norse", stateful=lambda m: isinstance(m, _STATEFUL),
 
 
 def _value(p: Any, name: str, ctx: Context) -> torch.Tensor:
-    t = torch.as_tensor(getattr(p, name)).detach()  # IAFCell's initial_state marks p.v_reset requires_grad
-    if t.numel() != 1:
-        raise ctx.refuse(f"p.{name}", tuple(t.shape), "per-neuron parameters are not supported; give one value")
+    t = torch.as_tensor(getattr(p, name))
     if t.dtype != torch.float32:
         raise ctx.refuse(f"p.{name}.dtype", t.dtype, "Norse would compute this cell in another precision")
-    return t.reshape(())
+    return t.detach()  # (IAFCell's initial_state marks p.v_reset requires_grad)
 
 
-def _rate(m: SNNCell | SNN, p: Any, name: str, ctx: Context) -> float:
+def _number(t: torch.Tensor) -> float | torch.Tensor:
+    """One value per layer as a float; per-neuron values stay a tensor (broadcast like Norse's)."""
+    return float(t) if t.numel() == 1 else t.clone()
+
+
+def _rate(m: SNNCell | SNN, p: Any, name: str, ctx: Context) -> float | torch.Tensor:
     """``dt * p.<name>`` as Norse computes it every step (a float32 product)."""
-    return float(m.dt * _value(p, name, ctx))
+    return _number(m.dt * _value(p, name, ctx))
 
 
 def _surrogate(p: Any, ctx: Context) -> S.Surrogate:
@@ -55,7 +58,7 @@ def _surrogate(p: Any, ctx: Context) -> S.Surrogate:
 
 def _firing(m: SNNCell, ctx: Context) -> dict[str, Any]:
     p = m.p
-    return {"v_threshold": float(_value(p, "v_th", ctx)), "v_reset": float(_value(p, "v_reset", ctx)),
+    return {"v_threshold": _number(_value(p, "v_th", ctx)), "v_reset": _number(_value(p, "v_reset", ctx)),
             "surrogate": _surrogate(p, ctx)}
 
 
@@ -63,7 +66,7 @@ def _firing(m: SNNCell, ctx: Context) -> dict[str, Any]:
 def _lif(m: norse.LIFCell, ctx: Context) -> Conversion:
     p = m.p
     return Conversion(snn.Neuron(models.NorseLIF(), a_mem=_rate(m, p, "tau_mem_inv", ctx),
-                                 a_syn=_rate(m, p, "tau_syn_inv", ctx), v_leak=float(_value(p, "v_leak", ctx)),
+                                 a_syn=_rate(m, p, "tau_syn_inv", ctx), v_leak=_number(_value(p, "v_leak", ctx)),
                                  **_firing(m, ctx)), outputs=("z", "state"))
 
 
@@ -76,7 +79,7 @@ def _lif_box(m: norse.LIFBoxCell, ctx: Context) -> Conversion:
     elif p.reset_method is not reset_value:
         raise ctx.refuse("p.reset_method", p.reset_method, "snnir maps Norse's reset_value and reset_subtract")
     return Conversion(snn.Neuron(models.NorseLIFBox(), a_mem=_rate(m, p, "tau_mem_inv", ctx),
-                                 v_leak=float(_value(p, "v_leak", ctx)), **firing), outputs=("z", "state"))
+                                 v_leak=_number(_value(p, "v_leak", ctx)), **firing), outputs=("z", "state"))
 
 
 @register(FRAMEWORK, norse.IAFCell, norse.IAF)
@@ -84,19 +87,25 @@ def _iaf(m: norse.IAFCell, ctx: Context) -> Conversion:
     return Conversion(snn.Neuron(models.NorseIAF(), **_firing(m, ctx)), outputs=("z", "state"))
 
 
+def _integrator(model: str, values: dict[str, float | torch.Tensor]) -> Conversion:
+    """An ``integrator`` node: per-layer values are attributes, per-neuron ones arrays (params)."""
+    attrs = {"model": model, **{k: v for k, v in values.items() if not torch.is_tensor(v)}}
+    params = {k: v.numpy() for k, v in values.items() if torch.is_tensor(v)}
+    return Conversion(ops=[("integrator", attrs, params)], outputs=("v", "state"))
+
+
 @register(FRAMEWORK, norse.LICell, norse.LI)
 def _li(m: norse.LICell, ctx: Context) -> Conversion:
     p = m.p
-    attrs = {"model": "NorseLIF", "a_mem": _rate(m, p, "tau_mem_inv", ctx), "a_syn": _rate(m, p, "tau_syn_inv", ctx),
-             "v_leak": float(_value(p, "v_leak", ctx))}
-    return Conversion(ops=[("integrator", attrs, {})], outputs=("v", "state"))
+    return _integrator("NorseLIF", {"a_mem": _rate(m, p, "tau_mem_inv", ctx), "a_syn": _rate(m, p, "tau_syn_inv", ctx),
+                                    "v_leak": _number(_value(p, "v_leak", ctx))})
 
 
 @register(FRAMEWORK, norse.LIBoxCell)
 def _li_box(m: norse.LIBoxCell, ctx: Context) -> Conversion:
     p = m.p
-    attrs = {"model": "NorseLIBox", "a_mem": _rate(m, p, "tau_mem_inv", ctx), "v_leak": float(_value(p, "v_leak", ctx))}
-    return Conversion(ops=[("integrator", attrs, {})], outputs=("v", "state"))
+    return _integrator("NorseLIBox", {"a_mem": _rate(m, p, "tau_mem_inv", ctx),
+                                      "v_leak": _number(_value(p, "v_leak", ctx))})
 
 
 class _Chain(nn.Sequential):

@@ -10,6 +10,10 @@ on, goes in front of the loop); ``Lapicque`` is its input gain
 ``FastSigmoid``, ``sigmoid`` -> ``Sigmoid``, ``straight_through_estimator``/``heaviside``/
 ``triangular``/``surrogate_disable`` -> ``LeakyKReLU`` with snnTorch's slopes.
 
+Per-neuron parameters (``beta``, ``alpha``, ``threshold`` tensors) stay per neuron, and learned
+ones (``learn_beta``, ``learn_threshold``, ...) stay learned (snnTorch clamps ``beta``/``alpha`` to
+``[0, 1]`` on every step: a fixed value is clamped once, a learned one must lie inside).
+
 snnTorch neurons are single-step modules (call them once per time step); constructed with
 ``init_hidden=True`` they return their spikes, otherwise ``(spk, mem)``, whose ``[0]`` is traced.
 The recurrent ones sum ``x + V(spk)`` before the leak (snnTorch adds it after ``beta * mem + x``),
@@ -55,16 +59,22 @@ def surrogate_of(fn: Any, ctx: Context) -> S.Surrogate:
     return table[factory]()
 
 
-def _scalar(m: nn.Module, name: str, ctx: Context, learn: str) -> float:
+def _param(m: nn.Module, name: str, ctx: Context, clamp: bool = False) -> float | torch.Tensor:
+    """A neuron parameter as snnir takes it: a float, a per-neuron tensor (a buffer), or an
+    ``nn.Parameter`` when snnTorch learns it (``learn_beta``, ...). ``clamp``: snnTorch clamps the
+    value to ``[0, 1]`` every step; a fixed value is clamped here, a learned one must lie inside."""
     t = getattr(m, name)
-    if isinstance(t, nn.Parameter) and t.requires_grad:
-        raise ctx.refuse(learn, True, f"snnir neurons of this kind keep {name} fixed")
+    learned = isinstance(t, nn.Parameter) and t.requires_grad
     t = torch.as_tensor(t)
-    if t.numel() != 1:
-        raise ctx.refuse(name, tuple(t.shape), "per-neuron values are not supported; give one value per layer")
     if t.dtype != torch.float32:
         raise ctx.refuse(f"{name}.dtype", t.dtype, "snnTorch would compute this layer in another precision")
-    return float(t)
+    value = t.detach().clamp(0, 1) if clamp else t.detach()
+    if learned:
+        if clamp and not torch.equal(value, t.detach()):
+            raise ctx.refuse(f"learn_{name}", True, f"{name} lies outside [0, 1], where snnTorch clamps it on every "
+                             "step; snnir's equation uses it as it is")
+        return nn.Parameter(value.clone())
+    return float(value) if value.numel() == 1 else value.clone()
 
 
 def _neuron(m: SpikingNeuron, model: models.NeuronModel, ctx: Context, mechanism: str, delay: bool,
@@ -74,7 +84,7 @@ def _neuron(m: SpikingNeuron, model: models.NeuronModel, ctx: Context, mechanism
             raise ctx.refuse(flag, getattr(m, flag), "no snnir equivalent")
     if float(m.graded_spikes_factor) != 1.0 or isinstance(m.graded_spikes_factor, nn.Parameter):
         raise ctx.refuse("graded_spikes_factor", float(m.graded_spikes_factor), "snnir neurons output 0/1 spikes")
-    threshold = _scalar(m, "threshold", ctx, "learn_threshold")
+    threshold = _param(m, "threshold", ctx)
     return snn.Neuron(model, v_threshold=threshold, reset_mechanism=mechanism, reset_delay=delay,
                       surrogate=surrogate_of(m.spike_grad, ctx), **params)
 
@@ -84,23 +94,17 @@ def _outputs(m: SpikingNeuron, *names: str) -> tuple[str, ...]:
     return () if m.init_hidden and not m.output else ("spk", *names)
 
 
-def _beta(m: nn.Module, ctx: Context) -> float:
-    _scalar(m, "beta", ctx, "learn_beta")
-    return float(m.beta.clamp(0, 1))  # snnTorch clamps beta every step; the clamped float32 value
-
-
 @register(FRAMEWORK, snntorch.Leaky)
 def _leaky(m: snntorch.Leaky, ctx: Context) -> Conversion:
     mechanism = {"zero": "zero_leak"}.get(m.reset_mechanism, m.reset_mechanism)  # Leaky zeroes before the leak
-    neuron = _neuron(m, models.SnnTorchLeaky(), ctx, mechanism, bool(m.reset_delay), beta=_beta(m, ctx))
+    neuron = _neuron(m, models.SnnTorchLeaky(), ctx, mechanism, bool(m.reset_delay), beta=_param(m, "beta", ctx, clamp=True))
     return Conversion(neuron, outputs=_outputs(m, "mem"))
 
 
 @register(FRAMEWORK, snntorch.Synaptic)
 def _synaptic(m: snntorch.Synaptic, ctx: Context) -> Conversion:
-    _scalar(m, "alpha", ctx, "learn_alpha")
     neuron = _neuron(m, models.SnnTorchSynaptic(), ctx, m.reset_mechanism, bool(m.reset_delay),
-                     alpha=float(m.alpha.clamp(0, 1)), beta=_beta(m, ctx))
+                     alpha=_param(m, "alpha", ctx, clamp=True), beta=_param(m, "beta", ctx, clamp=True))
     return Conversion(neuron, outputs=_outputs(m, "syn", "mem"))
 
 
@@ -110,11 +114,13 @@ def _recurrent(m: nn.Module, neuron: snn.Neuron, ctx: Context) -> nn.Module:
     snnTorch applies its recurrent layer to the zero spikes of step 0 too, adding its bias; the
     loop's feedback starts at 0, so the bias moves in front of the loop (``x + b + W spk``).
     """
-    if not m.all_to_all:
+    if not m.all_to_all:  # spk * V: a scale, or an affine with one weight per feature (and no bias)
         v = torch.as_tensor(m.V).detach()
-        if v.numel() != 1:
-            raise ctx.refuse("V", tuple(v.shape), "a per-neuron one-to-one weight has no snnir op yet; give a scalar V")
-        return snn.Recurrent(neuron, snn.Scale(float(v)))
+        if v.numel() == 1:
+            return snn.Recurrent(neuron, snn.Scale(float(v)))
+        if v.dim() != 1:
+            raise ctx.refuse("V", tuple(v.shape), "a one-to-one weight is a scalar or one value per feature")
+        return snn.Recurrent(neuron, snn.Affine(v, torch.zeros(())))
     connection = copy.deepcopy(m.recurrent)
     bias, connection.bias = connection.bias, None
     loop = snn.Recurrent(neuron, connection)
@@ -125,15 +131,14 @@ def _recurrent(m: nn.Module, neuron: snn.Neuron, ctx: Context) -> nn.Module:
 
 @register(FRAMEWORK, snntorch.RLeaky)
 def _rleaky(m: snntorch.RLeaky, ctx: Context) -> Conversion:
-    neuron = _neuron(m, models.SnnTorchLeaky(), ctx, m.reset_mechanism, bool(m.reset_delay), beta=_beta(m, ctx))
+    neuron = _neuron(m, models.SnnTorchLeaky(), ctx, m.reset_mechanism, bool(m.reset_delay), beta=_param(m, "beta", ctx, clamp=True))
     return Conversion(_recurrent(m, neuron, ctx), outputs=_outputs(m, "mem"))
 
 
 @register(FRAMEWORK, snntorch.RSynaptic)
 def _rsynaptic(m: snntorch.RSynaptic, ctx: Context) -> Conversion:
-    _scalar(m, "alpha", ctx, "learn_alpha")
     neuron = _neuron(m, models.SnnTorchSynaptic(), ctx, m.reset_mechanism, bool(m.reset_delay),
-                     alpha=float(m.alpha.clamp(0, 1)), beta=_beta(m, ctx))
+                     alpha=_param(m, "alpha", ctx, clamp=True), beta=_param(m, "beta", ctx, clamp=True))
     return Conversion(_recurrent(m, neuron, ctx), outputs=_outputs(m, "syn", "mem"))
 
 
