@@ -5,8 +5,9 @@
 ``NorseLIBox``; ``SequentialState`` -> its modules in sequence (the traced model returns what the
 last one outputs, without Norse's state list). The models take Norse's ``dt * tau_inv`` products,
 computed here as Norse computes them (float32), so each step does Norse's float operations; they
-fire at ``v > v_th`` as Norse does. Per-neuron parameter tensors stay per neuron. Surrogates: ``method="super"`` is ``SuperSpike(alpha=1)``
-(Norse's ``super_fn`` ignores ``alpha``), ``"heaviside"`` passes no gradient (``LeakyKReLU(0, 0)``).
+fire at ``v > v_th`` as Norse does. Per-neuron parameter tensors stay per neuron. Surrogates:
+``method="super"`` is ``SuperSpike(alpha=1)`` (Norse's ``super_fn`` ignores ``alpha``),
+``"heaviside"`` passes no gradient (``LeakyKReLU(0, 0)``).
 Cells are single-step modules returning ``(z, state)``; ``[0]`` (the spikes) is traced. The
 sequence modules ``LIF``, ``IAF`` and ``LI`` (whole ``[T, N, ...]`` sequences per call) map the same way.
 """

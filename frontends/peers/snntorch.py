@@ -97,7 +97,8 @@ def _outputs(m: SpikingNeuron, *names: str) -> tuple[str, ...]:
 @register(FRAMEWORK, snntorch.Leaky)
 def _leaky(m: snntorch.Leaky, ctx: Context) -> Conversion:
     mechanism = {"zero": "zero_leak"}.get(m.reset_mechanism, m.reset_mechanism)  # Leaky zeroes before the leak
-    neuron = _neuron(m, models.SnnTorchLeaky(), ctx, mechanism, bool(m.reset_delay), beta=_param(m, "beta", ctx, clamp=True))
+    neuron = _neuron(m, models.SnnTorchLeaky(), ctx, mechanism, bool(m.reset_delay),
+                     beta=_param(m, "beta", ctx, clamp=True))
     return Conversion(neuron, outputs=_outputs(m, "mem"))
 
 
@@ -131,7 +132,8 @@ def _recurrent(m: nn.Module, neuron: snn.Neuron, ctx: Context) -> nn.Module:
 
 @register(FRAMEWORK, snntorch.RLeaky)
 def _rleaky(m: snntorch.RLeaky, ctx: Context) -> Conversion:
-    neuron = _neuron(m, models.SnnTorchLeaky(), ctx, m.reset_mechanism, bool(m.reset_delay), beta=_param(m, "beta", ctx, clamp=True))
+    neuron = _neuron(m, models.SnnTorchLeaky(), ctx, m.reset_mechanism, bool(m.reset_delay),
+                     beta=_param(m, "beta", ctx, clamp=True))
     return Conversion(_recurrent(m, neuron, ctx), outputs=_outputs(m, "mem"))
 
 
