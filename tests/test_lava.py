@@ -609,8 +609,8 @@ def test_dense_shape_n11_default_neuron_and_zero_decays(tmp_path):
     assert program.layers[1].shape == (5,)  # slayer's (5, 1, 1): netx uses the product
     c = program.layers[2].neuron  # no neuron group: netx's non-leaky integrator that never fires
     assert (c.i_decay, c.v_decay, c.vth_mant) == (0, 4096, 1 << 17)
-    g = read(path)  # decays of 0 are infinite time constants: the CUBA model holds them
-    assert g.node("layer1").attrs["model"] == "CUBA" and g.node("layer1").attrs["current_decay"] == 0.0
+    g = read(path)  # decays of 0 are infinite time constants: CubaLIFDecay (decay factors of 1) holds them
+    assert g.node("layer1").attrs["model"] == "CubaLIFDecay" and g.node("layer1").attrs["c_decay"] == 1.0
     sim = LoihiSimulator(program)
     sim.run(x, aligned=False)
     assert sim.spikes["layer1"].sum() > 0 and sim.spikes["layer2"].sum() == 0

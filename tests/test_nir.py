@@ -209,7 +209,7 @@ def test_parametric_lif_exports_its_current_tau(tmp_path):
     ({"model": "EIF"}, "not a polynomial"),
     ({"model": "Izhikevich"}, "the update of 'u' must depend on itself and the input"),
     ({"model": "AdaptiveLIF"}, "the update of 'w' must depend on itself and the input"),
-    ({"model": "CUBA", "current_decay": 0.0}, "infinite time constant"),
+    ({"model": "CubaLIFDecay", "c_decay": 1.0}, "infinite time constant"),
 ])
 def test_export_refuses_what_nir_cannot_express(tmp_path, attrs, why):
     from snnir.backends.nir import UnsupportedNodeError

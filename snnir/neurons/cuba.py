@@ -21,18 +21,18 @@ class CubaLIF(NeuronModel):
                 "v": s.v - (s.v - s.v_reset) / s.tau_mem + s.i}
 
 
-class CUBA(NeuronModel):
-    """Loihi's CUBA neuron written with its per-step decays, as lava-dl slayer's ``cuba.Neuron`` is:
+class CubaLIFDecay(NeuronModel):
+    """Current-based LIF written with decay factors (SpikingJelly's ``CUBALIFNode``):
 
-    ``i[t] = i - current_decay * i + x``
-    ``v[t] = v - voltage_decay * (v - v_reset) + i[t]``
-    The same dynamics as ``CubaLIF`` with ``current_decay = 1/tau_syn``, ``voltage_decay = 1/tau_mem``,
-    but a decay may be 0 (an infinite time constant: netx's ``iDecay = 0`` keeps the current).
+    ``i[t] = i * c_decay + x``
+    ``v[t] = v * v_decay + i[t]``   (the voltage decays towards 0, whatever ``v_reset`` is)
+    ``c_decay = 1 - 1/tau_syn`` and ``v_decay = 1 - 1/tau_mem`` relate it to ``CubaLIF``.
     """
 
     state = {"i": 0.0, "v": "v_reset"}
-    params = {"current_decay": 0.5, "voltage_decay": 0.5}
+    params = {"c_decay": 0.5, "v_decay": 0.75}
+    defaults = {"v_threshold": 0.5}
 
     def charge(self, s, **options):
-        return {"i": s.i - s.current_decay * s.i + s.x,
-                "v": s.v - s.voltage_decay * (s.v - s.v_reset) + s.i}
+        return {"i": s.i * s.c_decay + s.x,
+                "v": s.v * s.v_decay + s.i}

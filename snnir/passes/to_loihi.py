@@ -382,7 +382,7 @@ def neuron_attrs(i_decay: int, v_decay: int, vth_mant: int) -> dict:
     """The float neuron whose dynamics are Loihi's CUBA neuron with these integer decays and
     threshold mantissa: a current that does not persist (``i_decay = 4096``) makes it a LIF, and no
     voltage decay on top an IF; both decays non-zero a CubaLIF. A decay of 0 (an infinite time
-    constant, which netx allows) is the ``CUBA`` model, written with its decays."""
+    constant, which netx allows) is ``CubaLIFDecay``, written with its decay factors."""
     base = {"v_threshold": float_threshold(vth_mant), "v_reset": 0.0}
     if i_decay == DECAY_UNITY and v_decay == 0:
         return {"model": "IF", **base}
@@ -390,4 +390,5 @@ def neuron_attrs(i_decay: int, v_decay: int, vth_mant: int) -> dict:
         return {"model": "LIF", "tau": DECAY_UNITY / v_decay, "decay_input": False, **base}
     if i_decay and v_decay:
         return {"model": "CubaLIF", "tau_syn": DECAY_UNITY / i_decay, "tau_mem": DECAY_UNITY / v_decay, **base}
-    return {"model": "CUBA", "current_decay": i_decay / DECAY_UNITY, "voltage_decay": v_decay / DECAY_UNITY, **base}
+    return {"model": "CubaLIFDecay", "c_decay": 1.0 - i_decay / DECAY_UNITY, "v_decay": 1.0 - v_decay / DECAY_UNITY,
+            **base}
