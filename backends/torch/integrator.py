@@ -36,6 +36,7 @@ class Integrator(StepModule):
             raise TypeError(f"Integrator({self.model.name}) got unknown arguments {sorted(unknown)}")
         self.params = {k: float(kwargs.get(k, d)) for k, d in self.model.params.items()}
         self.v_reset = float(v_reset)
+        self.model.check_params({"v_reset": self.v_reset, **self.params}, who=f"Integrator({self.model.name})")
         self.step_mode = check_step_mode(step_mode)
         for name in self.model.state:
             self.register_buffer(name, None, persistent=False)

@@ -141,6 +141,8 @@ class Neuron(StepModule):
                 self.register_parameter(name, nn.Parameter(torch.as_tensor(value, dtype=torch.float32)))
             else:
                 self.params[name] = float(value)
+        model.check_params({"v_threshold": self.v_threshold, "v_reset": self.v_reset, **self.params,
+                            **{k: getattr(self, k) for k in model.learnable}}, who=type(self).__name__)
         for name in model.state:
             self.register_buffer(name, None, persistent=False)
         self.v_seq: torch.Tensor | None = None

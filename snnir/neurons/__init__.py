@@ -7,6 +7,7 @@ from snnir.neurons.model import (
     COMMON_PARAMS,
     Equations,
     NeuronModel,
+    Range,
     get_model,
     registered_models,
     sigmoid,
@@ -15,5 +16,5 @@ from snnir.neurons.nonlinear import EIF, QIF, Izhikevich
 from snnir.neurons.threshold import Threshold
 
 __all__ = ["COMMON_PARAMS", "EIF", "IF", "LIF", "QIF", "AdaptiveLIF", "CubaLIF", "Equations",
-           "Izhikevich", "NeuronModel", "ParametricLIF", "Threshold", "get_model", "registered_models",
+           "Izhikevich", "NeuronModel", "ParametricLIF", "Range", "Threshold", "get_model", "registered_models",
            "sigmoid"]

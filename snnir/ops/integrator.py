@@ -31,7 +31,9 @@ def _normalize(attrs: dict[str, Any]) -> dict[str, Any]:
         raise GraphError(f"integrator: model {model.name} has spike-triggered updates, which need firing")
     out: dict[str, Any] = {"model": model.name,
                            "v_reset": float(attrs.get("v_reset", model.all_params()["v_reset"]))}
-    return model_attrs(model, attrs, out, f"integrator with model {model.name}")
+    out = model_attrs(model, attrs, out, f"integrator with model {model.name}")
+    model.check_params(out, who=f"integrator with model {model.name}")
+    return out
 
 
 def _state(attrs: dict[str, Any], shape: Shape, in_shape: Shape) -> dict[str, Shape]:

@@ -25,8 +25,10 @@ def _normalize(attrs: dict[str, Any]) -> dict[str, Any]:
     out["v_reset"] = None if v_reset is None else float(v_reset)
     out["detach_reset"] = bool(attrs.get("detach_reset", False))
     out["surrogate"] = surrogate_from_dict(attrs.get("surrogate", {"name": "ATan"})).to_dict()
-    return model_attrs(model, attrs, out, f"neuron model {model.name}",
-                       f" (learnable parameters {list(model.learnable)} are params)")
+    out = model_attrs(model, attrs, out, f"neuron model {model.name}",
+                      f" (learnable parameters {list(model.learnable)} are params)")
+    model.check_params(out, who=f"neuron model {model.name}")
+    return out
 
 
 def model_attrs(model: Any, attrs: dict[str, Any], out: dict[str, Any], who: str, hint: str = "") -> dict[str, Any]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 
 import numpy as np
 
@@ -35,8 +36,13 @@ MI_COMPRESSED = 15
 
 
 def check_mat5_elements(path: PathLike) -> None:
-    """Raise EventFormatError if a top-level MAT level-5 data element runs past the end of the file."""
+    """Raise EventFormatError if a top-level MAT level-5 data element runs past the end of the file,
+    or LimitError if the elements (compressed ones once inflated, counted without keeping the
+    output) declare more than ``snnir.limits`` allows."""
+    from snnir import limits
+
     size = os.path.getsize(path)
+    budget = limits.Budget(str(path))
     with open(path, "rb") as f:
         head = f.read(MAT5_HEADER)
         if len(head) < MAT5_HEADER or head[126:128] not in (b"IM", b"MI"):
@@ -59,11 +65,53 @@ def check_mat5_elements(path: PathLike) -> None:
             if pos + 8 + nbytes > size:
                 raise EventFormatError(path, pos, f"data element of {nbytes} bytes runs past the end of the "
                                                   f"file ({size} bytes); truncated?")
+            what = f"data element at byte {pos}"
+            if mtype == MI_COMPRESSED:
+                inflated = _inflated_size(f, path, pos, nbytes, limits.current().max_bytes)
+                limits.check_inflation(str(path), what, inflated, nbytes)
+                budget.take(what, inflated)
+            else:
+                budget.take(what, nbytes)
             pos = end
 
 
-def read_asl_dvs_mat(path: PathLike, sensor_size: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode an ASL-DVS ``.mat`` sample into an EVENT_DTYPE array (file order, sensor coordinates)."""
+def _inflated_size(f, path: PathLike, pos: int, nbytes: int, cap: int) -> int:
+    """Bytes a zlib element inflates to, counted in bounded pieces (stops once above ``cap``)."""
+    inflate, total, left = zlib.decompressobj(), 0, nbytes
+    f.seek(pos + 8)
+    try:
+        while left > 0 and total <= cap:
+            piece = f.read(min(left, 1 << 16))
+            if not piece:
+                break
+            left -= len(piece)
+            data = inflate.decompress(piece, 1 << 20)
+            total += len(data)
+            while inflate.unconsumed_tail and total <= cap:
+                total += len(inflate.decompress(inflate.unconsumed_tail, 1 << 20))
+    except zlib.error as err:
+        raise EventFormatError(path, pos, f"compressed data element is corrupted ({err})") from None
+    return total
+
+
+def read_asl_dvs_mat(path: PathLike, sensor_size: tuple[int, int] | None = None,
+                     safe: bool | None = None) -> np.ndarray:
+    """Decode an ASL-DVS ``.mat`` sample into an EVENT_DTYPE array (file order, sensor coordinates).
+
+    ``safe=True`` (default: ``snnir.limits.current().safe``) runs ``scipy.io.loadmat`` in a child
+    process with memory and time limits (``snnir.isolation``): a crash becomes an error.
+    """
+    from snnir.isolation import run_isolated, use_safe_mode
+
+    if use_safe_mode(safe):
+        cols = run_isolated(_mat_columns, path, where=str(path), what="MATLAB reader (scipy.io)")
+    else:
+        cols = _mat_columns(path)
+    return columns_to_events(path, cols, sensor_size)
+
+
+def _mat_columns(path: PathLike) -> dict[str, np.ndarray]:
+    """The t, x, y, p columns of an ASL-DVS file (numbers only), checked before scipy reads it."""
     import scipy.io  # scipy is imported only when a .mat file is read
 
     check_mat5_elements(path)
@@ -75,5 +123,10 @@ def read_asl_dvs_mat(path: PathLike, sensor_size: tuple[int, int] | None = None)
     missing = [k for k in ("x", "y", "ts", "pol") if k not in mat]
     if missing:
         raise EventFormatError(path, None, f"missing the variables {missing} (an ASL-DVS file has x, y, ts, pol)")
-    cols = {k: np.asarray(mat[name]).reshape(-1) for k, name in (("t", "ts"), ("x", "x"), ("y", "y"), ("p", "pol"))}
-    return columns_to_events(path, cols, sensor_size)
+    cols = {}
+    for k, name in (("t", "ts"), ("x", "x"), ("y", "y"), ("p", "pol")):
+        a = np.asarray(mat[name])
+        if a.dtype.kind not in "biuf" or a.dtype.fields is not None:
+            raise EventFormatError(path, None, f"variable {name!r} has type {a.dtype}; expected a numeric column")
+        cols[k] = a.reshape(-1)
+    return cols
