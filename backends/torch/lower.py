@@ -177,10 +177,18 @@ class GraphModule(StepModule):
     previous step (zeros at t = 0). ``step_mode='s'``: one call is one time step through all
     nodes; recurrent values are kept between calls until ``reset()``. ``layers[node_id]`` holds
     each node's module; a graph without a plan gets one from the ``schedule`` pass.
+
+    Inputs are tensors or numpy arrays (converted: floating arrays to the module's dtype, integer
+    and boolean spike arrays to float), shaped ``[T, N, *shape]`` (``'m'``) or ``[N, *shape]``
+    (``'s'``) for each graph input; anything else is refused naming the input.
+    ``check_finite=True`` checks every node's output and raises ``NonFiniteError`` naming the
+    first node (in execution order), the time step and the element where NaN or Inf appear (off
+    by default: one attribute test per node call).
     """
 
-    def __init__(self, graph: Graph, step_mode: str = "m") -> None:
+    def __init__(self, graph: Graph, step_mode: str = "m", check_finite: bool = False) -> None:
         super().__init__()
+        self.check_finite = bool(check_finite)
         graph = graph.copy().validate()
         if "schedule" not in graph.meta:
             graph = schedule_pass(graph)
@@ -255,10 +263,54 @@ class GraphModule(StepModule):
     def _zeros(self, node_id: str, like: torch.Tensor, lead: tuple[int, ...]) -> torch.Tensor:
         return torch.zeros(*lead, *self._shape[node_id], dtype=like.dtype, device=like.device)
 
+    def _as_input(self, name: str, x: Any) -> torch.Tensor:
+        """``x`` as a tensor of the right rank and per-sample shape (numpy arrays are converted)."""
+        if isinstance(x, np.ndarray):
+            if x.dtype.kind not in "biuf":
+                raise TypeError(f"graph {self.graph_name!r}: input {name!r} is a numpy array of dtype {x.dtype}; "
+                                "expected numbers")
+            ref = next((p for p in self.parameters() if p.is_floating_point()), None)
+            dtype = ref.dtype if ref is not None else torch.get_default_dtype()
+            x = torch.from_numpy(np.ascontiguousarray(x)).to(dtype)
+        elif not isinstance(x, torch.Tensor):
+            raise TypeError(f"graph {self.graph_name!r}: input {name!r} must be a torch.Tensor or numpy array, "
+                            f"got {type(x).__name__}")
+        shape = self._shape[name]
+        lead = 2 if self.step_mode == "m" else 1
+        if x.dim() != lead + len(shape) or tuple(x.shape[lead:]) != tuple(shape):
+            layout = "[T, N, *shape]" if self.step_mode == "m" else "[N, *shape]"
+            raise ValueError(f"graph {self.graph_name!r}: input {name!r} must be {layout} = "
+                             f"{'[T, N' if lead == 2 else '[N'}, {', '.join(map(str, shape))}] in step mode "
+                             f"{self.step_mode!r}, got shape {tuple(x.shape)}")
+        return x
+
+    def _finite(self, node_id: str, value: torch.Tensor, t0: int = 0, step: int | None = None) -> None:
+        """Raise NonFiniteError if ``value`` (node ``node_id``'s output) holds NaN or Inf."""
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point() or bool(torch.isfinite(value).all()):
+            return
+        from snnir.errors import NonFiniteError
+
+        bad = ~torch.isfinite(value.detach())
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        first = float(value.detach()[index])
+        if step is not None:
+            where = f"time step {step}, sample {index[0]}, element {index[1:]}"
+        elif self.step_mode == "m":
+            where = f"time step {t0 + index[0]}, sample {index[1]}, element {index[2:]}"
+        else:
+            where = f"this step, sample {index[0]}, element {index[1:]}"
+        kind = "an input" if self._op[node_id] == "input" else "the first node (in execution order)"
+        raise NonFiniteError(f"graph {self.graph_name!r}: node {node_id!r} ({self._op[node_id]}) holds {first} at "
+                             f"{where}: {kind} where a non-finite value appears")
+
     def forward(self, *inputs: torch.Tensor) -> Any:
         if len(inputs) != len(self.input_names):
             raise TypeError(f"graph {self.graph_name!r} takes {len(self.input_names)} input(s) "
                             f"{self.input_names}, got {len(inputs)}")
+        inputs = tuple(self._as_input(n, x) for n, x in zip(self.input_names, inputs))
+        if self.check_finite:
+            for name, x in zip(self.input_names, inputs):
+                self._finite(name, x)
         env: dict[str, torch.Tensor] = dict(zip(self.input_names, inputs))
         like = inputs[0]
         if self.step_mode == "s":
@@ -276,7 +328,7 @@ class GraphModule(StepModule):
                 outs: dict[str, list[torch.Tensor]] = {n: [] for n in keep}
                 for start in range(0, like.shape[0], block):
                     part = {k: v[start:start + block] for k, v in env.items()}
-                    self._run_sequence(nodes, part, like[start:start + block])
+                    self._run_sequence(nodes, part, like[start:start + block], start)
                     for n in outs:
                         outs[n].append(part[n])
                 env.update({n: torch.cat(v) for n, v in outs.items()})
@@ -291,7 +343,8 @@ class GraphModule(StepModule):
         per_step = max(1, like.shape[1] * self._sample_elems[region] * like.element_size())
         return max(1, self.time_block_bytes // per_step)
 
-    def _run_sequence(self, nodes: list[str], env: dict[str, torch.Tensor], like: torch.Tensor) -> None:
+    def _run_sequence(self, nodes: list[str], env: dict[str, torch.Tensor], like: torch.Tensor,
+                      t0: int = 0) -> None:
         for node_id in nodes:
             op = self._op[node_id]
             if op in ("input", "output") or node_id in self._grouped_neurons:
@@ -299,9 +352,14 @@ class GraphModule(StepModule):
             out = self._call(node_id, [env[p] for p, _ in self._preds[node_id]], like)
             if node_id in self._group:  # synapse -> neuron as one unit; the current is not kept
                 neuron = self._group[node_id]
-                env[neuron] = self.layers[self._key[neuron]](out)
+                if self.check_finite:
+                    self._finite(node_id, out, t0)
+                env[neuron] = out = self.layers[self._key[neuron]](out)
+                node_id = neuron
             else:
                 env[node_id] = out
+            if self.check_finite:
+                self._finite(node_id, out, t0)
 
     def _run_steps(self, nodes: list[str], env: dict[str, torch.Tensor], like: torch.Tensor) -> None:
         for node_id in nodes:  # a recurrent loop runs one step at a time
@@ -317,6 +375,8 @@ class GraphModule(StepModule):
                 args = [prev[p] if rec else (cur[p] if p in members else env[p][t])
                         for p, rec in self._preds[node_id]]
                 cur[node_id] = self._call(node_id, args, like[t])
+                if self.check_finite:
+                    self._finite(node_id, cur[node_id], step=t)
                 seqs[node_id].append(cur[node_id])
             prev = cur
         for node_id in nodes:
@@ -331,11 +391,30 @@ class GraphModule(StepModule):
             args = [(self._last.get(p) if self._last.get(p) is not None else self._zeros(p, like, (N,)))
                     if rec else env[p] for p, rec in self._preds[node_id]]
             env[node_id] = self._call(node_id, args, like)
+            if self.check_finite:
+                self._finite(node_id, env[node_id])
         self._last = {n: env[n] for n in self._recurrent_sources}
 
 
-def compile(graph: Graph, step_mode: str = "m", **kwargs: Any) -> GraphModule:
-    """Lower ``graph`` to a trainable ``GraphModule`` (see its docstring)."""
+def compile(graph: Graph, step_mode: str = "m", check_finite: bool = False, **kwargs: Any) -> GraphModule:
+    """Lower ``graph`` to a trainable ``GraphModule`` (see its docstring).
+
+    ``check_finite=True`` names the first node whose output holds NaN or Inf (``NonFiniteError``).
+
+    Example:
+        >>> import numpy as np, snnir
+        >>> g = snnir.Graph(); x = g.add_input((2,))
+        >>> _ = g.add_output(g.add_node("scale", [x], attrs={"factor": 2.0}, id="double"))
+        >>> m = compile(g, check_finite=True)
+        >>> m(np.ones((1, 1, 2))).tolist()          # numpy in, tensor out
+        [[[2.0, 2.0]]]
+        >>> try:
+        ...     m(np.array([[[1.0, np.inf]]]))
+        ... except snnir.NonFiniteError as e:
+        ...     print(e)
+        graph 'snnir': node 'input' (input) holds inf at time step 0, sample 0, element (1,): an input where a \
+non-finite value appears
+    """
     if kwargs:
         raise TypeError(f"torch backend: unknown options {sorted(kwargs)}")
-    return GraphModule(graph, step_mode=step_mode)
+    return GraphModule(graph, step_mode=step_mode, check_finite=check_finite)
