@@ -30,7 +30,7 @@ def read_nir(path: str, safe: bool | None = None) -> Any:
     """
     from snnir.hdf5_tree import load_tree
 
-    tree = load_tree(path, safe=safe)
+    tree = load_tree(path, safe=safe, roots=("node",))
     root = tree.get("node")
     if not isinstance(root, dict):
         raise FormatError(f"{path}: not a NIR file (no 'node' group at the root)")

@@ -102,15 +102,20 @@ def _load_model(where: str) -> Any:
         raise
     except Exception as e:  # protobuf decode errors
         raise FormatError(f"{where}: cannot read an ONNX model ({e})") from None
-    with file_errors(where, "external tensor data"):
-        tensors = [t for t in ext._get_all_tensors(model) if ext.uses_external_data(t)]
-        if tensors:
-            budget = limits.Budget(where)
-            base = os.path.dirname(os.path.abspath(where))
-            for t in tensors:
-                info = ext.ExternalDataInfo(t)
-                length = info.length or max(0, os.path.getsize(os.path.join(base, info.location)) - (info.offset or 0))
-                budget.take(f"external data of tensor {t.name!r}", length)
+    tensors = [t for t in ext._get_all_tensors(model) if ext.uses_external_data(t)]
+    if tensors:
+        budget = limits.Budget(where)
+        base = os.path.dirname(os.path.abspath(where))
+        for t in tensors:
+            with file_errors(where, f"external data of tensor {t.name!r}"):
+                try:
+                    info = ext.ExternalDataInfo(t)
+                    stored = os.path.getsize(os.path.join(base, info.location))
+                except OSError as e:  # a file the model names, not the one the caller gave
+                    raise FormatError(f"{where}: tensor {t.name!r} keeps its data in a file that cannot be read "
+                                      f"({e})") from None
+                budget.take(f"external data of tensor {t.name!r}", info.length or max(0, stored - (info.offset or 0)))
+        with file_errors(where, "external tensor data"):
             ext.load_external_data_for_model(model, base)  # onnx checks the paths stay inside base
     return model
 

@@ -36,16 +36,19 @@ _PLAIN_KINDS = "biuf"  # numbers and booleans; fixed-length strings ("S") are ha
 _MAX_STRINGS = 1 << 20  # elements of one variable-length string array
 
 
-def load_tree(path: str | os.PathLike, safe: bool | None = None) -> dict[str, Any]:
-    """``read_tree(path)``, in a child process when ``safe`` (or the ``snnir.limits`` default) says so."""
+def load_tree(path: str | os.PathLike, safe: bool | None = None, roots: tuple[str, ...] | None = None
+              ) -> dict[str, Any]:
+    """``read_tree(path, roots)``, in a child process when ``safe`` (or the ``snnir.limits`` default) says so."""
     where = str(path)
     if use_safe_mode(safe):
-        return run_isolated(read_tree, where, where=where, what="HDF5 reader (h5py)")
-    return read_tree(where)
+        return run_isolated(read_tree, where, roots, where=where, what="HDF5 reader (h5py)")
+    return read_tree(where, roots)
 
 
-def read_tree(path: str | os.PathLike) -> dict[str, Any]:
-    """The whole file as nested dicts of arrays (see the module docs)."""
+def read_tree(path: str | os.PathLike, roots: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The file as nested dicts of arrays (see the module docs); only the top-level members named
+    in ``roots`` when given (what is not read cannot hurt: HDF5 itself allocates what a corrupted
+    variable-length string claims, which safe mode bounds)."""
     import h5py
 
     where = str(path)
@@ -74,6 +77,8 @@ def read_tree(path: str | os.PathLike) -> dict[str, Any]:
                 raise LimitError(f"{where}: more than {16 * lim.max_nodes} HDF5 objects "
                                  "(snnir.limits.override(max_nodes=...))")
             for name in names:
+                if roots is not None and depth == 0 and name not in roots:
+                    continue
                 path_in = f"{prefix}/{name}"
                 item = _member(group, name, where, path_in, h5py)
                 if isinstance(item, h5py.Group):
@@ -115,8 +120,8 @@ def dataset_nbytes(dset: Any, where: str, path_in: str, file_size: int) -> int:
         raise
     except (OSError, RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise FormatError(f"{where}: dataset {path_in!r} has an unreadable header ({e})") from None
-    if shape is None:  # an HDF5 "null" dataspace holds nothing
-        return 0
+    if shape is None:
+        raise FormatError(f"{where}: dataset {path_in!r} has no data (an HDF5 null dataspace)")
     count = int(np.prod(shape, dtype=object))
     if h5py.check_string_dtype(dtype) is not None and dtype.kind == "O":
         if count > _MAX_STRINGS:

@@ -180,6 +180,9 @@ def _child(write_fd: int, fn: Callable[..., Any], args: tuple, kwargs: dict, max
 
 
 # --- the parent ------------------------------------------------------------------------------------
+last_peak_bytes = 0  # peak resident memory of the latest isolated child (for measurements)
+
+
 class IsolatedParseError(FormatError):
     """The isolated parser raised an exception that is not a snnir error (``.raised`` holds its type)."""
 
@@ -229,7 +232,9 @@ def run_isolated(fn: Callable[..., Any], *args: Any, where: str, what: str = "pa
         os.close(read_fd)
         if timed_out or too_big:
             os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
+        _, status, usage = os.wait4(pid, 0)
+        global last_peak_bytes
+        last_peak_bytes = usage.ru_maxrss * 1024
     if timed_out:
         raise LimitError(f"{where}: the {what} ran longer than {timeout:g} s in safe mode and was stopped "
                          "(snnir.limits.override(timeout=...) allows more)")

@@ -201,6 +201,8 @@ class Clip(StepModule):
         _init_step(self, step_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.min is None and self.max is None:  # both sides open: the identity (torch.clamp refuses it)
+            return x
         return torch.clamp(x, self.min, self.max)
 
     def extra_repr(self) -> str:

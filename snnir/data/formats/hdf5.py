@@ -74,7 +74,7 @@ class SpikeHDF5:
             raise EventFormatError(self.path, None, f"missing the datasets {missing} (an SHD/SSC file has {KEYS})")
         for k in ("spikes/times", "spikes/units"):
             base = h5py.check_vlen_dtype(found[k].dtype)
-            if base is None or base.kind not in "iuf" or len(found[k].shape or ()) != 1:
+            if not isinstance(base, np.dtype) or base.kind not in "iuf" or len(found[k].shape or ()) != 1:
                 raise EventFormatError(self.path, None, f"dataset {k!r} has type {found[k].dtype}, shape "
                                                         f"{found[k].shape}; expected 1-D variable-length numbers")
         labels = found["labels"]
