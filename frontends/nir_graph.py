@@ -55,7 +55,7 @@ def _read_group(group: dict[str, Any], path: str, where: str, depth: int) -> Any
         children = {}
         for k, v in nodes.items():
             if not isinstance(v, dict):
-                raise FormatError(f"{path}: NIR node {where}/nodes/{k!r} is a dataset, expected a group")
+                raise FormatError(f"{path}: NIR node '{where}/nodes/{k}' is a dataset, expected a group")
             children[k] = _read_group(v, path, f"{where}/nodes/{k}", depth + 1)
         return nir.NIRGraph(nodes=children, edges=_edges(edges, path, where, set(children)), type_check=False)
     try:

@@ -86,7 +86,7 @@ def _at(a: np.ndarray, mask: np.ndarray) -> str:
     """The first offending value, with its neuron index when ``a`` is an array."""
     if a.ndim == 0:
         return f"{float(a):g}"
-    index = np.unravel_index(int(np.flatnonzero(mask)[0]), mask.shape)
+    index = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(mask)[0]), mask.shape))
     index = index[0] if len(index) == 1 else index
     return f"{float(a[index]):g} at neuron {index}"
 
