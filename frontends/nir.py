@@ -218,7 +218,7 @@ class _Builder:
                 raise GraphError(f"NIR node {node_name!r} ({type(self.nodes[node_name]).__name__}): "
                                  f"{type(e).__name__}: {e}") from None
         for a, dst, port in pending:
-            self.g.add_edge(self.out[a], dst, port)
+            self.g.add_edge(self.out[a], dst, port, offset=1)  # a cycle's closing edge: previous step
         try:
             return self.g.validate()
         except GraphError as e:

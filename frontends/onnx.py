@@ -61,6 +61,7 @@ def _import(model: Any, where: str, name: str | None) -> Graph:
     graph_proto = model.graph
     consts = _constants(graph_proto, where)
     g = Graph(name or graph_proto.name or "onnx")
+    g.meta["training"] = False  # a checkpoint is an inference graph: compile() gives an eval-mode module
     env: dict[str, str] = {}
     for inp in graph_proto.input:
         if inp.name in consts:

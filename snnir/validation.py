@@ -10,7 +10,7 @@ read from a file gets more, so that what loads also compiles and runs:
 - ``check_loaded``: every node's per-sample activation and state fit ``max_bytes`` (a 1e12-step
   delay or a ``[1e9]`` layer is refused at load, not when a backend allocates it), and the
   annotations in ``meta`` that backends and passes read (``schedule``, ``groups``, ``calibration``,
-  ``T``) are consistent with the graph.
+  ``T``, ``training``) are consistent with the graph.
 
 Errors are ``GraphError`` naming the node or field; the loaders add the file's name.
 """
@@ -40,6 +40,10 @@ def json_depth(text: bytes | str) -> int:
         return 0
     step = np.isin(bare, (ord("["), ord("{"))).astype(np.int64) - np.isin(bare, (ord("]"), ord("}")))
     return int(np.cumsum(step).max(initial=0))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _kind(value: Any) -> str:
@@ -76,11 +80,11 @@ def check_structure(structure: Any, arrays: dict[str, np.ndarray]) -> None:
                 params):
             raise GraphError(f"node {node_id!r}: 'params' must be a list of distinct names, got {_short(params)}")
         owned.update(f"{node_id}.{p}" for p in params)
-    for i, edge in enumerate(edges):
-        if not (isinstance(edge, list) and len(edge) == 3 and isinstance(edge[0], str) and isinstance(edge[1], str)
-                and isinstance(edge[2], int) and not isinstance(edge[2], bool) and 0 <= edge[2] < 1 << 16):
-            raise GraphError(f"edge entry {i} must be [source, target, port] with a port in [0, 65535]; got "
-                             f"{_short(edge)}")
+    for i, edge in enumerate(edges):  # [src, dst, port] (format version 1) or [src, dst, port, offset]
+        if not (isinstance(edge, list) and len(edge) in (3, 4) and isinstance(edge[0], str)
+                and isinstance(edge[1], str) and all(_is_int(v) for v in edge[2:])):
+            raise GraphError(f"edge entry {i} must be [source, target, port, offset] with integer port and offset; "
+                             f"got {_short(edge)}")
     stray = sorted(set(arrays) - owned)
     if stray:
         raise GraphError(f"arrays {stray[:5]} belong to no node")
@@ -140,6 +144,7 @@ def check_meta(graph: Any) -> None:
         raise GraphError(f"meta 'T' must be an int >= 1 (time steps), got {_short(meta['T'])}")
     if "calibration" in meta:
         _check_calibration(graph, meta["calibration"])
+    _check_training(graph, meta)
 
 
 def _check_schedule(graph: Any, schedule: Any) -> None:
@@ -154,21 +159,26 @@ def _check_schedule(graph: Any, schedule: Any) -> None:
 
 
 def _check_groups(graph: Any, groups: Any) -> None:
+    from snnir.passes.grouping import group_synapse_neuron
+
     if not isinstance(groups, list):
         raise GraphError(f"meta 'groups' must be a list of [synapse, neuron] pairs, got {_short(groups)}")
-    recurrent = graph.recurrent_edges()
-    used: set[str] = set()
+    allowed = {tuple(p) for p in group_synapse_neuron(graph).meta["groups"]}
+    used: set[Any] = set()
     for pair in groups:
-        ok = isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) and p in graph for p in pair)
-        if ok:
-            syn, neuron = pair
-            ok = (graph.node(syn).op in ("linear", "conv1d", "conv2d") and graph.node(neuron).op == "neuron"
-                  and graph.successors(syn) == [neuron] and graph.predecessors(neuron) == [syn]
-                  and (syn, neuron) not in recurrent and not used & {syn, neuron})
-        if not ok:
+        key = tuple(pair) if isinstance(pair, list) and all(isinstance(p, str) for p in pair) else None
+        if key not in allowed or used & set(key):
             raise GraphError(f"meta 'groups' entry {_short(pair)} is not a (linear | conv) -> neuron pair whose "
-                             "synapse feeds only that neuron")
-        used.update(pair)
+                             "synapse feeds only that neuron, this step (re-run the group_synapse_neuron pass)")
+        used.update(key)
+
+
+def _check_training(graph: Any, meta: dict[str, Any]) -> None:
+    if "training" in meta and not isinstance(meta["training"], bool):
+        raise GraphError(f"meta 'training' must be true or false, got {_short(meta['training'])}")
+    nodes = meta.get("training_nodes", {})
+    if not isinstance(nodes, dict) or not all(k in graph and isinstance(v, bool) for k, v in nodes.items()):
+        raise GraphError(f"meta 'training_nodes' must map node ids of the graph to true or false, got {_short(nodes)}")
 
 
 def _check_calibration(graph: Any, calibration: Any) -> None:
@@ -177,11 +187,11 @@ def _check_calibration(graph: Any, calibration: Any) -> None:
         raise GraphError(f"meta 'calibration' must hold a 'scales' object, got {_short(calibration)}")
     for node_id, scale in scales.items():
         values = scale if isinstance(scale, list) else [scale]
-        if node_id not in graph or not values or not all(
+        if not values or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
                 for v in values):
-            raise GraphError(f"meta 'calibration' scale of {node_id!r} must be a positive number or list of them "
-                             f"for a node of the graph, got {_short(scale)}")
+            raise GraphError(f"meta 'calibration' scale of {node_id!r} must be a positive number or list of them, "
+                             f"got {_short(scale)}")
 
 
 def _short(value: Any) -> str:

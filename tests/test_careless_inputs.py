@@ -133,6 +133,6 @@ def test_compiled_graphs_take_numpy_arrays_or_say_why_not():
         m(np.array([["a"]]))
     with pytest.raises(TypeError, match=r"input 'input' must be a torch.Tensor or numpy array, got list"):
         m([[0.0] * 4])
-    with pytest.raises(ValueError, match=r"input 'input' must be \[T, N, \*shape\] = \[T, N, 4\] in step mode "
-                                         r"'m', got shape \(5, 4\)"):
+    with pytest.raises(ValueError, match=r"expects input 'input' of shape \[T, N, 4\] .* got \[5, 4\]: the time "
+                                         r"axis is missing"):
         m(x[:, 0])

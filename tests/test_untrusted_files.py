@@ -74,7 +74,8 @@ def _node(graph: dict, node_id: str) -> dict:
     (lambda g: g["nodes"].insert(2, {"id": "cat", "op": "cat", "attrs": {"axis": 0}, "params": []}), None,
      r"node 'cat' \(cat\) needs at least one input|'cat'.*input"),
     (lambda g: g.update(nodes={}), None, "lists 'nodes' and 'edges'"),
-    (lambda g: g["edges"].append(["fc", "lif", "x"]), None, r"edge entry 3 must be \[source, target, port\]"),
+    (lambda g: g["edges"].append(["fc", "lif", "x", 0]), None, r"edge entry 3 must be \[source, target, port, "
+                                                              r"offset\] with integer port and offset"),
     (lambda g: g.update(junk=1), None, r"unknown fields \['junk'\]"),
     (lambda g: g["meta"].update(schedule={"regions": [{"mode": "step", "nodes": ["fc"]}]}), None,
      "meta 'schedule' does not match the graph"),
@@ -139,7 +140,7 @@ def test_load_refuses_what_would_allocate_beyond_the_limit(tmp_path):
         def edit(g):
             g["nodes"].insert(3, {"id": "d", "op": "delay", "attrs": {"steps": steps}, "params": []})
             g["edges"][-1][0] = "d"
-            g["edges"].append(["lif", "d", 0])
+            g["edges"].append(["lif", "d", 0, 0])
         return edit
     with pytest.raises(InvalidGraphFileError, match=r"'d' \(delay\): attribute steps=1000000000000 is out of range"):
         snnir.load(_resigned(tmp_path, delay(10**12)))
