@@ -260,6 +260,28 @@ def test_nir_odd_values_become_format_errors_naming_the_node(tmp_path):
         from_nir(path)
 
 
+def test_nir_import_is_linear_in_the_nodes(monkeypatch):
+    """Importing n nodes copied and validated the partial graph per node (O(n^2): 400 nodes took
+    minutes); shapes are now inferred once per node."""
+    from snnir.frontends.nir import from_nir
+
+    n = 300
+    lif = {"tau": np.full(2, 2e-3), "r": np.full(2, 20.0), "v_leak": np.zeros(2), "v_threshold": np.ones(2),
+           "v_reset": np.zeros(2)}
+    graph = nir.NIRGraph.from_list(*[nir.LIF(**lif) for _ in range(n)], type_check=False)
+    calls = {"copy": 0}
+    copy = snnir.Graph.copy
+
+    def counting_copy(self):
+        calls["copy"] += 1
+        return copy(self)
+
+    monkeypatch.setattr(snnir.Graph, "copy", counting_copy)
+    g = from_nir(graph)
+    assert sum(n.op == "neuron" for n in g) == n
+    assert calls["copy"] <= 3
+
+
 # --- safe mode ----------------------------------------------------------------------------------------------
 def test_safe_mode_turns_a_crash_a_memory_bomb_and_a_hang_into_format_errors():
     with pytest.raises(FormatError, match=r"f.h5: the parser crashed \(SIGSEGV\)"):
