@@ -1,7 +1,7 @@
 """Limits on what a file may make snnir allocate or do, checked before anything is read.
 
-Every loader (``snnir.load``, ``from_nir``, ``from_onnx``, the netx and dataset readers) compares the
-sizes a file *declares* (array shapes, zip members, HDF5 datasets, JSON nesting) with these limits
+Every loader (``snnir.load``, ``from_nir``, ``from_onnx``, the dataset readers) compares the sizes a
+file *declares* (array shapes, zip members, HDF5 datasets, JSON nesting) with these limits
 and with the file's own size before it reads or allocates, and raises :class:`snnir.LimitError`
 (a :class:`snnir.FormatError`) naming the file, the field and the limit. Trusted files that need
 more are opened inside ``override``; environment variables set the defaults of a process.

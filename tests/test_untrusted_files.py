@@ -13,6 +13,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 
 import snnir
 from snnir import limits
@@ -443,6 +444,28 @@ def test_npz_encrypted_or_oddly_compressed_members(tmp_path):
     _patch_central(path, 10, 99, 2)  # compression method 99 (AES): not supported
     with pytest.raises(EventFormatError, match="member 't.npy'"):
         read_npz_events(path)
+
+
+def test_npz_corrupt_lzma_member(tmp_path):
+    path = _npz(tmp_path, method=zipfile.ZIP_LZMA)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x03\x04") + 30 + len("t.npy") + 4 + 10  # inside the first member's LZMA stream
+    data[at:at + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+    with pytest.raises(EventFormatError, match=r"s.npz at byte 0: member 't.npy' is corrupted \(LZMAError"):
+        read_npz_events(path)
+
+
+def test_float64_constants_load_and_run(tmp_path):
+    # found by the fuzzer: a float64 constant made the next linear layer fail at run time
+    g = snnir.Graph()
+    x = g.add_input((2,))
+    s = g.add_node("add", [x, g.add_node("constant", params={"value": np.array([0.5, 1.0])})])
+    g.add_output(g.add_node("linear", [s], params={"weight": np.eye(2, dtype=np.float32)}))
+    path = tmp_path / "c.snnir"
+    snnir.save(g, path)
+    out = snnir.compile(snnir.load(path))(np.zeros((1, 1, 2), np.float32))
+    assert out.dtype == torch.float32 and out.flatten().tolist() == [0.5, 1.0]
 
 
 def test_labels_csv_damage(tmp_path):

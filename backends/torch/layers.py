@@ -190,7 +190,7 @@ class Constant(StepModule):
 
     def __init__(self, value: torch.Tensor, step_mode: str = "s") -> None:
         super().__init__()
-        self.register_buffer("value", torch.as_tensor(value).clone())
+        self.register_buffer("value", torch.as_tensor(value, dtype=torch.float32).clone())  # as Affine's params
         _init_step(self, step_mode)
 
     def forward(self, like: torch.Tensor) -> torch.Tensor:

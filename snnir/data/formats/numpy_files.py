@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import io
+import lzma
 import math
 import os
 import struct
@@ -107,7 +108,7 @@ def read_npz(path: PathLike, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
             try:
                 with archive.open(info) as member:
                     raw = member.read(info.file_size + 1)  # never more than declared (a lying header)
-            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, struct.error) as err:
+            except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, ValueError, struct.error) as err:
                 problem = f"{what} is corrupted ({type(err).__name__}: {err})"
                 raise EventFormatError(path, info.header_offset, problem) from None
             except (RuntimeError, NotImplementedError) as err:  # encrypted, or an unsupported compression
