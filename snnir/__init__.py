@@ -30,11 +30,11 @@ __version__ = "0.1.0"
 __all__ = ["FormatError", "Graph", "GraphError", "LimitError", "LoihiMappingError", "NeuronModel", "Node",
            "NonFiniteError", "PassCheckError",
            "ShapeError", "SnnirError", "TraceError", "compile", "convert", "export", "inspect", "load", "optimize",
-           "render", "save", "trace", "nn", "limits"]
+           "render", "save", "trace", "nn", "analysis", "limits"]
 
 
 def __getattr__(name: str):
-    if name in ("nn", "frontends", "backends", "data"):  # loaded on first use (nn imports torch)
+    if name in ("nn", "frontends", "backends", "data", "analysis"):  # loaded on first use (nn imports torch)
         import importlib
 
         return importlib.import_module(f"snnir.{name}")
