@@ -19,7 +19,7 @@ from snnir.neurons import LIF, CubaLIF, Threshold
 
 @pytest.mark.parametrize("make,expect", [
     (lambda: snn.LIF(tau=0.5), r"LIF: tau = 0.5 is out of range: needs tau >= 1"),
-    (lambda: snn.LIF(tau=float("nan")), r"tau = nan is out of range"),
+    (lambda: snn.LIF(tau=float("nan")), r"LIF: parameter 'tau' is nan"),
     (lambda: snn.IF(v_threshold=-0.5), r"IF: v_threshold = -0.5 must be > v_reset = 0"),
     (lambda: snn.IF(v_threshold=-0.5, v_reset=None), r"must be > 0, the leak target of soft reset"),
     (lambda: snn.CubaLIF(tau_syn=0.9), r"CubaLIF: tau_syn = 0.9 is out of range"),
@@ -57,6 +57,20 @@ def test_ranges_hold_for_per_neuron_arrays():
     Threshold().check_params({"v_threshold": np.array([-1.0, 0.0]), "v_reset": np.zeros(2)})
     with pytest.raises(ParameterError, match="do not broadcast"):
         LIF().check_params({"v_threshold": np.ones(3), "v_reset": np.zeros(2)})
+
+
+def test_per_neuron_parameters_of_graph_nodes_and_modules():
+    g = snnir.Graph()
+    x = g.add_input((3,))
+    with pytest.raises(ParameterError, match=r"node 'lif' \(neuron\): neuron model LIF: tau = 0.5 at neuron 1"):
+        g.add_node("neuron", [x], attrs={"model": "LIF"}, params={"tau": np.array([2.0, 0.5, 3.0], np.float32)},
+                   id="lif")
+    with pytest.raises(ParameterError, match=r"v_threshold = 0.25 at neuron 1 must be > v_reset = 0.5"):
+        g.add_node("neuron", [x], attrs={"model": "LIF", "v_reset": 0.5},
+                   params={"v_threshold": np.array([2.0, 0.25, 3.0], np.float32)})
+    with pytest.raises(ParameterError, match=r"LIF: tau = 0.5 at neuron 1 is out of range"):
+        snn.LIF(tau=torch.tensor([2.0, 0.5]))
+    snn.LIF(tau=torch.tensor([2.0, 1.0]), v_threshold=torch.tensor([1.0, 0.5]))
 
 
 def test_ranges_are_data_on_the_models():
