@@ -68,6 +68,14 @@ def snnir_graphs() -> list:
     g.add_output(i)
     g.add_output(g.add_node("neuron", [s], attrs={"model": "Izhikevich"}), id="spikes")
     out.append(g.validate())
+
+    g = snnir.Graph("per_neuron")  # neuron parameters as per-neuron arrays
+    x = g.add_input((2, 3))
+    per_neuron = {"tau": np.array([[2.0], [4.0]], np.float32), "v_threshold": np.full((2, 3), 0.5, np.float32)}
+    h = g.add_node("neuron", [x], attrs={"model": "LIF", "v_reset": None}, params=per_neuron)
+    h = g.add_node("integrator", [h], attrs={"model": "CubaLIF"}, params={"tau_mem": np.full(3, 3.0, np.float32)})
+    g.add_output(h)
+    out.append(g.validate())
     return out
 
 
