@@ -25,7 +25,7 @@ import numpy as np
 
 from snnir import limits
 from snnir.errors import GraphError
-from snnir.ops.rules import check_param_ranks
+from snnir.ops.rules import FLOAT32_MAX, check_param_ranks
 
 _STRUCTURE_KEYS = {"name", "nodes", "edges", "meta"}
 _NODE_KEYS = {"id", "op", "attrs", "params"}
@@ -109,6 +109,9 @@ def check_params(node_id: str, op: str, params: dict[str, np.ndarray]) -> None:
             bad = int(np.flatnonzero(~np.isfinite(v.reshape(-1)))[0])
             raise GraphError(f"node {node_id!r} ({op}): param {k!r} has NaN or Inf values (first at flat index "
                              f"{bad}: {v.reshape(-1)[bad]})")
+        if v.dtype.itemsize > 4 and v.size and np.abs(v).max() > FLOAT32_MAX:  # backends compute in float32
+            raise GraphError(f"node {node_id!r} ({op}): param {k!r} holds {np.abs(v).max():g}, beyond float32's range "
+                             "(+-3.4e38) that backends compute in")
     try:
         check_param_ranks(op, params)
     except GraphError as e:

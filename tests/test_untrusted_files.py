@@ -72,6 +72,7 @@ def _node(graph: dict, node_id: str) -> dict:
     (lambda g: _node(g, "lif").update(attrs=[]), None, r"node 'lif': 'attrs' must be an object, got list"),
     (lambda g: _node(g, "lif")["attrs"].update(tau=0.5), None, r"'lif'.*tau = 0.5 is out of range: needs tau >= 1"),
     (lambda g: _node(g, "lif")["attrs"].update(v_threshold=-1.0), None, "v_threshold = -1 must be > v_reset"),
+    (lambda g: _node(g, "lif")["attrs"].update(v_reset=-1e308), None, "v_reset = -1e.308 is beyond float32's range"),
     (lambda g: g["nodes"].insert(2, {"id": "cat", "op": "cat", "attrs": {"axis": 0}, "params": []}), None,
      r"node 'cat' \(cat\) needs at least one input|'cat'.*input"),
     (lambda g: g.update(nodes={}), None, "lists 'nodes' and 'edges'"),

@@ -70,6 +70,7 @@ class Range:
         return ~np.isfinite(a) | low | (a > self.hi)
 
 
+FLOAT32_MAX = 3.4028234663852886e38
 TAU_WHY = "the leak removes 1/tau of v - v_reset per step; tau < 1 overshoots the leak target"
 
 # Relations between two parameters, checked when both are given: (left, operator, right).
@@ -215,6 +216,10 @@ v - v_reset per step; tau < 1 overshoots the leak target)
                 why = f" ({rule.why})" if rule.why else ""
                 raise ParameterError(f"{who}: {name} = {_at(a, mask)} is out of range: needs "
                                      f"{rule.describe(name)}{why}")
+            mask = np.abs(a) > FLOAT32_MAX
+            if mask.any():
+                raise ParameterError(f"{who}: {name} = {_at(a, mask)} is beyond float32's range (+-3.4e38), the "
+                                     "precision neurons run in")
         for left, op, right in self.relations:
             if left not in arrays or right not in values:
                 continue

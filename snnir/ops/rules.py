@@ -58,14 +58,17 @@ def Int(lo: int = -MAX_INT, hi: int = MAX_INT) -> Rule:
                 f"an int >= {lo}" if lo > -MAX_INT else "an int", lambda v: _is_int(v) and lo <= v <= hi)
 
 
-def Float(lo: float = -math.inf, hi: float = math.inf, lo_open: bool = False) -> Rule:
+FLOAT32_MAX = 3.4028234663852886e38  # backends compute in float32: larger values become inf
+
+
+def Float(lo: float = -FLOAT32_MAX, hi: float = FLOAT32_MAX, lo_open: bool = False) -> Rule:
     op = ">" if lo_open else ">="
-    if lo > -math.inf and hi < math.inf:
+    if lo > -FLOAT32_MAX and hi < FLOAT32_MAX:
         text = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
-    elif lo > -math.inf:
-        text = f"a number {op} {lo:g}"
+    elif lo > -FLOAT32_MAX:
+        text = f"a number {op} {lo:g} (and within float32's range)"
     else:
-        text = "a finite number"
+        text = "a finite number within float32's range"
     return Rule(text, lambda v: _is_num(v) and (v > lo if lo_open else v >= lo) and v <= hi)
 
 
