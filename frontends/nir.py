@@ -53,16 +53,21 @@ from typing import Any
 
 import numpy as np
 
-from snnir.errors import GraphError
+from snnir.errors import GraphError, ShapeError
 from snnir.graph import Graph
+from snnir.validation import check_loaded
 
-from .nir_graph import SUPPORTED, contract_pass_throughs, flatten, read_nir
+from .nir_graph import SUPPORTED, contract_pass_throughs, flatten, nir_errors, read_nir
 
 
-def from_nir(source: str | os.PathLike | Any, dt: float = 1e-4, name: str | None = None) -> Graph:
+def from_nir(source: str | os.PathLike | Any, dt: float = 1e-4, name: str | None = None,
+             safe: bool | None = None) -> Graph:
     """Import a NIR graph (a ``.nir`` file or a ``nir.NIRGraph``) as an snnir graph.
 
     ``dt`` is the time step (seconds) of the forward-Euler discretisation (see the module docs).
+    A file is read with its sizes checked against ``snnir.limits``; ``safe=True`` (default: the
+    limits' ``safe``) parses the HDF5 in a child process (``snnir.isolation``). Every defect of a
+    file raises ``FormatError`` naming the file and the node.
 
     Example:
         >>> import nir, numpy as np
@@ -80,13 +85,14 @@ def from_nir(source: str | os.PathLike | Any, dt: float = 1e-4, name: str | None
     where = "<NIRGraph>"
     if isinstance(source, (str, os.PathLike)):
         where = str(source)
-        graph = read_nir(where)
+        graph = read_nir(where, safe=safe)
     elif isinstance(source, nir.NIRGraph):
         graph = source
     else:
         raise TypeError(f"from_nir takes a path or a nir.NIRGraph, got {type(source).__name__}")
-    nodes, edges = flatten(graph)
-    return _Builder(nodes, edges, dt, where).build(name or "nir")
+    with nir_errors(where, from_file=where != "<NIRGraph>"):
+        nodes, edges = flatten(graph)
+        return check_loaded(_Builder(nodes, edges, dt, where).build(name or "nir"))
 
 
 # --- building ---------------------------------------------------------------------------------------
@@ -223,6 +229,9 @@ class _Builder:
             except GraphError as e:
                 msg = str(e) if node_name in str(e) else f"NIR node {node_name!r}: {e}"
                 raise GraphError(msg) from None
+            except Exception as e:  # odd values in a node: named here, a FormatError for a file (nir_errors)
+                raise GraphError(f"NIR node {node_name!r} ({type(self.nodes[node_name]).__name__}): "
+                                 f"{type(e).__name__}: {e}") from None
         for a, dst, port in pending:
             self.g.add_edge(self.out[a], dst, port, offset=1)  # a cycle's closing edge: previous step
         try:
@@ -265,7 +274,10 @@ class _Builder:
                 shape = node.attrs["shape"] if node.op == "input" else \
                     node.spec.infer_shape(node.attrs, node.params, [self.shapes[p] for p in preds])
             except GraphError as e:
-                raise GraphError(f"node {current!r} ({node.op}): {e}") from None
+                raise type(e)(f"node {current!r} ({node.op}): {e}") from None
+            except Exception as e:  # noqa: BLE001 - a shape rule failing on odd values names the node
+                raise ShapeError(f"node {current!r} ({node.op}): cannot infer the output shape "
+                                 f"({type(e).__name__}: {e})") from None
             self.shapes[current] = tuple(int(d) for d in shape)
             stack.pop()
         return self.shapes[node_id]

@@ -421,7 +421,6 @@ def _chain(model_attrs, *, pool=False, relu=False, bias=False, conv1d=False):
     ({"model_attrs": {"model": "LIF", "v_reset": -0.5}}, "lif", "v_reset=-0.5"),
     ({"model_attrs": {"model": "QIF"}}, "lif", r"QIF: the update of 'v' is non-linear \(term v\*\*2\)"),
     ({"model_attrs": {"model": "AdaptiveLIF"}}, "lif", "the update of 'w' must depend on itself and the input"),
-    ({"model_attrs": {"model": "LIF", "tau": 0.5}}, "lif", "outside Loihi's 12-bit range"),
     ({"model_attrs": {"model": "LIF"}, "pool": True}, "pool", "use a strided conv"),
     ({"model_attrs": {"model": "LIF"}, "relu": True}, "act", "ReLU"),
     ({"model_attrs": {"model": "LIF"}, "conv1d": True}, "conv", "convolutions are 2-d"),
