@@ -21,13 +21,15 @@ other device (``CompositeExplicitAutograd``) runs the kernels a backend installs
 ``register_device_kernels`` (the CUDA backend: ``register_device_kernels("cuda", ...)``), else the
 same lowered step printed as torch ops (``torch_loop``). The fake (meta) implementations give
 shapes for ``torch.compile``. Neuron modules call the op on the devices of ``fused_devices()``
-(CPU, and those with installed kernels) and take the per-step reference path elsewhere.
+(CPU, and those with installed kernels: ``has_fused_kernels`` installs a device's on its first
+tensor, CUDA's from ``snnir.backends.cupy``) and take the per-step reference path elsewhere.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib
 import math
 import sys
 import threading
@@ -184,6 +186,7 @@ if not hasattr(_STATE, "configs"):
     _STATE.cpu_kernels = {}      # (key, dtype) -> CpuKernel
     _STATE.unavailable = set()   # (key, dtype) whose C kernel failed to build
     _STATE.device_kernels = {}   # device type -> (forward, backward)
+    _STATE.probed = set()        # device types whose kernel backend was asked to install itself
     _STATE.lock = threading.Lock()
     _STATE.defined = False
 
@@ -239,6 +242,23 @@ def register_device_kernels(device_type: str, forward: Callable, backward: Calla
 def fused_devices() -> set[str]:
     """Device types on which neuron modules take the fused path by default."""
     return {"cpu", *_STATE.device_kernels}
+
+
+# Backends that install the kernels of a device type, imported on the first tensor of that type a
+# fused neuron sees (so CuPy loads only when a CUDA tensor arrives); each has ``install() -> bool``.
+DEVICE_BACKENDS = {"cuda": "snnir.backends.cupy"}
+
+
+def has_fused_kernels(device_type: str) -> bool:
+    """Whether neuron modules take the fused path on ``device_type``; the first call for a device
+    type asks its backend (``DEVICE_BACKENDS``) to install its kernels."""
+    if device_type == "cpu" or device_type in _STATE.device_kernels:
+        return True
+    backend = DEVICE_BACKENDS.get(device_type)
+    if backend is not None and device_type not in _STATE.probed:
+        _STATE.probed.add(device_type)
+        importlib.import_module(backend).install()
+    return device_type in _STATE.device_kernels
 
 
 # --- the ops -------------------------------------------------------------------------------------------
@@ -360,5 +380,6 @@ def fused_steps(key: str, x_seq: torch.Tensor, state0: list[torch.Tensor], prm: 
     return spikes.view(x_seq.shape), states, (v_seq.view(x_seq.shape) if want_v else None)
 
 
-__all__ = ["Config", "config_key", "fused_devices", "fused_steps", "neuron_backward", "neuron_forward",
+__all__ = ["DEVICE_BACKENDS", "Config", "config_key", "fused_devices", "fused_steps", "has_fused_kernels",
+           "neuron_backward", "neuron_forward",
            "register_device_kernels"]

@@ -1,0 +1,101 @@
+"""Build the generated CUDA kernels with nvcc, without a GPU: PTX for given architectures, and the
+very same template as host code (``SNNIR_HOST_ONLY``: the per-neuron functions looped on the CPU),
+loaded with ctypes and called with the kernel ABI of ``snnir::neuron_forward/backward``.
+
+Many configurations share one translation unit per storage type (one nvcc run each), every
+configuration in its own namespace with its own symbol prefix ``k<i>``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from snnir.backends.cupy.source import BACKWARD_CHUNK, dialect, generate_source, headers
+
+NVCC = shutil.which("nvcc")
+# 177/550: locals a configuration computes but does not read (a spike the adjoint does not need)
+QUIET = ["-diag-suppress=177,550"]
+HOST_FLAGS = ["-x", "cu", "-DSNNIR_HOST_ONLY", "-shared", "-Xcompiler", "-fPIC", "-Xcompiler", "-ffp-contract=off",
+              "-O1", "-std=c++17", *QUIET]
+
+
+def translation_unit(configs: list[Any], dtype: str) -> str:
+    """One CUDA source holding every configuration's kernels for ``dtype``."""
+    d = dialect(dtype)
+    parts = [generate_source(cfg.step, dtype, cfg.per_neuron, name=f"k{i}", includes=False)
+             for i, cfg in enumerate(configs)]
+    include = sorted(set(headers("CUDART_", d)))  # all the headers any part may need
+    return "\n".join([*include, *(f"namespace c{i} {{\n{p}\n}}  // namespace c{i}" for i, p in enumerate(parts))])
+
+
+@dataclass
+class Job:
+    """One nvcc run in the background."""
+
+    what: str
+    out: Path
+    proc: subprocess.Popen
+
+    def wait(self) -> tuple[int, str]:
+        _, err = self.proc.communicate()
+        return self.proc.returncode, err[-4000:]
+
+
+def start_ptx(src: Path, arch: str, optimize: bool = True) -> Job:
+    out = src.with_name(f"{src.stem}_{arch}.ptx")
+    fast = [] if optimize else ["-Xcicc", "-O0"]  # front end and code generation, without optimizing
+    cmd = [NVCC, "-ptx", f"-arch={arch}", *QUIET, *fast, str(src), "-o", str(out)]
+    return Job(f"{src.name} {arch}", out, subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True))
+
+
+def start_host(src: Path) -> Job:
+    out = src.with_suffix(".so")
+    cmd = [NVCC, *HOST_FLAGS, str(src), "-o", str(out)]
+    return Job(f"{src.name} host", out, subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True))
+
+
+def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
+    return ctypes.c_void_p(0 if t is None or t.numel() == 0 else t.data_ptr())
+
+
+class HostKernel:
+    """Configuration ``i`` of a host-built unit, with the CUDA kernels' ABI (CPU tensors)."""
+
+    def __init__(self, lib: ctypes.CDLL, i: int, config: Any) -> None:
+        self.config = config
+        self.fwd = getattr(lib, f"k{i}_host_forward")
+        self.bwd = getattr(lib, f"k{i}_host_backward")
+        i64, p = ctypes.c_longlong, ctypes.c_void_p
+        self.fwd.argtypes = [i64, i64, i64, p, p, p, p, p, p]
+        self.bwd.argtypes = [i64, i64, i64, p, i64, p, p, p, p, p, p, p, p, p]
+        self.fwd.restype = self.bwd.restype = None
+
+    def forward(self, x, state0, prm, arrays, want_v):
+        T, N = x.shape
+        spikes, state = torch.empty_like(x), state0.clone()
+        v_seq = torch.empty_like(x) if want_v else None
+        M = arrays.shape[1] if arrays.numel() else N
+        self.fwd(T, N, M, _ptr(x), _ptr(spikes), _ptr(state), _ptr(v_seq), _ptr(arrays), _ptr(prm))
+        return spikes, state, v_seq
+
+    def backward(self, g_spikes, g_state, x, state0, prm, arrays):
+        T, N = x.shape
+        step = self.config.step
+        opmath = torch.float64 if x.dtype == torch.float64 else torch.float32
+        grad_x, grad_state0 = torch.empty_like(x), torch.empty_like(state0)
+        grad_learn = torch.empty(len(step.learnable), N, dtype=opmath)
+        chunks = -(-T // BACKWARD_CHUNK)
+        ckpt = torch.full(((chunks - 1) * len(step.states) * N,), float("nan"), dtype=x.dtype)
+        M = arrays.shape[1] if arrays.numel() else N
+        scalar = g_spikes.stride() == (0, 0)
+        g = g_spikes.as_strided((1,), (1,)).contiguous() if scalar else g_spikes.contiguous()
+        self.bwd(T, N, M, _ptr(g), int(scalar), _ptr(g_state), _ptr(x), _ptr(state0), _ptr(grad_x),
+                 _ptr(grad_state0), _ptr(grad_learn), _ptr(ckpt), _ptr(arrays), _ptr(prm))
+        return grad_x, grad_state0, grad_learn
