@@ -28,10 +28,10 @@ HOST_FLAGS = ["-x", "cu", "-DSNNIR_HOST_ONLY", "-shared", "-Xcompiler", "-fPIC",
 
 def translation_unit(configs: list[Any], dtype: str) -> str:
     """One CUDA source holding every configuration's kernels for ``dtype``."""
-    d = dialect(dtype)
+    storage, _ = dialect(dtype)
     parts = [generate_source(cfg.step, dtype, cfg.per_neuron, name=f"k{i}", includes=False)
              for i, cfg in enumerate(configs)]
-    include = sorted(set(headers("CUDART_", d)))  # all the headers any part may need
+    include = headers("CUDART_", storage)  # every header any part may need
     return "\n".join([*include, *(f"namespace c{i} {{\n{p}\n}}  // namespace c{i}" for i, p in enumerate(parts))])
 
 
@@ -92,7 +92,7 @@ class HostKernel:
         grad_x, grad_state0 = torch.empty_like(x), torch.empty_like(state0)
         grad_learn = torch.empty(len(step.learnable), N, dtype=opmath)
         chunks = -(-T // BACKWARD_CHUNK)
-        ckpt = torch.full(((chunks - 1) * len(step.states) * N,), float("nan"), dtype=x.dtype)
+        ckpt = torch.full(((chunks - 1) * len(step.states) * N,), float("nan"), dtype=opmath)
         M = arrays.shape[1] if arrays.numel() else N
         scalar = g_spikes.stride() == (0, 0)
         g = g_spikes.as_strided((1,), (1,)).contiguous() if scalar else g_spikes.contiguous()

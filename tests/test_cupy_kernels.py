@@ -19,19 +19,18 @@ import math
 import re
 from functools import cache
 
+import cuda_host
 import numpy as np
 import pytest
 import sympy as sp
 import torch
+from cuda_host import NVCC, HostKernel
 from torch import nn
 
 import snnir
 from snnir import nn as snn
 from snnir.backends.torch.fused import config, config_key
 from snnir.neurons import NeuronModel
-
-import cuda_host
-from cuda_host import NVCC, HostKernel
 
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) is not installed")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -93,8 +92,10 @@ PER_NEURON = {
     "CubaLIF-per-neuron": (lambda: snn.CubaLIF(tau_syn=_rng_tensor(4, CHANNELS, 1.5, 4.0),
                                                tau_mem=_rng_tensor(5, (3, 1, 1), 1.5, 4.0)), 1.5, -0.1, 24),
     "Izhikevich-per-neuron": (lambda: snn.Izhikevich(a=_rng_tensor(6, CHANNELS, 0.01, 0.1),
-                                                     b=_rng_tensor(7, CHANNELS, 0.15, 0.25), d=_rng_tensor(8, CHANNELS, 2, 8),
-                                                     v_reset=_rng_tensor(9, CHANNELS, -65, -50), dt=0.5), 15.0, 0.0, 18),
+                                                     b=_rng_tensor(7, CHANNELS, 0.15, 0.25),
+                                                     d=_rng_tensor(8, CHANNELS, 2, 8),
+                                                     v_reset=_rng_tensor(9, CHANNELS, -65, -50), dt=0.5),
+                              15.0, 0.0, 18),
 }
 
 
@@ -185,30 +186,41 @@ def _inputs(neuron: snn.Neuron, x: torch.Tensor, cfg):
     return x.reshape(x.shape[0], -1).contiguous(), state0, prm, arrays
 
 
-def run_both(built, case, dtype: str):
-    """The host-built CUDA template and the per-step torch reference on the same input; returns
-    (reference, kernel) dicts of spikes, v_seq, final state, grad_x and learnable-parameter grads."""
-    index = ALL.index(case)
-    neuron, scale, offset, T, sample = _build(case)
-    torch.manual_seed(index)
-    tdtype = DTYPES[dtype]
-    x = (torch.rand(T, 3, *sample) * scale + offset * scale).to(tdtype)
-    if case == ("Izhikevich", "soft", False) or case == ("Izhikevich", "soft", True):
-        x = (torch.rand(4, 3, *sample) * 40 - 160).to(tdtype)  # soft reset from v = 0 diverges: inhibit
-        T = 4
-    weights = torch.linspace(-1, 1, x.numel()).view_as(x).to(tdtype)
-
+def _reference(neuron: snn.Neuron, x: torch.Tensor, weights: torch.Tensor,
+               state0: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The per-step torch path with autograd from ``state0`` (default: the initial state): spikes,
+    v_seq, final states, input and parameter gradients of ``sum(spikes * weights) + 0.1 sum(v_final)``."""
     neuron.fused, neuron.step_mode, neuron.store_v_seq = False, "m", True
+    neuron.reset()
+    if state0 is not None:
+        neuron._store([s.to(x.dtype) for s in state0])
     xi = x.clone().requires_grad_()
     y = neuron(xi)
     ((y * weights).sum() + neuron.v.sum() * 0.1).backward()
-    ref = {"spikes": y.detach(), "v_seq": neuron.v_seq.detach(), "grad_x": xi.grad,
-           **{f"grad_{n}": getattr(neuron, n).grad for n in neuron.learnable},
+    out = {"spikes": y.detach(), "v_seq": neuron.v_seq.detach(), "grad_x": xi.grad,
+           **{f"grad_{n}": getattr(neuron, n).grad.clone() for n in neuron.learnable},
            **{f"state_{k}": v.detach() for k, v in neuron.state().items()}}
-
-    kernel = _host_kernel(built, dtype, index)
-    assert kernel.config.key == module_config(neuron).key
+    for n in neuron.learnable:
+        getattr(neuron, n).grad = None
     neuron.reset()
+    return out
+
+
+def _case_input(case, dtype: torch.dtype):
+    index = ALL.index(case)
+    neuron, scale, offset, T, sample = _build(case)
+    torch.manual_seed(index)
+    x = torch.rand(T, 3, *sample) * scale + offset * scale
+    if case in (("Izhikevich", "soft", False), ("Izhikevich", "soft", True)):
+        x = torch.rand(4, 3, *sample) * 40 - 160  # soft reset from v = 0 diverges: inhibit
+    x = x.to(dtype)
+    return index, neuron, x, torch.linspace(-1, 1, x.numel()).view_as(x).to(dtype), sample
+
+
+def _run_kernel(kernel: HostKernel, neuron: snn.Neuron, x, weights, sample):
+    """The kernel ABI as ``Neuron._run_fused`` drives it: forward (with v_seq), then the backward
+    of ``sum(spikes * weights) + 0.1 sum(v_final)``; the learnable gradients reduced as the op does."""
+    T = x.shape[0]
     with torch.no_grad():
         x2, state0, prm, arrays = _inputs(neuron, x, kernel.config)
         spikes, state, v_seq = kernel.forward(x2, state0, prm, arrays, True)
@@ -217,11 +229,28 @@ def run_both(built, case, dtype: str):
         gx, _, gl = kernel.backward(weights.reshape(T, -1), g_state, x2, state0, prm, arrays)
     out = {"spikes": spikes.view_as(x), "v_seq": v_seq.view_as(x), "grad_x": gx.view_as(x),
            **{f"state_{k}": state[i].view_as(x[0]) for i, k in enumerate(kernel.config.step.states)}}
-    per_sample = gl.view(len(neuron.learnable), x.shape[1], math.prod(sample)).sum(1).to(torch.float32)
+    per_sample = gl.view(len(neuron.learnable), x.shape[1], math.prod(sample)).sum(1)
     for i, n in enumerate(neuron.learnable):
-        p = getattr(neuron, n)
-        out[f"grad_{n}"] = per_sample[i].view(sample).sum_to_size(p.shape)
-    return ref, out, x
+        out[f"grad_{n}"] = per_sample[i].view(sample).sum_to_size(getattr(neuron, n).shape)
+    return out
+
+
+def run_both(built, case, dtype: str):
+    """The host-built CUDA template and the per-step torch reference with autograd on the same
+    input, as dicts of spikes, v_seq, final states, grad_x and learnable-parameter grads.
+
+    A 16-bit kernel computes in float32 on its 16-bit input, so its reference is the float32 torch
+    path on that input, with the tensor parameters rounded to 16 bits as a module rounds them
+    for any 16-bit input, from the initial state stored in 16 bits."""
+    index, neuron, x, weights, sample = _case_input(case, DTYPES[dtype])
+    state0 = None
+    if x.dtype != torch.float32:  # the initial state too is stored in 16 bits (Izhikevich's u = b v)
+        state0 = neuron.equations().initial_state(x[0], neuron._param_env(x))
+        neuron.to(x.dtype).float()
+    ref = _reference(neuron, x.float(), weights.float(), state0)
+    kernel = _host_kernel(built, dtype, index)
+    assert kernel.config.key == module_config(neuron).key
+    return ref, _run_kernel(kernel, neuron, x, weights, sample)
 
 
 def agreement(ref: dict, out: dict) -> dict[str, float]:
@@ -243,7 +272,7 @@ def _case_id(case) -> str:
 @needs_nvcc
 @pytest.mark.parametrize("case", ALL, ids=[_case_id(c) for c in ALL])
 def test_host_built_kernel_equals_reference_float32(built, case):
-    ref, out, _ = run_both(built, case, "float32")
+    ref, out = run_both(built, case, "float32")
     name = case if isinstance(case, str) else case[0]
     fig = agreement(ref, out)
     assert 0 < fig["spike_rate"] < 1, "inputs must make the neurons both spike and stay silent"
@@ -261,11 +290,42 @@ def test_host_built_kernel_equals_reference_float32(built, case):
 @needs_nvcc
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("case", ALL, ids=[_case_id(c) for c in ALL])
-def test_host_built_kernel_16bit_within_1e_2(built, case, dtype):
-    ref, out, _ = run_both(built, case, dtype)
+def test_host_built_kernel_16bit_is_the_float32_kernel_rounded(built, case, dtype):
+    """A 16-bit kernel loads, computes in float32 and rounds what it stores: on the same input it
+    gives the float32 kernel's spikes, and its voltages, states and input gradients rounded to 16
+    bits, bit for bit; learnable-parameter gradients accumulate in float32 in both."""
+    index, neuron, x, weights, sample = _case_input(case, DTYPES[dtype])
+    out = _run_kernel(_host_kernel(built, dtype, index), neuron, x, weights, sample)
+    k32 = _host_kernel(built, "float32", index)
+    with torch.no_grad():  # the float32 kernel on exactly what the 16-bit one computes with
+        x2, state0, prm, arrays = _inputs(neuron, x, k32.config)
+        x32, s32, a32 = x2.float(), state0.float(), arrays.float()
+        spikes, state, v_seq = k32.forward(x32, s32, prm, a32, True)
+        g_state = torch.zeros_like(state0)
+        g_state[k32.config.step.states.index("v")] = 0.1
+        gx, _, gl = k32.backward(weights.reshape(x.shape[0], -1).float(), g_state.float(), x32, s32, prm, a32)
+    assert torch.equal(out["spikes"].reshape(spikes.shape).float(), spikes)
+    assert 0 < float(spikes.mean()) < 1
+    assert torch.equal(out["v_seq"].reshape(v_seq.shape), v_seq.to(x.dtype))
+    assert torch.equal(out["grad_x"].reshape(gx.shape), gx.to(x.dtype))
+    for i, k in enumerate(k32.config.step.states):
+        assert torch.equal(out[f"state_{k}"].reshape(-1), state[i].to(x.dtype))
+    per_sample = gl.view(len(neuron.learnable), x.shape[1], math.prod(sample)).sum(1)
+    for i, n in enumerate(neuron.learnable):
+        assert torch.equal(out[f"grad_{n}"], per_sample[i].view(sample).sum_to_size(getattr(neuron, n).shape))
+
+
+@needs_nvcc
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("case", ALL, ids=[_case_id(c) for c in ALL])
+def test_host_built_kernel_16bit_within_1e_2_of_reference(built, case, dtype):
+    """Against torch (float32 on the 16-bit input): the same spikes, voltages and gradients within
+    1e-2. Per-neuron uniforms computed from the parameters (``1 / tau``, ``sigmoid(w)``) reach the
+    kernel rounded to 16 bits, so there a spike may flip next to the threshold (at most 1%)."""
+    ref, out = run_both(built, case, dtype)
     fig = agreement(ref, out)
-    # rounding to 8 (bfloat16) or 11 (float16) bits per operation: a spike may flip where the
-    # voltage lies within one rounding of the threshold, and the two paths then diverge
+    if isinstance(case, tuple):
+        assert fig["spikes"] == 0, fig
     assert fig["spikes"] <= 0.01 * ref["spikes"].numel(), fig
     if fig["spikes"] == 0:
         for k in ref:
@@ -301,7 +361,8 @@ def test_kernel_source_names_and_options():
     from snnir.backends.cupy import kernel_source
 
     src = kernel_source(snnir.neurons.LIF, "bfloat16", reset="soft", detach_reset=True, decay_input=False)
-    assert "#include <cuda_bf16.h>" in src and "typedef __nv_bfloat16 scalar_t;" in src
+    assert "#include <cuda_bf16.h>" in src and "typedef __nv_bfloat16 storage_t;" in src
+    assert "typedef float scalar_t;" in src  # computed in float32
     assert src == kernel_source("LIF", torch.bfloat16, reset="soft", detach_reset=True, decay_input=False)
     assert "#include" not in kernel_source("LIF")  # float32: no header, NVRTC compiles it as is
     per = kernel_source("LIF", per_neuron=("tau", "v_threshold"))

@@ -222,8 +222,8 @@ class CudaKernel:
         scalar = g_spikes.stride() == (0, 0)  # a broadcast gradient (loss = spikes.sum()): one value
         g_spikes = g_spikes.as_strided((1,), (1,)).to(x.dtype) if scalar else g_spikes.to(x.dtype).contiguous()
         g_state = None if g_state is None else g_state.to(x.dtype).contiguous()
-        chunks = -(-T // BACKWARD_CHUNK)
-        ckpt = torch.empty((chunks - 1) * len(step.states) * N, dtype=x.dtype, device=x.device) if chunks > 1 \
+        chunks = -(-T // BACKWARD_CHUNK)  # checkpoints in the compute type: the recompute is the forward
+        ckpt = torch.empty((chunks - 1) * len(step.states) * N, dtype=self.opmath, device=x.device) if chunks > 1 \
             else None
         M = arrays.shape[1] if arrays.numel() else N
         self._launch(self._backward, N, [T, N, M, g_spikes.data_ptr(), int(scalar), _ptr(g_state), x.data_ptr(),

@@ -83,9 +83,11 @@ class Config:
     def pack(self, params: dict[str, Any], dtype: torch.dtype, sample: tuple[int, ...]
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """The kernel's uniforms from raw parameter values (``p_<name>`` -> float or tensor):
-        ``prm`` (float64, one per uniform; 0 for per-neuron ones) and ``arrays[A, M]`` (``dtype``),
-        the per-neuron uniforms broadcast to one sample's ``M`` neurons."""
+        ``prm`` (float64, one per uniform; 0 for per-neuron ones) and ``arrays[A, M]`` (in the
+        compute type of ``dtype``, ``compute_dtype``), the per-neuron uniforms broadcast to one
+        sample's ``M`` neurons."""
         M = math.prod(sample)
+        dtype = compute_dtype(dtype)
         if not any(isinstance(v, torch.Tensor) for v in params.values()):
             key = tuple(params.items())
             prm = self._prm_cache.get(key) if not torch.compiler.is_compiling() else None
@@ -172,7 +174,15 @@ def _abi(config: Config, x, state0, prm, arrays):
     if arrays.dim() != 2 or arrays.shape[0] != A or (A and x.shape[1] % arrays.shape[1]):
         raise ValueError(f"snnir::neuron_forward ({step.model}): arrays must be [{A}, M] with M dividing N = "
                          f"{x.shape[1]}, got {tuple(arrays.shape)}")
-    return x.contiguous(), state0.to(x.dtype).contiguous(), prm.contiguous(), arrays.to(x.dtype).contiguous()
+    arrays = arrays.to(compute_dtype(x.dtype)).contiguous()
+    return x.contiguous(), state0.to(x.dtype).contiguous(), prm.contiguous(), arrays
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The type kernels compute in for tensors of ``dtype``: float32 for the 16-bit types (whose
+    kernels load, compute in float32 and round what they store), else ``dtype``. Uniforms are
+    rounded to it, as any parameter."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 # --- configurations and kernels -------------------------------------------------------------------------
@@ -380,6 +390,5 @@ def fused_steps(key: str, x_seq: torch.Tensor, state0: list[torch.Tensor], prm: 
     return spikes.view(x_seq.shape), states, (v_seq.view(x_seq.shape) if want_v else None)
 
 
-__all__ = ["DEVICE_BACKENDS", "Config", "config_key", "fused_devices", "fused_steps", "has_fused_kernels",
-           "neuron_backward", "neuron_forward",
-           "register_device_kernels"]
+__all__ = ["DEVICE_BACKENDS", "Config", "compute_dtype", "config_key", "fused_devices", "fused_steps",
+           "has_fused_kernels", "neuron_backward", "neuron_forward", "register_device_kernels"]
