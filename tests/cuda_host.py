@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from snnir.backends.cupy.source import BACKWARD_CHUNK, dialect, generate_source, headers
+from snnir.backends.cupy import runtime
+from snnir.backends.cupy.source import dialect, generate_source, headers
 
 NVCC = shutil.which("nvcc")
 # 177/550: locals a configuration computes but does not read (a spike the adjoint does not need)
@@ -61,12 +62,10 @@ def start_host(src: Path) -> Job:
     return Job(f"{src.name} host", out, subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True))
 
 
-def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
-    return ctypes.c_void_p(0 if t is None or t.numel() == 0 else t.data_ptr())
-
-
 class HostKernel:
-    """Configuration ``i`` of a host-built unit, with the CUDA kernels' ABI (CPU tensors)."""
+    """Configuration ``i`` of a host-built unit, driven with the very argument lists the CUDA
+    runtime launches its kernels with (``runtime.forward_args``/``backward_args``); the trailing
+    ``double`` uniforms go to the host functions as one array. CPU tensors."""
 
     def __init__(self, lib: ctypes.CDLL, i: int, config: Any) -> None:
         self.config = config
@@ -77,25 +76,19 @@ class HostKernel:
         self.bwd.argtypes = [i64, i64, i64, p, i64, p, p, p, p, p, p, p, p, p]
         self.fwd.restype = self.bwd.restype = None
 
+    @staticmethod
+    def _call(fn, args: list, fixed: int) -> None:
+        prm = torch.tensor(args[fixed:], dtype=torch.float64)
+        fn(*args[:fixed], ctypes.c_void_p(prm.data_ptr() if prm.numel() else 0))
+
     def forward(self, x, state0, prm, arrays, want_v):
-        T, N = x.shape
-        spikes, state = torch.empty_like(x), state0.clone()
-        v_seq = torch.empty_like(x) if want_v else None
-        M = arrays.shape[1] if arrays.numel() else N
-        self.fwd(T, N, M, _ptr(x), _ptr(spikes), _ptr(state), _ptr(v_seq), _ptr(arrays), _ptr(prm))
-        return spikes, state, v_seq
+        args, (spikes, state, v_seq) = runtime.forward_args(x, state0, prm, arrays, want_v)
+        if x.numel():
+            self._call(self.fwd, args, 8)
+        return spikes, state, v_seq if want_v else None
 
     def backward(self, g_spikes, g_state, x, state0, prm, arrays):
-        T, N = x.shape
-        step = self.config.step
-        opmath = torch.float64 if x.dtype == torch.float64 else torch.float32
-        grad_x, grad_state0 = torch.empty_like(x), torch.empty_like(state0)
-        grad_learn = torch.empty(len(step.learnable), N, dtype=opmath)
-        chunks = -(-T // BACKWARD_CHUNK)
-        ckpt = torch.full(((chunks - 1) * len(step.states) * N,), float("nan"), dtype=opmath)
-        M = arrays.shape[1] if arrays.numel() else N
-        scalar = g_spikes.stride() == (0, 0)
-        g = g_spikes.as_strided((1,), (1,)).contiguous() if scalar else g_spikes.contiguous()
-        self.bwd(T, N, M, _ptr(g), int(scalar), _ptr(g_state), _ptr(x), _ptr(state0), _ptr(grad_x),
-                 _ptr(grad_state0), _ptr(grad_learn), _ptr(ckpt), _ptr(arrays), _ptr(prm))
-        return grad_x, grad_state0, grad_learn
+        args, outputs = runtime.backward_args(self.config, g_spikes, g_state, x, state0, prm, arrays)
+        if x.numel():
+            self._call(self.bwd, args, 13)
+        return outputs

@@ -229,8 +229,8 @@ def _run_kernel(kernel: HostKernel, neuron: snn.Neuron, x, weights, sample):
         gx, _, gl = kernel.backward(weights.reshape(T, -1), g_state, x2, state0, prm, arrays)
     out = {"spikes": spikes.view_as(x), "v_seq": v_seq.view_as(x), "grad_x": gx.view_as(x),
            **{f"state_{k}": state[i].view_as(x[0]) for i, k in enumerate(kernel.config.step.states)}}
-    per_sample = gl.view(len(neuron.learnable), x.shape[1], math.prod(sample)).sum(1)
     for i, n in enumerate(neuron.learnable):
+        per_sample = gl.view(len(neuron.learnable), x.shape[1], math.prod(sample)).sum(1)
         out[f"grad_{n}"] = per_sample[i].view(sample).sum_to_size(getattr(neuron, n).shape)
     return out
 
@@ -310,8 +310,8 @@ def test_host_built_kernel_16bit_is_the_float32_kernel_rounded(built, case, dtyp
     assert torch.equal(out["grad_x"].reshape(gx.shape), gx.to(x.dtype))
     for i, k in enumerate(k32.config.step.states):
         assert torch.equal(out[f"state_{k}"].reshape(-1), state[i].to(x.dtype))
-    per_sample = gl.view(len(neuron.learnable), x.shape[1], math.prod(sample)).sum(1)
     for i, n in enumerate(neuron.learnable):
+        per_sample = gl.view(len(neuron.learnable), x.shape[1], math.prod(sample)).sum(1)
         assert torch.equal(out[f"grad_{n}"], per_sample[i].view(sample).sum_to_size(getattr(neuron, n).shape))
 
 

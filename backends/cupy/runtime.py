@@ -188,7 +188,6 @@ class CudaKernel:
             self._backward = module.get_function("snnir_backward")
         sms = torch.cuda.get_device_properties(self.device_index).multi_processor_count
         self.max_blocks = sms * (2048 // BLOCK)  # one full wave; the grid-stride loop covers the rest
-        self.opmath = torch.float64 if dtype == torch.float64 else torch.float32
 
     def _launch(self, fn: Any, N: int, args: list[Any]) -> None:
         import cupy
@@ -199,37 +198,65 @@ class CudaKernel:
             fn((blocks,), (BLOCK,), args)
 
     def forward(self, x, state0, prm, arrays, want_v):
-        T, N = x.shape
-        spikes = torch.empty_like(x)
-        state = state0.clone()
-        v_seq = torch.empty_like(x) if want_v else x.new_empty(0)
-        if T and N:
-            M = arrays.shape[1] if arrays.numel() else N
-            self._launch(self._forward, N, [T, N, M, x.data_ptr(), spikes.data_ptr(), state.data_ptr(),
-                                            v_seq.data_ptr() if want_v else 0, _ptr(arrays), *prm.tolist()])
-        return spikes, state, v_seq
+        args, outputs = forward_args(x, state0, prm, arrays, want_v)
+        if x.numel():
+            self._launch(self._forward, x.shape[1], args)
+        return outputs
 
     def backward(self, g_spikes, g_state, x, state0, prm, arrays, n_learn):
-        T, N = x.shape
-        step = self.config.step
-        grad_x = torch.empty_like(x)
-        grad_state0 = torch.empty_like(state0)
-        L = len(step.learnable)
-        grad_learn = torch.empty(L, N, dtype=self.opmath, device=x.device) if L else None
-        if not (T and N):
-            grad_state0.copy_(g_state if g_state is not None else torch.zeros_like(state0))
-            return grad_x, grad_state0, None if grad_learn is None else grad_learn.zero_()
-        scalar = g_spikes.stride() == (0, 0)  # a broadcast gradient (loss = spikes.sum()): one value
-        g_spikes = g_spikes.as_strided((1,), (1,)).to(x.dtype) if scalar else g_spikes.to(x.dtype).contiguous()
-        g_state = None if g_state is None else g_state.to(x.dtype).contiguous()
-        chunks = -(-T // BACKWARD_CHUNK)  # checkpoints in the compute type: the recompute is the forward
-        ckpt = torch.empty((chunks - 1) * len(step.states) * N, dtype=self.opmath, device=x.device) if chunks > 1 \
-            else None
-        M = arrays.shape[1] if arrays.numel() else N
-        self._launch(self._backward, N, [T, N, M, g_spikes.data_ptr(), int(scalar), _ptr(g_state), x.data_ptr(),
-                                         state0.data_ptr(), grad_x.data_ptr(), grad_state0.data_ptr(),
-                                         _ptr(grad_learn), _ptr(ckpt), _ptr(arrays), *prm.tolist()])
-        return grad_x, grad_state0, grad_learn
+        args, outputs = backward_args(self.config, g_spikes, g_state, x, state0, prm, arrays)
+        if x.numel():
+            self._launch(self._backward, x.shape[1], args)
+        return outputs
+
+
+def forward_args(x, state0, prm, arrays, want_v) -> tuple[list, tuple]:
+    """The ``<name>_forward`` kernel's arguments (the ABI of ``source.generate_source``: ints,
+    pointers as ints, the scalar uniforms as floats) and the output tensors they point to."""
+    T, N = x.shape
+    spikes = torch.empty_like(x)
+    state = state0.clone()
+    v_seq = torch.empty_like(x) if want_v else x.new_empty(0)
+    M = arrays.shape[1] if arrays.numel() else N
+    args = [T, N, M, x.data_ptr(), spikes.data_ptr(), state.data_ptr(), _ptr(v_seq), _ptr(arrays), *prm.tolist()]
+    return args, (spikes, state, v_seq)
+
+
+def backward_args(config: Any, g_spikes, g_state, x, state0, prm, arrays) -> tuple[list, tuple]:
+    """The ``<name>_backward`` kernel's arguments and the outputs (``grad_x``, ``grad_state0``,
+    ``grad_learn[L, N]`` or ``None``); the buffers they need (checkpoints) are held by the list."""
+    T, N = x.shape
+    step = config.step
+    opmath = compute_dtype(x.dtype)
+    grad_x = torch.empty_like(x)
+    grad_state0 = torch.empty_like(state0)
+    L = len(step.learnable)
+    grad_learn = torch.zeros(L, N, dtype=opmath, device=x.device) if L else None
+    if not (T and N):
+        grad_state0.copy_(g_state if g_state is not None else torch.zeros_like(state0))
+        return [], (grad_x, grad_state0, grad_learn)
+    scalar = g_spikes.stride() == (0, 0)  # a broadcast gradient (loss = spikes.sum()): one value
+    g_spikes = g_spikes.as_strided((1,), (1,)).to(x.dtype) if scalar else g_spikes.to(x.dtype).contiguous()
+    g_state = None if g_state is None else g_state.to(x.dtype).contiguous()
+    chunks = -(-T // BACKWARD_CHUNK)  # checkpoints in the compute type: the recompute is the forward
+    ckpt = torch.empty((chunks - 1) * len(step.states) * N, dtype=opmath, device=x.device) if chunks > 1 else None
+    M = arrays.shape[1] if arrays.numel() else N
+    args = [T, N, M, g_spikes.data_ptr(), int(scalar), _ptr(g_state), x.data_ptr(), state0.data_ptr(),
+            grad_x.data_ptr(), grad_state0.data_ptr(), _ptr(grad_learn), _ptr(ckpt), _ptr(arrays), *prm.tolist()]
+    return _Args(args, keep=(g_spikes, g_state, ckpt)), (grad_x, grad_state0, grad_learn)
+
+
+class _Args(list):
+    """Kernel arguments that keep the temporaries their pointers refer to alive until launched."""
+
+    def __init__(self, args: list, keep: tuple) -> None:
+        super().__init__(args)
+        self.keep = keep
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    from snnir.backends.torch.fused import compute_dtype as impl
+    return impl(dtype)
 
 
 def _ptr(t: torch.Tensor | None) -> int:
