@@ -165,7 +165,13 @@ def build_module(source: str, device_index: int, who: str = "a neuron") -> Any:
     with _lock:
         if not path.exists():
             with cupy.cuda.Device(device_index):
-                binary = _compile(source, arch, who)
+                try:
+                    binary = _compile(source, arch, who)
+                except (AttributeError, TypeError) as e:  # another CuPy's compiler API: its own route
+                    _warn_once("nvrtc-api", f"snnir: cupy.cuda.compiler.compile_using_nvrtc unusable ({e}); "
+                               "compiling through RawModule(code=...), which flushes float32 denormals")
+                    options = (*NVRTC_OPTIONS, *(f"-I{d}" for d in include_dirs()))
+                    return cupy.RawModule(code=source, options=options)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_bytes(binary)
             os.replace(tmp, path)  # atomic: concurrent processes never load half a file
