@@ -398,3 +398,22 @@ def test_cpu_neurons_never_import_cupy():
             "print('cupy' in sys.modules, 'snnir.backends.cupy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_install_without_cupy_keeps_the_reference_path(monkeypatch):
+    """A CUDA tensor without CuPy: one warning naming what to install, no kernels registered, so
+    neurons keep the per-step path (``has_fused_kernels('cuda')`` is False)."""
+    import sys
+
+    from snnir.backends.cupy import runtime
+    from snnir.backends.torch import fused
+
+    monkeypatch.setattr(runtime, "_state", {"installed": False, "warned": set()})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    with pytest.warns(RuntimeWarning, match=r"CuPy is not installed: pip install snnir\[cuda\].*per-step torch path"):
+        assert runtime.install() is False
+    assert "cuda" not in fused.fused_devices()
+    monkeypatch.setattr(fused._STATE, "probed", set())
+    assert fused.has_fused_kernels("cuda") is False and "cuda" in fused._STATE.probed
+    assert fused.has_fused_kernels("meta") is False and fused.has_fused_kernels("cpu") is True
