@@ -417,3 +417,24 @@ def test_install_without_cupy_keeps_the_reference_path(monkeypatch):
     monkeypatch.setattr(fused._STATE, "probed", set())
     assert fused.has_fused_kernels("cuda") is False and "cuda" in fused._STATE.probed
     assert fused.has_fused_kernels("meta") is False and fused.has_fused_kernels("cpu") is True
+
+
+def test_runtime_checks_the_abi_before_touching_a_device():
+    from snnir.backends.cupy import runtime
+
+    cfg = kernel_config_of("Izhikevich", per_neuron=("a",))
+    x, s0, prm = torch.rand(4, 6), torch.zeros(2, 6), torch.zeros(len(cfg.step.uniforms), dtype=torch.float64)
+    A = len(cfg.array_uniforms)  # a and the uniforms computed from it (dt * a, ...)
+    assert A >= 1
+    with pytest.raises(ValueError, match=r"Izhikevich\): x must be \[T, N\] and state0 \[2, N\]"):
+        runtime.forward(cfg, x, s0[:1], prm, torch.zeros(A, 6), False)
+    with pytest.raises(ValueError, match="prm must be float64"):
+        runtime.forward(cfg, x, s0, prm.float(), torch.zeros(A, 6), False)
+    with pytest.raises(ValueError, match=rf"arrays must be \[{A}, M\] with M dividing N = 6"):
+        runtime.forward(cfg, x, s0, prm, torch.zeros(A, 4), False)
+
+
+def kernel_config_of(model: str, **kwargs):
+    from snnir.backends.cupy import kernel_config
+
+    return kernel_config(model, **kwargs)

@@ -301,13 +301,34 @@ def kernel(config: Any, dtype: torch.dtype, device: torch.device) -> CudaKernel 
 
 
 def _inputs(config: Any, x, state0, prm, arrays):
-    from snnir.backends.torch.fused import _abi  # the shared ABI checks (shapes, dtypes, contiguity)
+    """The kernel ABI's inputs checked (a wrong shape would read out of bounds) and made contiguous:
+    ``x[T, N]``, ``state0[S, N]`` in ``x``'s dtype, ``prm`` float64 ``[U]`` (on the host: its values
+    become kernel arguments), ``arrays[A, M]`` in the compute type on ``x``'s device."""
+    step = config.step
+    S, U, A = len(step.states), len(step.uniforms), len(config.array_uniforms)
+    who = f"snnir::neuron_forward on CUDA ({step.model})"
+    if x.dim() != 2 or tuple(state0.shape) != (S, x.shape[1]):
+        raise ValueError(f"{who}: x must be [T, N] and state0 [{S}, N], got {tuple(x.shape)} and "
+                         f"{tuple(state0.shape)}")
+    if tuple(prm.shape) != (U,) or prm.dtype != torch.float64:
+        raise ValueError(f"{who}: prm must be float64 [{U}], got {prm.dtype} {tuple(prm.shape)}")
+    if arrays.dim() != 2 or arrays.shape[0] != A or (A and x.shape[1] % arrays.shape[1]):
+        raise ValueError(f"{who}: arrays must be [{A}, M] with M dividing N = {x.shape[1]}, got {tuple(arrays.shape)}")
+    arrays = arrays.to(device=x.device, dtype=compute_dtype(x.dtype)).contiguous()
+    return x.contiguous(), state0.to(device=x.device, dtype=x.dtype).contiguous(), prm, arrays
 
-    return _abi(config, x, state0, prm, arrays.to(x.device))
+
+def _generated(config: Any) -> bool:
+    """Whether the template generates this configuration (an input affine folded into the neuron,
+    ``Config.input_affine``, is not: such configurations run the torch loop)."""
+    return not getattr(config, "input_affine", False)
 
 
 def forward(config: Any, x, state0, prm, arrays, want_v):
     """``snnir::neuron_forward`` on CUDA tensors (``register_device_kernels`` signature)."""
+    if not _generated(config):
+        from snnir.backends.torch.torch_loop import forward as loop_forward
+        return loop_forward(config, x, state0, prm, arrays, want_v)
     x, state0, prm, arrays = _inputs(config, x, state0, prm, arrays)
     k = kernel(config, x.dtype, x.device)
     if k is None:
@@ -318,6 +339,9 @@ def forward(config: Any, x, state0, prm, arrays, want_v):
 
 def backward(config: Any, g_spikes, g_state, x, state0, prm, arrays, n_learn):
     """``snnir::neuron_backward`` on CUDA tensors (``register_device_kernels`` signature)."""
+    if not _generated(config):
+        from snnir.backends.torch.torch_loop import backward as loop_backward
+        return loop_backward(config, g_spikes, g_state, x, state0, prm, arrays, n_learn)
     x, state0, prm, arrays = _inputs(config, x, state0, prm, arrays)
     k = kernel(config, x.dtype, x.device)
     if k is None:

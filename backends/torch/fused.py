@@ -174,8 +174,7 @@ def _abi(config: Config, x, state0, prm, arrays):
     if arrays.dim() != 2 or arrays.shape[0] != A or (A and x.shape[1] % arrays.shape[1]):
         raise ValueError(f"snnir::neuron_forward ({step.model}): arrays must be [{A}, M] with M dividing N = "
                          f"{x.shape[1]}, got {tuple(arrays.shape)}")
-    arrays = arrays.to(compute_dtype(x.dtype)).contiguous()
-    return x.contiguous(), state0.to(x.dtype).contiguous(), prm.contiguous(), arrays
+    return x.contiguous(), state0.to(x.dtype).contiguous(), prm.contiguous(), arrays.to(x.dtype).contiguous()
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
