@@ -1,15 +1,15 @@
 """The CUDA backend checked without a GPU.
 
-Every generated kernel (each built-in neuron x float32/float16/bfloat16 x hard/soft reset x
-detach_reset, a user-defined neuron with tanh/abs/Piecewise, and per-neuron and learnable
-per-channel parameter configurations) compiles with ``nvcc -ptx`` for sm_90 (optimized; no local
-memory: the state and the backward's chunk stay in registers) and sm_80 (front end and code
-generation). The very same template is built as host code (the per-neuron functions the kernels
-call, looped over the neurons on the CPU) and run with the kernel ABI on the inputs a neuron
-module packs, against that module's per-step torch reference path with autograd: float32 spikes
-and voltages exactly (a few ulp for exp/tanh, whose libm and torch versions may differ in the last
-bit), gradients within 1e-5 relative; float16/bfloat16 within 1e-2 of the reference in the same
-dtype.
+Every generated kernel (each built-in neuron x float32/float16/bfloat16/float64 x hard/soft reset
+x detach_reset, a user-defined neuron with tanh/abs/Piecewise, and per-neuron and learnable
+per-channel parameter configurations) compiles with ``nvcc -ptx`` for sm_90 (float32 and 16-bit
+optimized, with no local memory: the state and the backward's chunk stay in registers) and sm_80
+(front end and code generation). The very same template is built as host code (the per-neuron
+functions the kernels call, looped over the neurons on the CPU) and driven with the argument lists
+the CUDA runtime launches, on the inputs a neuron module packs, against that module's per-step
+torch reference path with autograd: float32/float64 spikes and voltages exactly (a few ulp for
+exp/tanh, whose libm and torch versions may differ in the last bit), gradients within 1e-5
+relative; float16/bfloat16 bit for bit the float32 kernel rounded, and within 1e-2 of torch.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from snnir.backends.torch.fused import config, config_key
 from snnir.neurons import NeuronModel
 
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) is not installed")
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+OPTIMIZED = ("float32", "float16", "bfloat16")  # compiled for sm_90 with optimization (float64: front end)
 
 
 class ClippedTanh(NeuronModel):
@@ -142,7 +143,7 @@ def built(tmp_path_factory):
         src = root / f"kernels_{dtype}.cu"
         src.write_text(cuda_host.translation_unit(_configs(), dtype))
         sources[dtype] = src
-        jobs += [("ptx", dtype, "sm_90", cuda_host.start_ptx(src, "sm_90")),
+        jobs += [("ptx", dtype, "sm_90", cuda_host.start_ptx(src, "sm_90", optimize=dtype in OPTIMIZED)),
                  ("ptx", dtype, "sm_80", cuda_host.start_ptx(src, "sm_80", optimize=False)),
                  ("host", dtype, None, cuda_host.start_host(src))]
     out = {}
@@ -163,7 +164,7 @@ def test_every_kernel_compiles_to_ptx_for_sm80_and_sm90(built, dtype):
         entries = set(re.findall(r"\.entry (k\d+_(?:forward|backward))\(", text))
         assert entries == {f"k{i}_{kind}" for i in range(n) for kind in ("forward", "backward")}
         assert f".target {arch}" in text
-        if arch == "sm_90":  # optimized: states, uniforms and the backward's chunk are registers
+        if arch == "sm_90" and dtype in OPTIMIZED:  # states, uniforms and the backward's chunk: registers
             assert ".local" not in text, f"{dtype}: a kernel keeps an array in local memory"
 
 
@@ -243,11 +244,11 @@ def run_both(built, case, dtype: str):
     path on that input, with the tensor parameters rounded to 16 bits as a module rounds them
     for any 16-bit input, from the initial state stored in 16 bits."""
     index, neuron, x, weights, sample = _case_input(case, DTYPES[dtype])
-    state0 = None
-    if x.dtype != torch.float32:  # the initial state too is stored in 16 bits (Izhikevich's u = b v)
+    if x.dtype in (torch.float16, torch.bfloat16):  # the initial state too is stored in 16 bits (u = b v)
         state0 = neuron.equations().initial_state(x[0], neuron._param_env(x))
-        neuron.to(x.dtype).float()
-    ref = _reference(neuron, x.float(), weights.float(), state0)
+        ref = _reference(neuron.to(x.dtype).float(), x.float(), weights.float(), state0)
+    else:
+        ref = _reference(neuron.to(x.dtype), x, weights)
     kernel = _host_kernel(built, dtype, index)
     assert kernel.config.key == module_config(neuron).key
     return ref, _run_kernel(kernel, neuron, x, weights, sample)
@@ -270,9 +271,10 @@ def _case_id(case) -> str:
 
 
 @needs_nvcc
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", ALL, ids=[_case_id(c) for c in ALL])
-def test_host_built_kernel_equals_reference_float32(built, case):
-    ref, out = run_both(built, case, "float32")
+def test_host_built_kernel_equals_reference(built, case, dtype):
+    ref, out = run_both(built, case, dtype)
     name = case if isinstance(case, str) else case[0]
     fig = agreement(ref, out)
     assert 0 < fig["spike_rate"] < 1, "inputs must make the neurons both spike and stay silent"
