@@ -18,7 +18,10 @@ from snnir import nn as snn
 from snnir.backends.cupy import unavailable_reason  # imports without CuPy or a GPU
 
 REASON = unavailable_reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"needs CuPy and a CUDA device: {REASON}")
+# a kernel that fails to build warns and falls back to the torch loop, which would pass these
+# comparisons vacuously: here that warning is an error
+pytestmark = [pytest.mark.skipif(REASON is not None, reason=f"needs CuPy and a CUDA device: {REASON}"),
+              pytest.mark.filterwarnings("error::RuntimeWarning")]
 DEVICE = "cuda"
 
 # (module factory, input scale, offset): every built-in, both resets
@@ -56,10 +59,14 @@ def _run(neuron, x, weights):
 def test_kernels_are_installed_on_the_first_cuda_tensor():
     from snnir.backends.torch.fused import fused_devices
 
+    from snnir.backends.cupy import kernel_config, runtime
+
     lif = snn.LIF(step_mode="m").to(DEVICE)
     lif(torch.rand(4, 2, 8, device=DEVICE))
     assert "cuda" in fused_devices()
     assert lif._fused_key(torch.rand(4, 2, 8, device=DEVICE)) is not None
+    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):  # NVRTC builds, the driver loads
+        assert isinstance(runtime.kernel(kernel_config("LIF"), dtype, torch.device(DEVICE)), runtime.CudaKernel)
 
 
 @pytest.mark.parametrize("reset", ["hard", "soft"])

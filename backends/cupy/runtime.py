@@ -149,6 +149,8 @@ def _compile(source: str, arch: str, who: str) -> bytes:
             " (no CUDA headers found: set CUDA_PATH to the toolkit that has cuda_fp16.h)"
         raise KernelBuildError(f"NVRTC could not compile the CUDA kernel of {who}{missing}:\n{str(e)[-3000:]}") \
             from None
+    except Exception as e:  # NVRTC missing or unusable (a library CuPy cannot find, ...)
+        raise KernelBuildError(f"NVRTC is not usable for {who}: {type(e).__name__}: {e}") from None
     return binary.encode() if isinstance(binary, str) else bytes(binary)
 
 
@@ -156,22 +158,25 @@ def build_module(source: str, device_index: int, who: str = "a neuron") -> Any:
     """The loaded ``cupy.RawModule`` of ``source`` for the device's architecture (compiled once,
     cached on disk by content hash)."""
     import cupy
-    from cupy.cuda import nvrtc
+    from cupy.cuda import compiler, nvrtc
 
     arch = _arch(device_index)
-    version = ".".join(map(str, nvrtc.getVersion()))
+    try:
+        version = ".".join(map(str, nvrtc.getVersion()))
+    except Exception as e:
+        raise KernelBuildError(f"NVRTC is not usable for {who}: {type(e).__name__}: {e}") from None
     key = hashlib.sha256("\0".join([source, *NVRTC_OPTIONS, arch, version, cupy.__version__]).encode()).hexdigest()
     path = _cache_dir() / f"snnir_{key[:24]}_sm{arch}.bin"
     with _lock:
         if not path.exists():
-            with cupy.cuda.Device(device_index):
-                try:
-                    binary = _compile(source, arch, who)
-                except (AttributeError, TypeError) as e:  # another CuPy's compiler API: its own route
-                    _warn_once("nvrtc-api", f"snnir: cupy.cuda.compiler.compile_using_nvrtc unusable ({e}); "
-                               "compiling through RawModule(code=...), which flushes float32 denormals")
-                    options = (*NVRTC_OPTIONS, *(f"-I{d}" for d in include_dirs()))
+            if not hasattr(compiler, "compile_using_nvrtc"):  # another CuPy's compiler API: its own route
+                _warn_once("nvrtc-api", "snnir: this CuPy has no cupy.cuda.compiler.compile_using_nvrtc; "
+                           "compiling through RawModule(code=...), which flushes float32 denormals")
+                options = (*NVRTC_OPTIONS, *(f"-I{d}" for d in include_dirs()))
+                with cupy.cuda.Device(device_index):
                     return cupy.RawModule(code=source, options=options)
+            with cupy.cuda.Device(device_index):
+                binary = _compile(source, arch, who)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_bytes(binary)
             os.replace(tmp, path)  # atomic: concurrent processes never load half a file
@@ -188,10 +193,15 @@ class CudaKernel:
         self.config = config
         self.device_index = device.index if device.index is not None else torch.cuda.current_device()
         self.source = generate_source(config.step, TORCH_DTYPES[dtype], config.per_neuron)
-        module = build_module(self.source, self.device_index, f"neuron model {config.step.model} ({dtype})")
-        with cupy.cuda.Device(self.device_index):
-            self._forward = module.get_function("snnir_forward")
-            self._backward = module.get_function("snnir_backward")
+        who = f"neuron model {config.step.model} ({dtype})"
+        module = build_module(self.source, self.device_index, who)
+        try:  # loads the module: a binary the driver refuses fails here
+            with cupy.cuda.Device(self.device_index):
+                self._forward = module.get_function("snnir_forward")
+                self._backward = module.get_function("snnir_backward")
+        except Exception as e:
+            raise KernelBuildError(f"the CUDA driver could not load the kernels of {who}: {type(e).__name__}: {e}") \
+                from None
         sms = torch.cuda.get_device_properties(self.device_index).multi_processor_count
         self.max_blocks = sms * (2048 // BLOCK)  # one full wave; the grid-stride loop covers the rest
 
