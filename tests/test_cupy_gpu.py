@@ -57,9 +57,8 @@ def _run(neuron, x, weights):
 
 
 def test_kernels_are_installed_on_the_first_cuda_tensor():
-    from snnir.backends.torch.fused import fused_devices
-
     from snnir.backends.cupy import kernel_config, runtime
+    from snnir.backends.torch.fused import fused_devices
 
     lif = snn.LIF(step_mode="m").to(DEVICE)
     lif(torch.rand(4, 2, 8, device=DEVICE))
