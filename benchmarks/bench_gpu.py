@@ -9,7 +9,8 @@ floor: the bytes the layer must move divided by the measured device-to-device co
 Floor bytes (``b`` bytes per element, ``N`` neurons, one state): forward reads the input and
 writes the spikes, ``(2T + 2) N b`` with the state read and written; the backward reads the input
 (or something as large) and the spike gradient and writes the input gradient, ``(3T + 2) N b``.
-Ratios printed: reference / snnir, SpikingJelly / snnir (> 1: snnir faster) and snnir / floor.
+Ratios printed: reference / snnir, SpikingJelly / snnir (> 1: snnir faster), snnir / floor (a
+module call, Python included) and kernel / floor (the kernels alone, launched back to back).
 Targets (issue 12): at least SpikingJelly on every T, within 1.5x of the floor for T >= 32.
 
 ``--dry-run`` needs no GPU: it computes the floors for a given ``--bandwidth-gbs`` and writes the
@@ -138,8 +139,48 @@ def measure(T: int, neurons: int, dtype: torch.dtype, repeats: int, budget_s: fl
     for (name, mode), ts in times.items():
         result.setdefault(name, {})[mode] = {"median_ms": statistics.median(ts), "min_ms": min(ts),
                                              "max_ms": max(ts), "rounds": len(ts)}
+    try:
+        result["snnir_kernel"] = kernel_only(x, grad, repeats)
+    except Exception as e:
+        result["snnir_kernel"] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
     result["spike_mismatches"] = _agree(x)
     return result
+
+
+def kernel_only(x: torch.Tensor, grad: torch.Tensor, repeats: int, launches: int = 10) -> dict[str, Any]:
+    """snnir's kernels alone: ``launches`` back-to-back launches with prepared arguments between two
+    events, per launch (forward; forward + backward). Without the Python of a module call this is
+    what the kernels cost once the GPU is kept busy (a whole network, CUDA graphs)."""
+    from snnir import nn as snn
+    from snnir.backends.cupy import runtime
+    from snnir.backends.torch.fused import config
+
+    lif = snn.LIF(tau=2.0, step_mode="m").to(x.device)
+    cfg = config(lif._fused_key(x))
+    prm, arrays = lif._pack(cfg, lif._param_env(x), x.dtype, ())
+    state0 = torch.zeros(1, x.shape[1], dtype=x.dtype, device=x.device)
+    k = runtime.kernel(cfg, x.dtype, x.device)
+    if not isinstance(k, runtime.CudaKernel):
+        raise RuntimeError("the CUDA kernel did not build (see the warning)")
+    fwd_args, _ = runtime.forward_args(x, state0, prm, arrays.to(x.device), False)
+    bwd_args, _ = runtime.backward_args(cfg, grad, None, x, state0, prm, arrays.to(x.device))
+    N = x.shape[1]
+
+    def forward():
+        for _ in range(launches):
+            k._launch(k._forward, N, fwd_args)
+
+    def forward_backward():
+        for _ in range(launches):
+            k._launch(k._forward, N, fwd_args)
+            k._launch(k._backward, N, bwd_args)
+
+    out = {}
+    for mode, run in (("fwd", forward), ("fwd_bwd", forward_backward)):
+        run()
+        ts = [_cuda_ms(run) / launches for _ in range(max(3, repeats // 2))]
+        out[mode] = {"median_ms": statistics.median(ts), "min_ms": min(ts), "max_ms": max(ts), "rounds": len(ts)}
+    return out
 
 
 def _agree(x: torch.Tensor) -> dict[str, Any]:
@@ -175,13 +216,15 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'T':>4} {'dtype':>8} {'mode':>8} {'snnir':>9} {'ref':>9} {'SJ':>9} {'floor':>8}  "
-             f"{'ref/snnir':>9} {'SJ/snnir':>8} {'snnir/floor':>11}"]
+    lines = [f"{'T':>4} {'dtype':>8} {'mode':>8} {'snnir':>9} {'kernel':>9} {'ref':>9} {'SJ':>9} {'floor':>8}  "
+             f"{'ref/snnir':>9} {'SJ/snnir':>8} {'snnir/floor':>11} {'kernel/floor':>12}"]
     for r in rows:
-        s, ref, sj = _ms(r, "snnir"), _ms(r, "reference"), _ms(r, "spikingjelly")
-        lines.append(f"{r['T']:>4} {r['dtype']:>8} {r['mode']:>8} {_fmt(s, 9)} {_fmt(ref, 9)} {_fmt(sj, 9)} "
-                     f"{_fmt(r['floor_ms'], 8)}  {_fmt(_ratio(ref, s), 9, '.2f')} {_fmt(_ratio(sj, s), 8, '.2f')} "
-                     f"{_fmt(_ratio(s, r['floor_ms']), 11, '.2f')}")
+        s, kern = _ms(r, "snnir"), _ms(r, "snnir_kernel")
+        ref, sj = _ms(r, "reference"), _ms(r, "spikingjelly")
+        lines.append(f"{r['T']:>4} {r['dtype']:>8} {r['mode']:>8} {_fmt(s, 9)} {_fmt(kern, 9)} {_fmt(ref, 9)} "
+                     f"{_fmt(sj, 9)} {_fmt(r['floor_ms'], 8)}  {_fmt(_ratio(ref, s), 9, '.2f')} "
+                     f"{_fmt(_ratio(sj, s), 8, '.2f')} {_fmt(_ratio(s, r['floor_ms']), 11, '.2f')} "
+                     f"{_fmt(_ratio(kern, r['floor_ms']), 12, '.2f')}")
     return "\n".join(lines)
 
 

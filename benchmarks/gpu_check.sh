@@ -12,6 +12,7 @@ OUT_DIR="${1:-${OUT:-benchmarks/out}}"
 PY="${PYTHON:-python}"
 mkdir -p "$OUT_DIR"
 export SNNIR_CACHE_DIR="${SNNIR_CACHE_DIR:-$OUT_DIR/cache}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the checkout works even if the install below cannot
 
 echo "== environment ($(date -u +%FT%TZ))"
 uname -a
@@ -29,7 +30,8 @@ except Exception as e:
 PY
 
 echo "== install snnir (no network)"
-timeout 180 "$PY" -m pip install --no-deps --no-build-isolation -q -e .
+timeout 180 "$PY" -m pip install --no-deps --no-build-isolation -q -e . \
+    || echo "pip install failed (no setuptools/wheel here?): running from the checkout (snnir/_checkout.py)"
 timeout 60 "$PY" -c "from snnir.backends.cupy.runtime import describe; import json; print(json.dumps(describe(), indent=1))"
 
 echo "== GPU tests and kernel compile checks"
