@@ -31,7 +31,7 @@ PY
 
 echo "== install snnir (no network)"
 timeout 180 "$PY" -m pip install --no-deps --no-build-isolation -q -e . \
-    || echo "pip install failed (no setuptools/wheel here?): running from the checkout (snnir/_checkout.py)"
+    || echo "install failed (no setuptools or wheel here?): running from the checkout (snnir/_checkout.py)"
 timeout 60 "$PY" -c "from snnir.backends.cupy.runtime import describe; import json; print(json.dumps(describe(), indent=1))"
 
 echo "== GPU tests and kernel compile checks"
