@@ -21,13 +21,15 @@ other device (``CompositeExplicitAutograd``) runs the kernels a backend installs
 ``register_device_kernels`` (the CUDA backend: ``register_device_kernels("cuda", ...)``), else the
 same lowered step printed as torch ops (``torch_loop``). The fake (meta) implementations give
 shapes for ``torch.compile``. Neuron modules call the op on the devices of ``fused_devices()``
-(CPU, and those with installed kernels) and take the per-step reference path elsewhere.
+(CPU, and those with installed kernels: ``has_fused_kernels`` installs a device's on its first
+tensor, CUDA's from ``snnir.backends.cupy``) and take the per-step reference path elsewhere.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib
 import math
 import sys
 import threading
@@ -48,13 +50,6 @@ from .cpu_kernel import TILE_MAX, KernelBuildError, build_neuron, generate_sourc
 from .lowered import Prologue
 
 _DTYPES = {torch.float32: "float", torch.float64: "double", torch.bfloat16: "bfloat16", torch.float16: "half"}
-_NARROW = (torch.bfloat16, torch.float16)
-
-
-def state_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype of the states (and of per-neuron arrays) for input of ``dtype``: float32 for
-    16-bit inputs (their kernels compute in float32 and round only what they store), else ``dtype``."""
-    return torch.float32 if dtype in _NARROW else dtype
 
 
 def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p | None:
@@ -97,6 +92,7 @@ class Config:
         the per-neuron uniforms broadcast to one sample's ``M`` neurons, in the memory order of
         the sample's axes ``order`` (a permutation; ``None``: as they are, i.e. contiguous)."""
         M = math.prod(sample)
+        dtype = compute_dtype(dtype)
         if not any(isinstance(v, torch.Tensor) for v in params.values()):
             key = tuple(params.items())
             prm = self._prm_cache.get(key) if not torch.compiler.is_compiling() else None
@@ -141,7 +137,7 @@ class CpuKernel:
 
     def __init__(self, config: Config, dtype: torch.dtype) -> None:
         self.config = config
-        self.dtype, self.state_dtype = dtype, state_dtype(dtype)
+        self.dtype, self.state_dtype = dtype, compute_dtype(dtype)
         self.n_states = len(config.step.states)
         self.lib = build_neuron(generate_source(config.step, _DTYPES[dtype], config.per_neuron, config.input_affine))
         self._fwd, self._bwd = self.lib.snnir_forward, self.lib.snnir_backward
@@ -220,6 +216,13 @@ def _abi(config: Config, x, state0, prm, arrays, sdtype):
     return x.contiguous(), initial_rows(state0, sdtype), prm.contiguous(), arrays.to(sdtype).contiguous()
 
 
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The type kernels compute in for tensors of ``dtype``: float32 for the 16-bit types (whose
+    kernels load, compute in float32 and round what they store), else ``dtype``. Uniforms are
+    rounded to it, as any parameter."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 # --- configurations and kernels -------------------------------------------------------------------------
 # One registry per process, shared by every copy of this module (pytest's doctest collection imports
 # the file a second time as ``backends.torch.fused``): the ops are defined once and find their
@@ -231,6 +234,7 @@ if not hasattr(_STATE, "configs"):
     _STATE.cpu_kernels = {}      # (key, dtype) -> CpuKernel
     _STATE.unavailable = set()   # (key, dtype) whose C kernel failed to build
     _STATE.device_kernels = {}   # device type -> (forward, backward)
+    _STATE.probed = set()        # device types whose kernel backend was asked to install itself
     _STATE.lock = threading.Lock()
     _STATE.defined = False
 
@@ -298,12 +302,29 @@ def fused_devices() -> set[str]:
     return {"cpu", *_STATE.device_kernels}
 
 
+# Backends that install the kernels of a device type, imported on the first tensor of that type a
+# fused neuron sees (so CuPy loads only when a CUDA tensor arrives); each has ``install() -> bool``.
+DEVICE_BACKENDS = {"cuda": "snnir.backends.cupy"}
+
+
+def has_fused_kernels(device_type: str) -> bool:
+    """Whether neuron modules take the fused path on ``device_type``; the first call for a device
+    type asks its backend (``DEVICE_BACKENDS``) to install its kernels."""
+    if device_type == "cpu" or device_type in _STATE.device_kernels:
+        return True
+    backend = DEVICE_BACKENDS.get(device_type)
+    if backend is not None and device_type not in _STATE.probed:
+        _STATE.probed.add(device_type)
+        importlib.import_module(backend).install()
+    return device_type in _STATE.device_kernels
+
+
 # --- the ops -------------------------------------------------------------------------------------------
 
 
 def _reduce_learn(grad_learn: torch.Tensor | None, n_learn: int, M: int, like: torch.Tensor) -> torch.Tensor:
     """Per-neuron gradients ``[L, N]`` summed over the batch: ``[L, M]`` (in the state dtype)."""
-    dtype = state_dtype(like.dtype)
+    dtype = compute_dtype(like.dtype)
     if grad_learn is None or n_learn == 0:
         return like.new_zeros(n_learn, M, dtype=dtype)
     return grad_learn.view(n_learn, -1, M).sum(1).to(dtype)
@@ -333,7 +354,7 @@ def _forward_device(x, state0, prm, arrays, learn, kernel, want_v):
         from .torch_loop import forward as impl_forward
         return impl_forward(config(kernel), x, state0, prm, arrays, want_v)
     # an installed kernel gets what it always got: the state materialized, in the input's dtype
-    sdtype = state_dtype(x.dtype)
+    sdtype = compute_dtype(x.dtype)
     spikes, state, v_seq = impl[0](config(kernel), x, state0.to(x.dtype).contiguous(), prm, arrays.to(sdtype), want_v)
     return spikes, state.to(sdtype), v_seq.to(sdtype)
 
@@ -346,19 +367,19 @@ def _backward_device(grad_spikes, grad_state, x, state0, prm, arrays, kernel, n_
     else:
         g_state = None if grad_state is None else grad_state.to(x.dtype)
         gx, gs, gl = impl[1](config(kernel), grad_spikes, g_state, x, state0.to(x.dtype).contiguous(), prm,
-                             arrays.to(state_dtype(x.dtype)), n_learn)
-        gs = gs.to(state_dtype(x.dtype))
+                             arrays.to(compute_dtype(x.dtype)), n_learn)
+        gs = gs.to(compute_dtype(x.dtype))
     return gx, gs, _reduce_learn(gl, n_learn, neurons, x)
 
 
 def _forward_fake(x, state0, prm, arrays, learn, kernel, want_v):
-    sdtype = state_dtype(x.dtype)
+    sdtype = compute_dtype(x.dtype)
     return (torch.empty_like(x, memory_format=torch.contiguous_format), state0.new_empty(state0.shape, dtype=sdtype),
             x.new_empty(x.shape if want_v else (0,), dtype=sdtype))
 
 
 def _backward_fake(grad_spikes, grad_state, x, state0, prm, arrays, kernel, n_learn, neurons):
-    sdtype = state_dtype(x.dtype)
+    sdtype = compute_dtype(x.dtype)
     return (torch.empty_like(x, memory_format=torch.contiguous_format), state0.new_empty(state0.shape, dtype=sdtype),
             x.new_empty(n_learn, neurons, dtype=sdtype))
 
@@ -457,5 +478,5 @@ neuron_forward = torch.ops.snnir.neuron_forward.default
 neuron_backward = torch.ops.snnir.neuron_backward.default
 
 
-__all__ = ["Config", "config_key", "fused_devices", "neuron_backward", "neuron_forward", "register_device_kernels",
-           "run", "state_dtype"]
+__all__ = ["DEVICE_BACKENDS", "Config", "compute_dtype", "config_key", "fused_devices", "has_fused_kernels",
+           "neuron_backward", "neuron_forward", "register_device_kernels", "run"]

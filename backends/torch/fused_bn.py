@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .batchnorm_kernel import channel_stats
-from .fused import cpu_kernel_available, state_dtype
+from .fused import compute_dtype, cpu_kernel_available
 
 
 class _BatchNormOutput(torch.autograd.Function):
@@ -91,7 +91,7 @@ def batchnorm_neuron(bn: nn.modules.batchnorm._BatchNorm, neuron: Any, x: torch.
         bn.num_batches_tracked.add_(1)
         factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
     weight = bn.weight
-    dtype = weight.dtype if weight is not None else state_dtype(x.dtype)  # the statistics' dtype
+    dtype = weight.dtype if weight is not None else compute_dtype(x.dtype)  # the statistics' dtype
     with torch.no_grad():
         if training:
             x4 = x.flatten(0, 1)

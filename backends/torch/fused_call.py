@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from . import layout
-from .fused import CpuKernel, _reduce_learn, _tile, config, cpu_kernel, initial_rows, neuron_forward, state_dtype
+from .fused import CpuKernel, _reduce_learn, _tile, compute_dtype, config, cpu_kernel, initial_rows, neuron_forward
 
 
 @dataclass
@@ -79,7 +79,7 @@ def signature(module: Any, x: torch.Tensor) -> tuple:
 
 def make_plan(module: Any, key: str, x_seq: torch.Tensor, params: dict[str, Any], sig: tuple) -> Plan:
     cfg = config(key)
-    sdtype = state_dtype(x_seq.dtype)
+    sdtype = compute_dtype(x_seq.dtype)
     order = layout.storage_order(x_seq, batch_first=cfg.n_arrays > 0)
     copy = order is None and not x_seq.is_contiguous()  # not dense in any order: one copy per call
     xp = x_seq if order is None else x_seq.permute(order)

@@ -8,6 +8,7 @@ sequence before the next; loops run step by step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -189,11 +190,17 @@ class GraphModule(StepModule):
     (in both modes, like the neurons' state), so a sequence fed in chunks gives the outputs of
     one call. ``layers[node_id]`` holds each node's module; a graph without a plan gets one from
     the ``schedule`` pass.
+
+    Inputs are tensors or numpy arrays (converted: floating arrays to the module's dtype, integer
+    and boolean spike arrays to float). ``check_finite=True`` checks every node's output and raises
+    ``NonFiniteError`` naming the first node (in execution order), the time step and the element
+    where NaN or Inf appear (off by default: one attribute test per node call).
     """
 
     def __init__(self, graph: Graph, step_mode: str = "m", memory_format: torch.memory_format | None = None,
-                 fuse: bool = True) -> None:
+                 fuse: bool = True, check_finite: bool = False) -> None:
         super().__init__()
+        self.check_finite = bool(check_finite)
         graph = graph.copy().validate()
         if "schedule" not in graph.meta:
             graph = schedule_pass(graph)
@@ -288,6 +295,42 @@ class GraphModule(StepModule):
     def _zeros(self, node_id: str, like: torch.Tensor, lead: tuple[int, ...]) -> torch.Tensor:
         return torch.zeros(*lead, *self._shape[node_id], dtype=like.dtype, device=like.device)
 
+    def _as_input(self, name: str, x: Any) -> torch.Tensor:
+        """``x`` as a tensor: numpy arrays are converted, other types refused naming the input."""
+        if isinstance(x, np.ndarray):
+            if x.dtype.kind not in "biuf":
+                raise TypeError(f"graph {self.graph_name!r}: input {name!r} is a numpy array of dtype {x.dtype}; "
+                                "expected numbers")
+            ref = next((p for p in self.parameters() if p.is_floating_point()), None)
+            dtype = ref.dtype if ref is not None else torch.get_default_dtype()
+            x = torch.from_numpy(np.ascontiguousarray(x)).to(dtype)
+        elif not isinstance(x, torch.Tensor):
+            raise TypeError(f"graph {self.graph_name!r}: input {name!r} must be a torch.Tensor or numpy array, "
+                            f"got {type(x).__name__}")
+        return x
+
+    def _finite(self, node_id: str, value: torch.Tensor, t0: int = 0, step: int | None = None) -> None:
+        """Raise NonFiniteError if ``value`` (node ``node_id``'s output) holds NaN or Inf."""
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            return
+        with torch.no_grad():  # one reduction: NaN and Inf survive a sum (an overflow is re-checked below)
+            if math.isfinite(float(value.sum(dtype=torch.float64))) or bool(torch.isfinite(value).all()):
+                return
+        from snnir.errors import NonFiniteError
+
+        bad = ~torch.isfinite(value.detach())
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        first = float(value.detach()[index])
+        if step is not None:
+            where = f"time step {step}, sample {index[0]}, element {index[1:]}"
+        elif self.step_mode == "m":
+            where = f"time step {t0 + index[0]}, sample {index[1]}, element {index[2:]}"
+        else:
+            where = f"this step, sample {index[0]}, element {index[1:]}"
+        kind = "an input" if self._op[node_id] == "input" else "the first node (in execution order)"
+        raise NonFiniteError(f"graph {self.graph_name!r}: node {node_id!r} ({self._op[node_id]}) holds {first} at "
+                             f"{where}: {kind} where a non-finite value appears")
+
     def _previous(self, node_id: str, like: torch.Tensor) -> torch.Tensor:
         """``node_id``'s value at the step before this one (zeros after a reset); ``like`` is [N, ...]."""
         last = self._last.get(node_id)
@@ -307,9 +350,13 @@ class GraphModule(StepModule):
         if len(inputs) != len(self.input_names):
             raise TypeError(f"graph {self.graph_name!r} takes {len(self.input_names)} input(s) "
                             f"{self.input_names}, got {len(inputs)}")
+        inputs = tuple(self._as_input(n, x) for n, x in zip(self.input_names, inputs))
         self._check_inputs(inputs)
         if self.memory_format is not None:
             inputs = tuple(self._in_format(x) for x in inputs)
+        if self.check_finite:
+            for name, x in zip(self.input_names, inputs):
+                self._finite(name, x)
         env: dict[str, torch.Tensor] = dict(zip(self.input_names, inputs))
         like = inputs[0]
         if self.step_mode == "s":
@@ -329,7 +376,7 @@ class GraphModule(StepModule):
                 outs: dict[str, list[torch.Tensor]] = {n: [] for n in keep}
                 for start in range(0, like.shape[0], block):
                     part = {k: v[start:start + block] for k, v in env.items()}
-                    self._run_sequence(nodes, part, like[start:start + block])
+                    self._run_sequence(nodes, part, like[start:start + block], start)
                     for n in outs:
                         outs[n].append(part[n])
                 env.update({n: torch.cat(v) for n, v in outs.items()})
@@ -355,20 +402,24 @@ class GraphModule(StepModule):
         per_step = max(1, like.shape[1] * self._sample_elems[region] * like.element_size())
         return max(1, self.time_block_bytes // per_step)
 
-    def _run_sequence(self, nodes: list[str], env: dict[str, torch.Tensor], like: torch.Tensor) -> None:
+    def _run_sequence(self, nodes: list[str], env: dict[str, torch.Tensor], like: torch.Tensor,
+                      t0: int = 0) -> None:
         for node_id in nodes:
             op = self._op[node_id]
             if op in ("input", "output") or node_id in self._grouped:
                 continue
             args = [env[_late(p) if offset else p] for p, offset in self._preds[node_id]]
             chain = self._group.get(node_id)
-            if chain is not None and not (self.capture & set(chain[:-1])):
+            if chain is not None and not self.check_finite and not (self.capture & set(chain[:-1])):
                 env[chain[-1]] = self._run_chain(chain, args, like)  # intermediate values are not kept
                 continue
-            out = self._call(node_id, args, like)
-            env[node_id] = out
-            for member in chain[1:] if chain is not None else ():  # captured: run and keep each value
+            out = env[node_id] = self._call(node_id, args, like)
+            if self.check_finite:
+                self._finite(node_id, out, t0)
+            for member in chain[1:] if chain is not None else ():  # captured or checked: each value kept
                 out = env[member] = self._call(member, [out], like)
+                if self.check_finite:
+                    self._finite(member, out, t0)
 
     def _run_chain(self, chain: list[str], args: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
         """``synapse [-> batchnorm] -> neuron`` (or ``batchnorm -> neuron``): a batchnorm is applied
@@ -397,6 +448,8 @@ class GraphModule(StepModule):
                         else (cur[p] if p in members else env[p][t])
                         for p, offset in self._preds[node_id]]
                 cur[node_id] = self._call(node_id, args, like[t])
+                if self.check_finite:
+                    self._finite(node_id, cur[node_id], step=t)
                 seqs[node_id].append(cur[node_id])
             prev = cur
         for node_id in nodes:
@@ -417,6 +470,8 @@ class GraphModule(StepModule):
                 env[node_id] = layer(env[preds[0][0]])
             else:
                 env[node_id] = layer(*[self._previous(p, like) if offset else env[p] for p, offset in preds])
+            if self.check_finite:
+                self._finite(node_id, env[node_id])
         self.__dict__["_last"] = {n: env[n] for n in delayed} if delayed else {}
 
     def _check_inputs(self, inputs: tuple[torch.Tensor, ...]) -> None:
@@ -447,7 +502,7 @@ def _late(node_id: str) -> str:
 
 
 def compile(graph: Graph, step_mode: str = "m", memory_format: torch.memory_format | None = None,
-            fuse: bool = True, **kwargs: Any) -> GraphModule:
+            fuse: bool = True, check_finite: bool = False, **kwargs: Any) -> GraphModule:
     """Lower ``graph`` to a trainable ``GraphModule`` (see its docstring).
 
     The module starts in the training mode the graph records (``graph.meta["training"]``, set by
@@ -459,10 +514,26 @@ def compile(graph: Graph, step_mode: str = "m", memory_format: torch.memory_form
     channels-last activations (oneDNN's faster layout on CPU, above all in bfloat16). ``fuse``
     (default): the chains of ``group_synapse_neuron`` (computed here if the graph has none) run as
     one unit: a batchnorm before a neuron is applied inside the neuron's kernel.
+    ``check_finite=True`` names the first node whose output holds NaN or Inf (``NonFiniteError``).
+
+    Example:
+        >>> import numpy as np, snnir
+        >>> g = snnir.Graph(); x = g.add_input((2,))
+        >>> _ = g.add_output(g.add_node("scale", [x], attrs={"factor": 2.0}, id="double"))
+        >>> m = compile(g, check_finite=True)
+        >>> m(np.ones((1, 1, 2))).tolist()          # numpy in, tensor out
+        [[[2.0, 2.0]]]
+        >>> try:
+        ...     m(np.array([[[1.0, np.inf]]]))
+        ... except snnir.NonFiniteError as e:
+        ...     print(e)
+        graph 'snnir': node 'input' (input) holds inf at time step 0, sample 0, element (1,): an input where a \
+non-finite value appears
     """
     if kwargs:
         raise TypeError(f"torch backend: unknown options {sorted(kwargs)}")
-    module = GraphModule(graph, step_mode=step_mode, memory_format=memory_format, fuse=fuse)
+    module = GraphModule(graph, step_mode=step_mode, memory_format=memory_format, fuse=fuse,
+                         check_finite=check_finite)
     module.train(bool(graph.meta.get("training", True)))
     for node_id, flag in graph.meta.get("training_nodes", {}).items():
         if node_id in module._key:

@@ -28,7 +28,7 @@ from snnir.surrogate import ATan, Surrogate
 
 from . import fused_call
 from .base import StepModule, check_step_mode
-from .fused import config_key, cpu_kernel_available, fused_devices, state_dtype
+from .fused import compute_dtype, config_key, cpu_kernel_available, has_fused_kernels
 from .lowered import Prologue, join, step_function
 from .surrogate import spike as spike_fn
 
@@ -241,6 +241,7 @@ class Neuron(StepModule):
             self._set_param("v_reset", v_reset)
         for name, default in model.params.items():
             self._set_param(name, params.get(name, default), learnable=name in model.learnable)
+        model.check_params({**self.parameter_values(), "v_reset": self.v_reset}, who=type(self).__name__)
         for name in model.state:
             self.register_buffer(name, None, persistent=False)
         self.v_seq: torch.Tensor | None = None
@@ -306,7 +307,7 @@ class Neuron(StepModule):
             for name in self._tensor_params:
                 _check_broadcast(type(self).__name__, name, tuple(env[name].shape), sample)
             self._checked_shape = sample
-        dtype = state_dtype(x_seq.dtype)
+        dtype = compute_dtype(x_seq.dtype)
         for name in self._tensor_params:
             env[name] = env[name].to(dtype)
         return env
@@ -340,7 +341,7 @@ class Neuron(StepModule):
 
     def _uniforms(self, x: torch.Tensor, params: dict[str, Any]) -> list[Any]:
         """The uniforms, tensors rounded to the state dtype (floats are rounded by the ops)."""
-        dtype = state_dtype(x.dtype)
+        dtype = compute_dtype(x.dtype)
         return [u.to(dtype) if isinstance(u, torch.Tensor) else u for u in self.equations().uniforms(params)]
 
     # --- fused path ---------------------------------------------------------------------------------
@@ -359,7 +360,7 @@ class Neuron(StepModule):
         if cached is not None and cached[0] == sig:
             return cached[1] if x.shape[0] else None
         key = None
-        if self.fused and x.device.type in fused_devices():
+        if self.fused and has_fused_kernels(x.device.type):
             key = self._config_key()
             if x.device.type == "cpu" and not cpu_kernel_available(key, x.dtype):
                 key = None
@@ -414,7 +415,7 @@ class Neuron(StepModule):
     def _reference_step(self, x: torch.Tensor, params: dict[str, Any], uniforms: list[Any]) -> torch.Tensor:
         eqs = self.equations()
         dtype = x.dtype
-        x = x.to(state_dtype(dtype))  # 16-bit inputs: float32 states and arithmetic, like the kernels
+        x = x.to(compute_dtype(dtype))  # 16-bit inputs: float32 states and arithmetic, like the kernels
         state = self._current_state(x, params)
         spikes, state = eqs.step(x, state, uniforms, self.surrogate, self.detach_reset)
         self._store(state)

@@ -13,7 +13,7 @@ import torch
 
 from snnir.lowering import Block
 
-from .fused import state_dtype
+from .fused import compute_dtype
 from .lowered import join, step_function
 
 _cache: dict[tuple[int, str, torch.dtype], object] = {}
@@ -35,7 +35,7 @@ def _uniforms(config, prm: torch.Tensor, arrays: torch.Tensor) -> list:
 def _compute(config, x: torch.Tensor, arrays: torch.Tensor) -> torch.Tensor:
     """The input the step reads, as the kernels compute it: 16-bit widened to float32, and the
     input affine (``x * in_scale + in_shift``, the last two rows of ``arrays``) applied."""
-    x = x.to(state_dtype(x.dtype))
+    x = x.to(compute_dtype(x.dtype))
     if config.input_affine:
         B, M = x.shape[-1] // arrays.shape[1], arrays.shape[1]
         scale, shift = arrays[-2].to(x.dtype), arrays[-1].to(x.dtype)
@@ -83,8 +83,8 @@ def _run_forward(config, x3, states, u, keep_h: bool):
 def forward(config, x: torch.Tensor, state0: torch.Tensor, prm: torch.Tensor, arrays: torch.Tensor, want_v: bool):
     T, N = x.shape
     B, M = _shape(x, arrays)
-    u = _uniforms(config, prm, arrays)
     xc = _compute(config, x, arrays)
+    u = _uniforms(config, prm, arrays.to(xc.dtype))  # arrays: the compute type
     states = [s.to(xc.dtype).reshape(B, M) for s in state0.unbind(0)]
     spikes, states, v_seq, _ = _run_forward(config, xc.reshape(T, B, M), states, u, False)
     out_v = torch.stack(v_seq).reshape(T, N) if want_v and T else xc.new_empty(x.shape if want_v else (0,))
@@ -96,13 +96,13 @@ def backward(config, g_spikes, g_state, x, state0, prm, arrays, n_learn):
     step = config.step
     T, N = x.shape
     B, M = _shape(x, arrays)
-    u = _uniforms(config, prm, arrays)
     S = tuple(f"s_{k}" for k in step.states)
     H = tuple(f"h_{k}" for k in step.kept)
     G = tuple(f"g_{k}" for k in step.states)
     U = step.uniforms
     out_dtype = x.dtype
     x = _compute(config, x, arrays)
+    u = _uniforms(config, prm, arrays.to(x.dtype))  # arrays: the compute type
     g_spikes = g_spikes.to(x.dtype)
     dtype = x.dtype
     x3 = x.reshape(T, B, M)
