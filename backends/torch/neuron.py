@@ -307,9 +307,8 @@ class Neuron(StepModule):
             for name in self._tensor_params:
                 _check_broadcast(type(self).__name__, name, tuple(env[name].shape), sample)
             self._checked_shape = sample
-        dtype = compute_dtype(x_seq.dtype)
-        for name in self._tensor_params:
-            env[name] = env[name].to(dtype)
+        for name in self._tensor_params:  # rounded to the input's dtype, as a module cast to it would be
+            env[name] = env[name].to(x_seq.dtype)
         return env
 
     def state(self) -> dict[str, torch.Tensor | None]:
