@@ -14,12 +14,18 @@ sequence is ever allocated), then walks time in reverse, recomputing spikes and 
 from them. Floating point follows the equation's written order with ``-ffp-contract=off``, so the
 forward matches the per-step torch path operation for operation.
 
-The kernel ABI (``snnir_forward`` / ``snnir_backward`` below): input ``[T, N]``, state ``[S, N]``
-(``N`` = batch x neurons, neuron ``n`` of a sample at ``n % M``); the uniforms in
-``LoweredStep.uniforms`` order, each a scalar (``prm[i]``, float64) or, for the names in
-``per_neuron`` (a compile-time choice), a row of ``arrays[A, M]`` in the compute type;
-learnable-parameter gradients come out per neuron, ``grad_learn[L, N]`` (float64, summed over
-time), for the caller to reduce over the batch and the parameter's broadcast axes. Builds are cached under
+The kernel ABI (``snnir_forward`` / ``snnir_backward`` below): input ``[T, N]`` in memory order
+(``N`` = batch x neurons, neuron ``n`` of a sample at ``n % M``; any dense layout of the caller's
+tensor is such rows, see ``layout``), the initial state ``state0`` read at ``i * s0_row + n *
+s0_col`` (``s0_col = 0``: one value per state, broadcast), the final state written as ``[S, N]``;
+the uniforms in ``LoweredStep.uniforms`` order, each a scalar (``prm[i]``, float64) or, for the
+names in ``per_neuron`` (a compile-time choice), a row of ``arrays[A, M]`` in the compute type;
+with ``input_affine`` two more rows scale and shift the input (a BatchNorm inside the neuron
+pass). Sequences (input, spikes, their gradients) are float32, float64, or bfloat16/float16
+computed in float32 (``io_load``/``io_store``: exact widening, rounding to nearest even); states,
+the voltage sequence and the arrays are in the compute type. Learnable-parameter gradients come
+out per neuron, ``grad_learn[L, N]`` (float64, summed over time), for the caller to reduce over the
+batch and the parameter's broadcast axes; ``grad_state0`` may be NULL when nobody asks for it. Builds are cached under
 ``$SNNIR_CACHE_DIR`` (default ``~/.cache/snnir``) by a hash of source, compiler and flags, so only
 the first use of a configuration pays the compiler (well under a second).
 """

@@ -16,6 +16,10 @@ it carries the gradient back, and autograd's expand-backward sums it over the pa
 broadcast axes. Autograd is registered on the forward op (it saves only the input and the initial
 state; the backward kernel recomputes the rest).
 
+``x`` may be float32/float64 or bfloat16/float16; the states, ``v_seq`` and the learnable
+gradients are then in ``compute_dtype(x.dtype)`` (float32: 16-bit sequences are computed in
+float32). ``state0`` may be broadcast over the neurons (``expand``: read as one value per state).
+
 Implementations: ``CPU`` runs the C kernels (``cpu_kernel``), built per dtype on first use; every
 other device (``CompositeExplicitAutograd``) runs the kernels a backend installs for it with
 ``register_device_kernels`` (the CUDA backend: ``register_device_kernels("cuda", ...)``), else the
