@@ -167,12 +167,17 @@ class CpuKernel:
         x, s0, prm, arrays = _abi(self.config, x, state0, prm, arrays, self.state_dtype)
         return self.run_backward(g_spikes, g_state, x, s0, prm, arrays, n_learn, want_grad_state0)
 
-    def run_backward(self, g_spikes, g_state, x, s0, prm, arrays, n_learn, want_grad_state0):
+    def backward_tile(self, T: int, N: int) -> int:
+        """Neurons per backward tile: each re-runs its forward into a local buffer of T * kept values."""
+        return int(min(_tile(N), max(16, (2 << 20) // (T * self._recompute_bytes) // 16 * 16)))
+
+    def run_backward(self, g_spikes, g_state, x, s0, prm, arrays, n_learn, want_grad_state0, M: int = 0,
+                     tile: int = 0):
         g_state = None if g_state is None else g_state.to(self.state_dtype).contiguous()
         T, N = x.shape
         grad_x = buffers.empty((T, N), x.dtype)
         grad_state0 = torch.empty(self.n_states, N, dtype=self.state_dtype) if want_grad_state0 else None
-        tile = int(min(_tile(N), max(16, (2 << 20) // (T * self._recompute_bytes) // 16 * 16)))
+        tile = tile or self.backward_tile(T, N)
         grad_learn = torch.empty(n_learn, N, dtype=torch.float64) if n_learn else None
         # a broadcast scalar gradient (loss = spikes.sum()) is read as one value, not materialized
         scalar = g_spikes.stride() == (0, 0)
@@ -180,7 +185,7 @@ class CpuKernel:
             g_spikes = g_spikes.to(x.dtype)
         if not scalar:
             g_spikes = g_spikes.contiguous()
-        M = arrays.shape[1] if arrays.numel() else N
+        M = M or (arrays.shape[1] if arrays.numel() else N)
         failed = self._bwd(T, N, M, tile, g_spikes.data_ptr(), int(scalar), _ptr(g_state), x.data_ptr(),
                            s0[0].data_ptr(), s0[1], s0[2], grad_x.data_ptr(), _ptr(grad_state0), _ptr(grad_learn),
                            prm.data_ptr(), arrays.data_ptr(), torch.get_num_threads())

@@ -50,10 +50,13 @@ class Plan:
     shape: tuple[int, ...] = ()
     S: int = 1
     fast: tuple | None = None  # the kernel call's constants on the inference fast path (``infer``)
+    bwd_tile: int = 0
 
     def __post_init__(self) -> None:
         self.state_shape, self.shape = tuple(self.pshape[1:]), tuple(self.pshape)
         self.S = self.init.shape[0] if self.init is not None else 0
+        if self.kernel is not None:
+            self.bwd_tile = self.kernel.backward_tile(self.T, self.N)
         if (self.kernel is not None and self.order is None and not self.copy and not self.want_v
                 and self.init is not None):
             self.fast = (self.T, self.N, self.M, self.tile, self.prm.data_ptr(), self.arrays.data_ptr(),
@@ -137,15 +140,15 @@ def run_plan(module: Any, plan: Plan, x_seq: torch.Tensor, params: dict[str, Any
     ``affine``: ``[2, M]`` per-neuron input scale and shift rows (configurations with ``input_affine``)."""
     if plan.copy:
         x_seq = x_seq.contiguous()
-    x2 = x_seq.view(plan.T, plan.N) if plan.order is None else x_seq.permute(plan.order).reshape(plan.T, plan.N)
     state0 = _state0(module, plan, x_seq, params)
     arrays = plan.arrays if affine is None else torch.cat([plan.arrays, affine])
     learn = _learn(module, plan, params) if plan.learned else plan.no_learn
     kernel = plan.kernel
-    if kernel is not None and torch.is_grad_enabled() and (x2.requires_grad or state0.requires_grad
+    if kernel is not None and torch.is_grad_enabled() and (x_seq.requires_grad or state0.requires_grad
                                                            or learn.requires_grad):
         spikes, state, v_seq = _DirectNeuron.apply(x_seq, state0, plan.prm, arrays, learn, plan)
     else:
+        x2 = x_seq.view(plan.T, plan.N) if plan.order is None else x_seq.permute(plan.order).reshape(plan.T, plan.N)
         if kernel is not None:
             s0 = plan.init_rows if state0 is plan.init else initial_rows(state0, plan.sdtype)
             spikes, state, v_seq = kernel.run_forward(x2, s0, plan.prm, arrays, plan.want_v, plan.M, plan.tile)
@@ -195,7 +198,7 @@ class _DirectNeuron(torch.autograd.Function):
         else:
             g2 = (g_spikes if plan.order is None else g_spikes.permute(plan.order)).reshape(plan.T, plan.N)
         gx, gs0, gl = plan.kernel.run_backward(g2, g_state, x2, (s0, *ctx.s0_strides), prm, arrays, ctx.n_learn,
-                                               ctx.needs_input_grad[1])
+                                               ctx.needs_input_grad[1], plan.M, plan.bwd_tile)
         if ctx.n_learn:
             gl = _reduce_learn(gl, ctx.n_learn, ctx.neurons, x2)
         return _unrows(gx, plan), gs0, None, None, gl if ctx.n_learn else None, None
