@@ -12,6 +12,7 @@ contender in a process of its own (growth of peak RSS during one step after two 
     python benchmarks/bench_training.py                       # both nets, default contenders
     python benchmarks/bench_training.py --nets vgg --rounds 15 --contenders snnir spikingjelly
     python benchmarks/bench_training.py --profile snnir --nets sew_resnet18   # torch.profiler table
+    python benchmarks/bench_training.py --src /path/to/older/checkout ...     # snnir from another checkout
 
 Contenders: ``snnir`` (traced and compiled, fp32), ``snnir-cl`` (``snnir.compile(...,
 memory_format=torch.channels_last)``), ``snnir-bf16-cl`` (that, run under ``torch.autocast("cpu",
@@ -134,8 +135,8 @@ def memory_worker(net: str, name: str) -> dict:
     return {"peak_mib": (rss_status("VmHWM") - base) / 1024}
 
 
-def memory(net: str, name: str) -> float | None:
-    cmd = [sys.executable, __file__, "--memory-worker", net, name]
+def memory(net: str, name: str, src: str | None = None) -> float | None:
+    cmd = [sys.executable, __file__, "--memory-worker", net, name] + (["--src", src] if src else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
     if proc.returncode != 0:
         print(f"memory of {name} on {net} failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
@@ -185,7 +186,11 @@ def main() -> None:
     ap.add_argument("--profile", metavar="CONTENDER", help="print a torch.profiler table for one contender")
     ap.add_argument("--json", default=str(HERE / "bench_training.json"))
     ap.add_argument("--memory-worker", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--src", help="import snnir from this source checkout (before/after comparisons)")
     args = ap.parse_args()
+    if args.src:  # the checkout first on the path, the installed (editable) package out of the way
+        sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+        sys.path.insert(0, args.src)
     torch.set_num_threads(args.threads)
     if args.memory_worker:
         print(json.dumps(memory_worker(*args.memory_worker)))
@@ -194,11 +199,11 @@ def main() -> None:
         for net in args.nets:
             profile(net, args.profile, 3)
         return
-    out: dict = {"threads": args.threads, "torch": torch.__version__, "nets": {}}
+    out: dict = {"threads": args.threads, "torch": torch.__version__, "src": args.src, "nets": {}}
     report: list[str] = []
     for net in args.nets:
         result = run_interleaved(net, args.contenders, args.rounds, args.warmup)
-        peaks = {} if args.no_memory else {n: memory(net, n) for n in args.contenders}
+        peaks = {} if args.no_memory else {n: memory(net, n, args.src) for n in args.contenders}
         result["peak_mib"] = peaks
         report += summarize(net, result, peaks)
         out["nets"][net] = result
