@@ -39,7 +39,8 @@ import torch  # noqa: E402
 import training_nets as nets  # noqa: E402
 from timing import peak_rss_reset, rss_status  # noqa: E402
 
-CONTENDERS = ("snnir", "snnir-cl", "snnir-bf16-cl", "snnir-unfused", "spikingjelly", "spikingjelly-bf16-cl", "snntorch")
+CONTENDERS = ("snnir", "snnir-cl", "snnir-bf16-cl", "snnir-unfused", "snnir-tc", "spikingjelly", "spikingjelly-bf16-cl",
+              "snntorch")
 DEFAULT = ("snnir", "snnir-bf16-cl", "spikingjelly", "snntorch")
 
 
@@ -62,6 +63,8 @@ class Contender:
                 kwargs["fuse"] = False
             model = snnir.compile(graph, **kwargs).train()
             self.reset = model.reset
+            if name.endswith("-tc"):  # torch.compile (inductor) of the compiled graph: its first step compiles
+                model = torch.compile(model)
             del snn
         elif framework == "spikingjelly":
             from spikingjelly.activation_based import functional

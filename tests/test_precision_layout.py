@@ -160,6 +160,16 @@ def test_modules_with_plans_copy_and_pickle():
         assert torch.equal(m(x), y)
 
 
+def test_learned_parameters_get_gradients_when_the_input_needs_none():
+    plif = snn.ParametricLIF(step_mode="m")
+    x = torch.rand(6, 2, 5) * 3
+    for _ in range(2):  # the second call runs the cached plan
+        plif.reset()
+        plif.w.grad = None
+        plif(x).sum().backward()
+        assert plif.w.grad is not None and plif.w.grad.abs() > 0
+
+
 def test_no_grad_calls_build_no_autograd_graph_and_keep_the_state():
     lif = snn.LIF(step_mode="m")
     x = torch.rand(4, 2, 3, requires_grad=True) * 3

@@ -111,7 +111,7 @@ def make_plan(module: Any, key: str, x_seq: torch.Tensor, params: dict[str, Any]
 def infer(module: Any, plan: Plan, x_seq: torch.Tensor) -> torch.Tensor | None:
     """The inference fast path (streaming: one step, batch 1, where Python is all the cost): a
     contiguous input, no gradient, no voltage sequence; ``None`` where it does not apply."""
-    if plan.fast is None or (torch.is_grad_enabled() and x_seq.requires_grad):
+    if plan.fast is None or (torch.is_grad_enabled() and (x_seq.requires_grad or plan.learned)):
         return None
     buffers = module._buffers
     if buffers["v"] is None:
