@@ -221,3 +221,20 @@ def test_snn_linear_takes_the_skinny_kernel_where_it_applies():
     assert not skinny_kernel.supported(torch.rand(100, 50), torch.rand(65, 50))  # wide: BLAS
     assert not skinny_kernel.supported(torch.rand(100, 50, dtype=torch.float64), torch.rand(5, 50,
                                                                                             dtype=torch.float64))
+
+
+@pytest.mark.parametrize("layers", ["linear", "conv1d"])
+def test_batchnorm1d_chains_equal_the_unfused_graph(layers):
+    torch.manual_seed(13)
+    if layers == "linear":
+        net, x = torch.nn.Sequential(snn.Linear(20, 16), snn.BatchNorm1d(16), snn.LIF()), torch.rand(5, 6, 20)
+    else:
+        net, x = torch.nn.Sequential(snn.Conv1d(2, 4, 3), snn.BatchNorm1d(4), snn.LIF()), torch.rand(5, 6, 2, 10)
+    net, x = snn.set_step_mode(net, "m").double(), x.double() * 2
+    graph = snnir.trace(net, x)
+    ref = _step(snnir.compile(graph, fuse=False).double(), x)
+    got = _step(snnir.compile(graph).double(), x)
+    assert torch.equal(got[0], ref[0]) and 0 < ref[0].mean() < 1
+    torch.testing.assert_close(got[1], ref[1], rtol=1e-9, atol=1e-12)
+    for name in ref[2]:
+        torch.testing.assert_close(got[2][name], ref[2][name], rtol=1e-9, atol=1e-12, msg=name)
