@@ -1,0 +1,696 @@
+"""How torch functions and tensor methods met during tracing become IR ops.
+
+One mapper per function family, registered for every spelling (``torch.softmax``, ``F.softmax``,
+``x.softmax``) with ``@handles``. A mapper gets the ``TraceContext``, the call's arguments (traced
+tensors as ``Value``s, the rest as given) and returns the result's ``Value`` (or a ``Results``
+tuple for ``chunk``/``split``). Dims are torch's: the context turns them into per-sample axes and
+refuses those that touch the time or batch axes.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from snnir.frontends.torch_values import LeadDim, TraceContext, Value, constant, lead_words
+
+Handler = Callable[[TraceContext, list, dict], Any]
+HANDLERS: dict[Any, Handler] = {}
+
+
+def handles(*targets: Any) -> Callable[[Handler], Handler]:
+    """Register ``fn`` for functions (objects) and tensor methods (names) ``targets``."""
+    def wrap(fn: Handler) -> Handler:
+        for t in targets:
+            HANDLERS[t] = fn
+        return fn
+    return wrap
+
+
+class Results(tuple):
+    """Several results (``chunk``, ``split``, attention weights): each is emitted on first use, so
+    an ignored piece leaves no node behind."""
+
+    def __new__(cls, makers: list[Callable[[], Value | None]]) -> Results:
+        obj = super().__new__(cls, makers)
+        obj._done = {}
+        return obj
+
+    def get(self, i: int) -> Value | None:
+        i = operator.index(i) % len(self)
+        if i not in self._done:
+            self._done[i] = tuple.__getitem__(self, i)()
+        return self._done[i]
+
+
+def bind(args: list, kwargs: dict, names: tuple[str, ...], defaults: dict[str, Any]) -> dict[str, Any]:
+    """torch-style arguments by name (positional first, then keywords, then defaults)."""
+    out = dict(defaults)
+    out.update(zip(names, args))
+    out.update(kwargs)
+    return out
+
+
+def tensor(ctx: TraceContext, a: Any, what: str) -> Value:
+    if isinstance(a, Value):
+        return a
+    if isinstance(a, torch.Tensor):
+        return constant(a.detach().cpu().numpy())
+    raise ctx.error(f"{what} must be a tensor, got {type(a).__name__} {a!r}")
+
+
+def _is_number(a: Any) -> bool:
+    return isinstance(a, (int, float)) and not isinstance(a, bool)
+
+
+def _dims(args: list) -> list:
+    """``f(*dims)`` or ``f(dims)`` (torch accepts both for view, permute, ...)."""
+    return list(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)) else list(args)
+
+
+# --- activations ----------------------------------------------------------------------------------
+@handles(F.relu, torch.relu, "relu", F.relu_, torch.relu_, "relu_")
+def _relu(ctx, args, kwargs):
+    return ctx.emit("relu", [tensor(ctx, args[0], "relu input")])
+
+
+@handles(F.relu6, F.hardtanh, torch.clamp, torch.clip, "clamp", "clip")
+def _clip(ctx, args, kwargs):
+    target = ctx.target
+    lo = args[1] if len(args) > 1 else kwargs.get("min", kwargs.get("min_val", 0.0 if target is F.relu6 else None))
+    hi = args[2] if len(args) > 2 else kwargs.get("max", kwargs.get("max_val", 6.0 if target is F.relu6 else None))
+    if target is F.hardtanh:
+        lo, hi = (-1.0 if lo is None else lo), (1.0 if hi is None else hi)
+    if isinstance(lo, Value) or isinstance(hi, Value):
+        raise ctx.error("clamp with tensor bounds is not supported; give numbers")
+    return ctx.emit("clip", [tensor(ctx, args[0], "clip input")],
+                    {"min": None if lo is None else float(lo), "max": None if hi is None else float(hi)})
+
+
+_UNARY = {
+    torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", "sigmoid": "sigmoid",
+    torch.tanh: "tanh", F.tanh: "tanh", "tanh": "tanh",
+    torch.erf: "erf", torch.special.erf: "erf", "erf": "erf",
+    torch.exp: "exp", "exp": "exp",
+    F.silu: "silu", F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid",
+}
+
+
+@handles(*_UNARY)
+def _unary(ctx, args, kwargs):
+    if kwargs.get("inplace"):
+        pass  # the result is rebound by the caller's assignment, as out-of-place
+    return ctx.emit(_UNARY[ctx.target], [tensor(ctx, args[0], f"{_UNARY[ctx.target]} input")])
+
+
+@handles(F.gelu)
+def _gelu(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "approximate"), {"approximate": "none"})
+    return ctx.emit("gelu", [tensor(ctx, a["input"], "gelu input")], {"approximate": a["approximate"]})
+
+
+@handles(F.softmax, torch.softmax, "softmax")
+def _softmax(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "dim"), {"dim": None})
+    x = tensor(ctx, a["input"], "softmax input")
+    if a["dim"] is None:
+        raise ctx.error("softmax without dim is ambiguous; give dim")
+    if a.get("dtype") not in (None, torch.float32):
+        raise ctx.error(f"softmax with dtype={a['dtype']} is not supported (snnir computes in the input's dtype)")
+    return ctx.emit("softmax", [x], {"axis": ctx.axis(x, a["dim"], "softmax")})
+
+
+@handles(F.layer_norm)
+def _layer_norm(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "normalized_shape", "weight", "bias", "eps"),
+             {"weight": None, "bias": None, "eps": 1e-5})
+    params = {k: np.asarray(tensor(ctx, a[k], f"layer_norm {k}").const, np.float32)
+              for k in ("weight", "bias") if a[k] is not None}
+    if any(isinstance(a[k], Value) and not a[k].is_const for k in ("weight", "bias")):
+        raise ctx.error("layer_norm weight and bias must be parameters, not computed tensors")
+    return layer_norm(ctx, tensor(ctx, a["input"], "layer_norm input"), tuple(a["normalized_shape"]),
+                      float(a["eps"]), params)
+
+
+def layer_norm(ctx: TraceContext, x: Value, normalized_shape: tuple[int, ...], eps: float, params: dict) -> Value:
+    return ctx.emit("layernorm", [x], {"normalized_shape": tuple(int(s) for s in normalized_shape), "eps": eps},
+                    params)
+
+
+@handles(F.dropout, F.dropout1d, F.dropout2d)
+def _dropout(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "p", "training", "inplace"), {"p": 0.5, "training": True})
+    x = tensor(ctx, a["input"], "dropout input")
+    if not a["training"] or a["p"] == 0:
+        return x
+    return ctx.emit("dropout", [x], {"p": float(a["p"]), "channelwise": ctx.target is not F.dropout})
+
+
+@handles("contiguous", "clone", torch.clone, "detach", torch.detach, "float", "to", "type_as")
+def _identity(ctx, args, kwargs):
+    x = tensor(ctx, args[0], f"{ctx.label} input")
+    dtypes = [a for a in (*args[1:], kwargs.get("dtype")) if isinstance(a, torch.dtype)]
+    if any(d != torch.float32 for d in dtypes):
+        raise ctx.error(f"conversion to {dtypes[0]} is not supported (snnir graphs compute in float32)")
+    return x
+
+
+# --- shapes ---------------------------------------------------------------------------------------
+@handles(torch.flatten, "flatten")
+def _flatten(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "start_dim", "end_dim"), {"start_dim": 0, "end_dim": -1})
+    x = tensor(ctx, a["input"], "flatten input")
+    start, end = a["start_dim"] % max(x.rank, 1), a["end_dim"] % max(x.rank, 1)
+    nlead = len(x.lead)
+    if end < nlead:  # merging lead axes only: [T, N] -> [T*N]
+        if x.lead == ("T", "N") and (start, end) == (0, 1):
+            return Value(("T*N",), x.shape, x.node, x.const)
+        return x
+    if start < nlead:
+        raise ctx.error(f"flatten({a['start_dim']}, {a['end_dim']}) would merge the batch axis into the features")
+    start, end = start - nlead, end - nlead
+    shape = (*x.shape[:start], math.prod(x.shape[start:end + 1]), *x.shape[end + 1:])
+    return ctx.reshape(x, shape, suffix="")
+
+
+@handles("view", "reshape", torch.reshape)
+def _view(ctx, args, kwargs):
+    x = tensor(ctx, args[0], f"{ctx.label} input")
+    target = _dims(args[1:]) if len(args) > 1 else list(kwargs.get("shape", ()))
+    lead, shape = ctx.split_target(x, target, ctx.label)
+    return _relead(ctx.reshape(x, shape, suffix=""), lead)
+
+
+def _relead(v: Value, lead: tuple[str, ...]) -> Value:
+    return v if v.is_const else Value(lead, v.shape, v.node, v.const)
+
+
+@handles("unflatten", torch.unflatten)
+def _unflatten(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "dim", "sizes"), {})
+    x = tensor(ctx, a["input"], "unflatten input")
+    full = list(ctx.traced_shape(x))
+    dim = a["dim"] % x.rank
+    target = full[:dim] + list(a["sizes"]) + full[dim + 1:]
+    lead, shape = ctx.split_target(x, target, "unflatten")
+    return _relead(ctx.reshape(x, shape, suffix=""), lead)
+
+
+@handles("unsqueeze", torch.unsqueeze)
+def _unsqueeze(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "dim"), {})
+    x = tensor(ctx, a["input"], "unsqueeze input")
+    dim = a["dim"] % (x.rank + 1)
+    if dim < len(x.lead):
+        raise ctx.error(f"unsqueeze({a['dim']}) adds an axis before the {lead_words(x.lead)}; a new "
+                        "time axis is an encoder's job: encode the input before the traced network")
+    dim -= len(x.lead)
+    return ctx.reshape(x, (*x.shape[:dim], 1, *x.shape[dim:]), suffix="")
+
+
+@handles("squeeze", torch.squeeze)
+def _squeeze(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "dim"), {"dim": None})
+    x = tensor(ctx, a["input"], "squeeze input")
+    if a["dim"] is None:
+        axes = [i for i, s in enumerate(x.shape) if s == 1]
+    else:
+        dims = a["dim"] if isinstance(a["dim"], (tuple, list)) else (a["dim"],)
+        axes = [ctx.axis(x, d, "squeeze") for d in dims]
+        axes = [i for i in axes if x.shape[i] == 1]
+    return ctx.reshape(x, tuple(s for i, s in enumerate(x.shape) if i not in axes), suffix="")
+
+
+@handles("permute", torch.permute)
+def _permute(ctx, args, kwargs):
+    x = tensor(ctx, args[0], "permute input")
+    dims = _dims(args[1:]) if len(args) > 1 else list(kwargs["dims"])
+    if len(dims) != x.rank:
+        raise ctx.error(f"permute{tuple(dims)} needs {x.rank} dims")
+    dims = [d % x.rank for d in dims]
+    nlead = len(x.lead)
+    if dims[:nlead] != list(range(nlead)):
+        raise ctx.error(f"permute{tuple(dims)} moves the {lead_words(x.lead)}; snnir ops act per "
+                        "sample, so the leading axes must stay first")
+    return transpose(ctx, x, tuple(d - nlead for d in dims[nlead:]))
+
+
+@handles("transpose", torch.transpose, "swapaxes", torch.swapaxes)
+def _transpose(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "dim0", "dim1"), {})
+    x = tensor(ctx, a["input"], "transpose input")
+    i, j = ctx.axis(x, a["dim0"], "transpose"), ctx.axis(x, a["dim1"], "transpose")
+    perm = list(range(len(x.shape)))
+    perm[i], perm[j] = perm[j], perm[i]
+    return transpose(ctx, x, tuple(perm))
+
+
+def transpose(ctx: TraceContext, x: Value, perm: tuple[int, ...]) -> Value:
+    if perm == tuple(range(len(perm))):
+        return x
+    if x.is_const:
+        return constant(np.transpose(x.const, perm))
+    return ctx.emit("transpose", [x], {"perm": perm}, suffix="")
+
+
+def getattr_tensor(ctx: TraceContext, x: Value, name: str) -> Value:
+    """``x.T`` / ``x.mT`` (the others are answered by the proxy itself)."""
+    if name == "mT":
+        perm = list(range(len(x.shape)))
+        if len(perm) < 2:
+            raise ctx.error("x.mT needs two per-sample axes")
+        perm[-2], perm[-1] = perm[-1], perm[-2]
+        return transpose(ctx, x, tuple(perm))
+    if name == "T" and x.is_const:
+        return constant(np.asarray(x.const).T)
+    raise ctx.error(f"tensor attribute {name!r} is not supported" +
+                    ("; x.T reverses the batch axis too, use x.transpose(-2, -1)" if name == "T" else ""))
+
+
+def _pieces(size: int, sizes: list[int]) -> list[tuple[int, int]]:
+    out, start = [], 0
+    for s in sizes:
+        out.append((start, start + s))
+        start += s
+    return out
+
+
+def _split(ctx: TraceContext, x: Value, axis: int, bounds: list[tuple[int, int]]) -> Results:
+    def piece(start: int, stop: int) -> Callable[[], Value]:
+        def make() -> Value:
+            if (start, stop) == (0, x.shape[axis]):
+                return x
+            if x.is_const:
+                return constant(np.take(x.const, range(start, stop), axis=axis))
+            return ctx.emit("slice", [x], {"axis": axis, "start": start, "stop": stop}, suffix=f"_{start}")
+        return make
+    return Results([piece(a, b) for a, b in bounds])
+
+
+@handles("chunk", torch.chunk)
+def _chunk(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "chunks", "dim"), {"dim": 0})
+    x = tensor(ctx, a["input"], "chunk input")
+    axis = ctx.axis(x, a["dim"], "chunk")
+    size = x.shape[axis]
+    step = math.ceil(size / a["chunks"])
+    return _split(ctx, x, axis, [(s, min(s + step, size)) for s in range(0, size, step)])
+
+
+@handles("split", torch.split)
+def _split_fn(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "split_size_or_sections", "dim"), {"dim": 0})
+    x = tensor(ctx, a["input"], "split input")
+    axis = ctx.axis(x, a["dim"], "split")
+    size, sections = x.shape[axis], a["split_size_or_sections"]
+    if isinstance(sections, int):
+        return _split(ctx, x, axis, [(s, min(s + sections, size)) for s in range(0, size, sections)])
+    if sum(sections) != size:
+        raise ctx.error(f"split sizes {list(sections)} do not add up to {size}")
+    return _split(ctx, x, axis, _pieces(size, list(sections)))
+
+
+@handles("unbind", torch.unbind)
+def _unbind(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "dim"), {"dim": 0})
+    x = tensor(ctx, a["input"], "unbind input")
+    axis = ctx.axis(x, a["dim"], "unbind")
+    pieces = _split(ctx, x, axis, [(i, i + 1) for i in range(x.shape[axis])])
+    squeezed = (*x.shape[:axis], *x.shape[axis + 1:])
+    return Results([lambda i=i: ctx.reshape(pieces.get(i), squeezed) for i in range(len(pieces))])
+
+
+@handles(operator.getitem)
+def _getitem(ctx, args, kwargs):
+    x, index = args
+    if isinstance(x, Results):
+        return x.get(index)
+    if isinstance(x, (tuple, list)):
+        return x[index]
+    x = tensor(ctx, x, "indexed value")
+    index = list(index) if isinstance(index, tuple) else [index]
+    if any(isinstance(i, (Value, torch.Tensor, list, bool)) for i in index):
+        raise ctx.error("indexing with tensors, lists or bools is not supported; use slices and ints")
+    explicit = sum(1 for i in index if i is not None and i is not Ellipsis)
+    if index.count(Ellipsis) > 1 or explicit > x.rank:
+        raise ctx.error(f"index {tuple(index)} does not fit a tensor of rank {x.rank}")
+    if Ellipsis in index:
+        e = index.index(Ellipsis)
+        index[e:e + 1] = [slice(None)] * (x.rank - explicit)
+    index += [slice(None)] * (x.rank - explicit)
+    nlead, dim, out, final = len(x.lead), 0, x, []
+    for i in index:  # slices keep every axis in place; ints and None are settled by the final reshape
+        if i is None:
+            if dim < nlead:
+                raise ctx.error("indexing with None before the leading axes adds an axis in front of them")
+            final.append(1)
+            continue
+        if dim < nlead:
+            if i != slice(None):
+                raise ctx.error(f"index {i!r} on dim {dim} selects along the {lead_words(x.lead)}; "
+                                "snnir ops act per sample")
+            dim += 1
+            continue
+        axis, size = dim - nlead, x.shape[dim - nlead]
+        if isinstance(i, int):
+            if not -size <= i < size:
+                raise ctx.error(f"index {i} is out of range for size {size}")
+            start, stop, step = i % size, i % size + 1, 1
+        elif isinstance(i, slice):
+            start, stop, step = i.indices(size)
+            if step < 1 or stop <= start:
+                raise ctx.error(f"slice {i} along an axis of size {size} is empty or reversed")
+            final.append(len(range(start, stop, step)))
+        else:
+            raise ctx.error(f"index {i!r} is not supported")
+        if (start, stop, step) != (0, size, 1):
+            if out.is_const:
+                out = constant(np.take(out.const, range(start, stop, step), axis=axis))
+            else:
+                out = ctx.emit("slice", [out], {"axis": axis, "start": start, "stop": stop, "step": step}, suffix="")
+        dim += 1
+    return ctx.reshape(out, tuple(final), suffix="_index")
+
+
+@handles(torch.cat, torch.concat, torch.concatenate)
+def _cat(ctx, args, kwargs):
+    a = bind(args, kwargs, ("tensors", "dim"), {"dim": 0})
+    values = [tensor(ctx, t, "cat input") for t in a["tensors"]]
+    ref = next((v for v in values if not v.is_const), values[0])
+    axis = ctx.axis(ref, a["dim"], "cat")
+    if len(values) == 1:
+        return values[0]
+    return ctx.emit("cat", values, {"axis": axis})
+
+
+@handles(torch.stack)
+def _stack(ctx, args, kwargs):
+    a = bind(args, kwargs, ("tensors", "dim"), {"dim": 0})
+    values = [tensor(ctx, t, "stack input") for t in a["tensors"]]
+    ref = next((v for v in values if not v.is_const), values[0])
+    dim = a["dim"] % (ref.rank + 1)
+    if dim < len(ref.lead):
+        raise ctx.error(f"stack(dim={a['dim']}) puts the new axis before the {lead_words(ref.lead)}")
+    axis = dim - len(ref.lead)
+    parts = [ctx.reshape(v, (*v.shape[:axis], 1, *v.shape[axis:]), suffix="_unsqueeze") for v in values]
+    return ctx.emit("cat", parts, {"axis": axis}) if len(parts) > 1 else parts[0]
+
+
+# --- arithmetic -----------------------------------------------------------------------------------
+_ADD = {operator.add, torch.add, "add", operator.iadd}
+_SUB = {operator.sub, torch.sub, "sub", operator.isub, torch.subtract}
+_MUL = {operator.mul, torch.mul, "mul", operator.imul, torch.multiply}
+_DIV = {operator.truediv, torch.div, "div", operator.itruediv, torch.true_divide, torch.divide}
+
+
+def _is_power_of_two(c: float) -> bool:
+    m, _ = math.frexp(c)
+    return c != 0 and abs(m) == 0.5
+
+
+def _per_channel(ctx: TraceContext, c: Value, x: Value) -> np.ndarray | None:
+    """``c`` as one value per channel (axis 0 of ``x``'s sample), if that is all it is."""
+    a = np.asarray(ctx.sample_of_const(c, x.lead, len(x.shape)).const)
+    if not x.shape or a.ndim != len(x.shape) or a.shape[0] != x.shape[0] or any(d != 1 for d in a.shape[1:]):
+        return None
+    return a.reshape(-1).astype(np.float32)
+
+
+@handles(*_ADD, *_SUB, *_MUL, *_DIV)
+def _arith(ctx, args, kwargs):
+    t = ctx.target
+    kind = "add" if t in _ADD else "sub" if t in _SUB else "mul" if t in _MUL else "div"
+    if kwargs.get("alpha", 1) != 1 or kwargs.get("rounding_mode") is not None:
+        raise ctx.error(f"{ctx.label} with alpha/rounding_mode is not supported")
+    a, b = args[0], args[1] if len(args) > 1 else kwargs["other"]
+    return arith(ctx, kind, a, b)
+
+
+def arith(ctx: TraceContext, kind: str, a: Any, b: Any) -> Value:
+    """``a <kind> b`` for tensors and numbers (scale/affine for numbers and per-channel constants)."""
+    if isinstance(a, torch.Tensor):
+        a = tensor(ctx, a, kind)
+    if isinstance(b, torch.Tensor):
+        b = tensor(ctx, b, kind)
+    if not isinstance(a, Value) and not isinstance(b, Value):
+        raise ctx.error(f"{kind} of {a!r} and {b!r}: no tensor")
+    for v in (a, b):
+        if not isinstance(v, Value) and not _is_number(v):
+            raise ctx.error(f"{kind} with {type(v).__name__} {v!r} is not supported")
+    # both constants: numpy does it
+    if all(isinstance(v, Value) and v.is_const for v in (a, b)):
+        fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}[kind]
+        return constant(fn(a.const, b.const))
+    # a scalar constant is a number
+    a = float(np.asarray(a.const).reshape(())) if isinstance(a, Value) and a.is_const and a.const.size == 1 \
+        and not b.is_const and len(a.shape) <= b.rank else a
+    b = float(np.asarray(b.const).reshape(())) if isinstance(b, Value) and b.is_const and b.const.size == 1 \
+        and isinstance(a, Value) and len(b.shape) <= a.rank else b
+    x_first = isinstance(a, Value) and not a.is_const
+    x, other = (a, b) if x_first else (b, a)
+    if _is_number(other):
+        c = float(other)
+        if kind == "mul":
+            return ctx.emit("scale", [x], {"factor": c})
+        if kind in ("add", "sub"):
+            sign, bias = (1.0, c) if kind == "add" else ((1.0, -c) if x_first else (-1.0, c))
+            return ctx.emit("affine", [x], {}, {"weight": np.array(sign, np.float32),
+                                                "bias": np.array(bias, np.float32)})
+        if x_first and _is_power_of_two(c):  # x / 2**k == x * 2**-k exactly
+            return ctx.emit("scale", [x], {"factor": 1.0 / c})
+        other = constant(np.array(c, np.float32))
+    if other.is_const:
+        per_channel = _per_channel(ctx, other, x)
+        if per_channel is not None and (kind in ("add", "mul") or (kind == "sub" and x_first)):
+            one, zero = np.array(1.0, np.float32), np.zeros_like(per_channel)
+            if kind == "mul":
+                return ctx.emit("affine", [x], {}, {"weight": per_channel, "bias": zero})
+            return ctx.emit("affine", [x], {}, {"weight": one, "bias": per_channel if kind == "add" else -per_channel})
+        if kind == "add":
+            c = ctx.sample_of_const(other, x.lead, len(x.shape))
+            try:
+                full = np.broadcast_to(np.asarray(c.const, np.float32), x.shape).copy()
+            except ValueError:
+                raise ctx.error(f"add of a tensor of per-sample shape {x.shape} and a constant of shape "
+                                f"{c.shape} changes the tensor's shape; not supported") from None
+            return ctx.emit("add", [x, constant(full)])
+    values, lead = ctx.align([a, b], kind)
+    if kind == "add":
+        if values[0].shape != values[1].shape:
+            raise ctx.error(f"add of per-sample shapes {values[0].shape} and {values[1].shape} needs "
+                            "broadcasting, which snnir's add does not do; expand the smaller one")
+        return ctx.emit("add", values)
+    return ctx.emit(kind, values, lead=lead)
+
+
+@handles(operator.neg, torch.neg, "neg")
+def _neg(ctx, args, kwargs):
+    return ctx.emit("scale", [tensor(ctx, args[0], "neg input")], {"factor": -1.0})
+
+
+@handles(operator.matmul, torch.matmul, "matmul", torch.bmm, "bmm", torch.mm, "mm")
+def _matmul(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "other"), {})
+    if "mat2" in kwargs:
+        a["other"] = kwargs["mat2"]
+    return matmul(ctx, tensor(ctx, a["input"], "matmul input"), tensor(ctx, a["other"], "matmul input"))
+
+
+def matmul(ctx: TraceContext, a: Value, b: Value) -> Value:
+    """torch.matmul semantics: vectors are promoted and the added axis removed afterwards."""
+    if a.is_const and b.is_const:
+        return constant(np.matmul(a.const, b.const))
+    # a constant matrix on the right of a tensor is a linear layer (W = b^T)
+    if b.is_const and b.const.ndim == 2:
+        return ctx.emit("linear", [a], {}, {"weight": np.ascontiguousarray(np.asarray(b.const).T, np.float32)})
+    x = a if not a.is_const else b
+    if a.is_const:
+        a = ctx.sample_of_const(a, x.lead, max(len(x.shape), 2))
+    if b.is_const:
+        b = ctx.sample_of_const(b, x.lead, max(len(x.shape), 2))
+    vec_a, vec_b = len(a.shape) == 1, len(b.shape) == 1
+    if vec_a:
+        a = ctx.reshape(a, (1, *a.shape), suffix="_row")
+    if vec_b:
+        b = ctx.reshape(b, (*b.shape, 1), suffix="_col")
+    (a, b), lead = ctx.align([a, b], "matmul")
+    if len(a.shape) < 2:
+        raise ctx.error(f"matmul of per-sample shapes {a.shape} and {b.shape}: a vector times the batch axis")
+    y = ctx.emit("matmul", [a, b], lead=lead)
+    if vec_a or vec_b:
+        shape = y.shape[:-2] + (() if vec_a else y.shape[-2:-1]) + (() if vec_b else y.shape[-1:])
+        y = ctx.reshape(y, shape, suffix="_squeeze")
+    return y
+
+
+@handles(F.linear)
+def _linear(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "weight", "bias"), {"bias": None})
+    w, bias = tensor(ctx, a["weight"], "linear weight"), a["bias"]
+    if not w.is_const or (isinstance(bias, Value) and not bias.is_const):
+        raise ctx.error("F.linear with a computed weight or bias is not supported; use x @ w.T")
+    params = {"weight": np.asarray(w.const, np.float32)}
+    if bias is not None:
+        params["bias"] = np.asarray(tensor(ctx, bias, "linear bias").const, np.float32)
+    return ctx.emit("linear", [tensor(ctx, a["input"], "linear input")], {}, params)
+
+
+# --- reductions -----------------------------------------------------------------------------------
+@handles(torch.mean, "mean", torch.sum, "sum")
+def _reduce(ctx, args, kwargs):
+    kind = "mean" if ctx.target in (torch.mean, "mean") else "sum"
+    a = bind(args, kwargs, ("input", "dim", "keepdim"), {"dim": None, "keepdim": False})
+    x = tensor(ctx, a["input"], f"{kind} input")
+    if a.get("dtype") is not None:
+        raise ctx.error(f"{kind} with dtype is not supported")
+    if a["dim"] is None or a["dim"] == [] or a["dim"] == ():
+        raise ctx.error(f"{kind} over all axes reduces the batch axis too; give the per-sample dims")
+    dims = a["dim"] if isinstance(a["dim"], (tuple, list)) else (a["dim"],)
+    axes = tuple(sorted({ctx.axis(x, d, kind) for d in dims}))
+    return ctx.emit(kind, [x], {"axes": axes, "keepdim": bool(a["keepdim"])})
+
+
+# --- pooling and resampling -----------------------------------------------------------------------
+_MAXPOOL_ARGS = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+_AVGPOOL_ARGS = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+_MAX_DEFAULTS = {"kernel_size": None, "stride": None, "padding": 0, "dilation": 1, "ceil_mode": False}
+_AVG_DEFAULTS = {"kernel_size": None, "stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True}
+_POOLS = {
+    F.max_pool1d: ("maxpool1d", _MAXPOOL_ARGS, _MAX_DEFAULTS),
+    F.max_pool2d: ("maxpool2d", _MAXPOOL_ARGS, _MAX_DEFAULTS),
+    F.avg_pool1d: ("avgpool1d", _AVGPOOL_ARGS, _AVG_DEFAULTS),
+    F.avg_pool2d: ("avgpool2d", _AVGPOOL_ARGS, _AVG_DEFAULTS),
+    F.adaptive_avg_pool1d: ("adaptive_avgpool1d", ("output_size",), {"output_size": None}),
+    F.adaptive_avg_pool2d: ("adaptive_avgpool2d", ("output_size",), {"output_size": None}),
+}
+
+
+@handles(*_POOLS)
+def _pool(ctx, args, kwargs):
+    op, names, defaults = _POOLS[ctx.target]
+    bound = dict(zip(names, args[1:]))
+    bound.update({k: v for k, v in kwargs.items() if k in names})
+    if bound.get("return_indices") or bound.get("divisor_override"):
+        raise ctx.error(f"{ctx.label} with return_indices/divisor_override is not supported")
+    attrs = {k: bound.get(k, d) for k, d in defaults.items()}
+    return ctx.emit(op, [tensor(ctx, args[0], f"{ctx.label} input")], attrs)
+
+
+@handles(F.interpolate, F.upsample)
+def _interpolate(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor",
+                            "antialias"), {"size": None, "scale_factor": None, "mode": "nearest",
+                                           "align_corners": None, "recompute_scale_factor": None,
+                                           "antialias": False})
+    x = tensor(ctx, a["input"], "interpolate input")
+    return upsample(ctx, x, a["size"], a["scale_factor"], a["mode"], a["align_corners"],
+                    bool(a["recompute_scale_factor"]), bool(a["antialias"]))
+
+
+def upsample(ctx: TraceContext, x: Value, size: Any, scale_factor: Any, mode: str, align_corners: bool | None,
+             recompute: bool = False, antialias: bool = False) -> Value:
+    spatial = x.shape[1:]
+    n = len(spatial)
+    if mode not in ("nearest", "linear", "bilinear") or antialias:
+        raise ctx.error(f"interpolate mode {mode!r}{' with antialias' if antialias else ''} is not supported "
+                        "(nearest, linear, bilinear)")
+    if (size is None) == (scale_factor is None):
+        raise ctx.error("interpolate needs exactly one of size and scale_factor")
+    scale = None
+    if size is not None:
+        out = tuple(int(s) for s in ((size,) * n if isinstance(size, int) else size))
+    else:
+        factors = tuple(float(s) for s in ((scale_factor,) * n if _is_number(scale_factor) else scale_factor))
+        out = tuple(math.floor(s * f) for s, f in zip(spatial, factors))
+        scale = None if recompute else factors
+    attrs = {"size": out, "mode": mode, "scale": scale,
+             "align_corners": None if mode == "nearest" else bool(align_corners)}
+    return ctx.emit("upsample", [x], attrs)
+
+
+# --- attention ------------------------------------------------------------------------------------
+@handles(F.scaled_dot_product_attention)
+def _sdpa(ctx, args, kwargs):
+    a = bind(args, kwargs, ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"),
+             {"attn_mask": None, "dropout_p": 0.0, "is_causal": False, "scale": None, "enable_gqa": False})
+    if a["attn_mask"] is not None or a["is_causal"] or a["dropout_p"] or a["enable_gqa"]:
+        raise ctx.error("scaled_dot_product_attention with a mask, is_causal, dropout or GQA is not supported")
+    q, k, v = (tensor(ctx, a[n], f"attention {n}") for n in ("query", "key", "value"))
+    scale = a["scale"] if a["scale"] is not None else 1.0 / math.sqrt(q.shape[-1])
+    probs = attention_weights(ctx, q, k, scale)
+    return matmul(ctx, probs, v)
+
+
+def attention_weights(ctx: TraceContext, q: Value, k: Value, scale: float) -> Value:
+    """softmax(q k^T * scale) over the last axis (keys)."""
+    perm = list(range(len(k.shape)))
+    perm[-2], perm[-1] = perm[-1], perm[-2]
+    scores = matmul(ctx, q, transpose(ctx, k, tuple(perm)))
+    scores = ctx.emit("scale", [scores], {"factor": float(scale)}, suffix="_scale")
+    return ctx.emit("softmax", [scores], {"axis": len(scores.shape) - 1}, suffix="_softmax")
+
+
+def multi_head_attention(ctx: TraceContext, m: torch.nn.MultiheadAttention, args: list, kwargs: dict) -> Results:
+    """``nn.MultiheadAttention`` (batch_first) decomposed: in-projections, per-head scaled dot-product
+    attention, out-projection; the attention weights (averaged over heads unless told otherwise)
+    are emitted only if the model uses them. The same arithmetic as torch's reference path."""
+    a = bind(args, kwargs, ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask",
+                            "average_attn_weights", "is_causal"),
+             {"key_padding_mask": None, "need_weights": True, "attn_mask": None, "average_attn_weights": True,
+              "is_causal": False})
+    if not m.batch_first:
+        raise ctx.error("nn.MultiheadAttention with batch_first=False puts the batch on dim 1; construct it with "
+                        "batch_first=True (snnir keeps the batch axis first)")
+    if a["key_padding_mask"] is not None or a["attn_mask"] is not None or a["is_causal"]:
+        raise ctx.error("nn.MultiheadAttention with masks or is_causal is not supported")
+    if m.bias_k is not None or m.add_zero_attn or (m.training and m.dropout > 0):
+        raise ctx.error("nn.MultiheadAttention with add_bias_kv, add_zero_attn or training dropout is not supported")
+    q, k, v = (tensor(ctx, a[n], f"attention {n}") for n in ("query", "key", "value"))
+    e, h = m.embed_dim, m.num_heads
+    d = e // h
+
+    def weights(i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if m.in_proj_weight is not None:
+            w = m.in_proj_weight[i * e:(i + 1) * e]
+        else:
+            w = (m.q_proj_weight, m.k_proj_weight, m.v_proj_weight)[i]
+        b = None if m.in_proj_bias is None else m.in_proj_bias[i * e:(i + 1) * e]
+        return w.detach().numpy().astype(np.float32), None if b is None else b.detach().numpy().astype(np.float32)
+
+    heads = []
+    base = ctx.name
+    for i, (name, x) in enumerate(zip("qkv", (q, k, v))):
+        w, b = weights(i)
+        ctx.name = f"{base}_{name}"
+        proj = ctx.emit("linear", [x], {}, {"weight": w, **({"bias": b} if b is not None else {})})
+        length = proj.shape[0]
+        heads.append(transpose(ctx, ctx.reshape(proj, (length, h, d)), (1, 0, 2)))  # (h, L, d)
+    ctx.name = f"{base}_attn"
+    probs = attention_weights(ctx, heads[0], heads[1], 1.0 / math.sqrt(d))  # (h, Lq, Lk)
+    ctx.name = base
+    out = matmul(ctx, probs, heads[2])  # (h, Lq, d)
+    out = ctx.reshape(transpose(ctx, out, (1, 0, 2)), (out.shape[1], e))
+    params = {"weight": m.out_proj.weight.detach().numpy().astype(np.float32)}
+    if m.out_proj.bias is not None:
+        params["bias"] = m.out_proj.bias.detach().numpy().astype(np.float32)
+    out = ctx.emit("linear", [out], {}, params, suffix="_out")
+
+    def attn_weights() -> Value | None:
+        if not a["need_weights"]:
+            return None
+        ctx.name = f"{base}_weights"
+        if a["average_attn_weights"]:
+            return ctx.emit("mean", [probs], {"axes": (0,), "keepdim": False})
+        return probs
+
+    return Results([lambda: out, attn_weights])
+
+
+def is_lead_dim(x: Any) -> bool:
+    return isinstance(x, LeadDim)
