@@ -19,6 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from snnir.frontends.torch_values import LeadDim, TraceContext, Value, constant, lead_words
+from snnir.ops.tensor import broadcast_shapes
 
 Handler = Callable[[TraceContext, list, dict], Any]
 HANDLERS: dict[Any, Handler] = {}
@@ -162,21 +163,26 @@ def _identity(ctx, args, kwargs):
 
 
 # --- shapes ---------------------------------------------------------------------------------------
+def _lead_span(x: Value) -> range:
+    return range(x.pos, x.pos + len(x.lead))
+
+
 @handles(torch.flatten, "flatten")
 def _flatten(ctx, args, kwargs):
     a = bind(args, kwargs, ("input", "start_dim", "end_dim"), {"start_dim": 0, "end_dim": -1})
     x = tensor(ctx, a["input"], "flatten input")
     start, end = a["start_dim"] % max(x.rank, 1), a["end_dim"] % max(x.rank, 1)
-    nlead = len(x.lead)
-    if end < nlead:  # merging lead axes only: [T, N] -> [T*N]
-        if x.lead == ("T", "N") and (start, end) == (0, 1):
-            return Value(("T*N",), x.shape, x.node, x.const)
+    lead = _lead_span(x)
+    if start >= end:
         return x
-    if start < nlead:
+    if start <= lead[-1] and end >= lead[0] if lead else False:
+        if x.lead == ("T", "N") and (start, end) == (lead[0], lead[-1]):  # [T, N] -> [T*N]
+            return Value(("T*N",), x.shape, x.node, x.const, x.pos)
         raise ctx.error(f"flatten({a['start_dim']}, {a['end_dim']}) would merge the batch axis into the features")
-    start, end = start - nlead, end - nlead
-    shape = (*x.shape[:start], math.prod(x.shape[start:end + 1]), *x.shape[end + 1:])
-    return ctx.reshape(x, shape, suffix="")
+    before = end < x.pos
+    ps, pe = (start, end) if before else (start - len(x.lead), end - len(x.lead))
+    shape = (*x.shape[:ps], math.prod(x.shape[ps:pe + 1]), *x.shape[pe + 1:])
+    return ctx.reshape(x, shape, suffix="", pos=x.pos - (pe - ps) if before else x.pos)
 
 
 @handles("view", "reshape", torch.reshape)
@@ -188,7 +194,7 @@ def _view(ctx, args, kwargs):
 
 
 def _relead(v: Value, lead: tuple[str, ...]) -> Value:
-    return v if v.is_const else Value(lead, v.shape, v.node, v.const)
+    return v if v.is_const else Value(lead, v.shape, v.node, v.const, 0)
 
 
 @handles("unflatten", torch.unflatten)
@@ -202,16 +208,23 @@ def _unflatten(ctx, args, kwargs):
     return _relead(ctx.reshape(x, shape, suffix=""), lead)
 
 
+def _insert_axis(ctx: TraceContext, x: Value, dim: int, what: str) -> tuple[int, int]:
+    """(per-sample index, new pos) of a new axis at model-view ``dim`` (0..rank)."""
+    if x.pos < dim < x.pos + len(x.lead):
+        raise ctx.error(f"{what} puts an axis between the {lead_words(x.lead)}")
+    if dim <= x.pos:
+        return dim, x.pos + 1
+    return dim - len(x.lead), x.pos
+
+
 @handles("unsqueeze", torch.unsqueeze)
 def _unsqueeze(ctx, args, kwargs):
     a = bind(args, kwargs, ("input", "dim"), {})
     x = tensor(ctx, a["input"], "unsqueeze input")
-    dim = a["dim"] % (x.rank + 1)
-    if dim < len(x.lead):
-        raise ctx.error(f"unsqueeze({a['dim']}) adds an axis before the {lead_words(x.lead)}; a new "
-                        "time axis is an encoder's job: encode the input before the traced network")
-    dim -= len(x.lead)
-    return ctx.reshape(x, (*x.shape[:dim], 1, *x.shape[dim:]), suffix="")
+    if x.is_const:
+        return constant(np.expand_dims(x.const, a["dim"]))
+    axis, pos = _insert_axis(ctx, x, a["dim"] % (x.rank + 1), f"unsqueeze({a['dim']})")
+    return ctx.reshape(x, (*x.shape[:axis], 1, *x.shape[axis:]), suffix="", pos=pos)
 
 
 @handles("squeeze", torch.squeeze)
@@ -222,9 +235,9 @@ def _squeeze(ctx, args, kwargs):
         axes = [i for i, s in enumerate(x.shape) if s == 1]
     else:
         dims = a["dim"] if isinstance(a["dim"], (tuple, list)) else (a["dim"],)
-        axes = [ctx.axis(x, d, "squeeze") for d in dims]
-        axes = [i for i in axes if x.shape[i] == 1]
-    return ctx.reshape(x, tuple(s for i, s in enumerate(x.shape) if i not in axes), suffix="")
+        axes = [i for i in (ctx.axis(x, d, "squeeze") for d in dims) if x.shape[i] == 1]
+    shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
+    return ctx.reshape(x, shape, suffix="", pos=x.pos - sum(1 for i in axes if i < x.pos))
 
 
 @handles("permute", torch.permute)
@@ -234,38 +247,46 @@ def _permute(ctx, args, kwargs):
     if len(dims) != x.rank:
         raise ctx.error(f"permute{tuple(dims)} needs {x.rank} dims")
     dims = [d % x.rank for d in dims]
-    nlead = len(x.lead)
-    if dims[:nlead] != list(range(nlead)):
-        raise ctx.error(f"permute{tuple(dims)} moves the {lead_words(x.lead)}; snnir ops act per "
-                        "sample, so the leading axes must stay first")
-    return transpose(ctx, x, tuple(d - nlead for d in dims[nlead:]))
+    if x.is_const:
+        return constant(np.transpose(x.const, dims))
+    lead = list(_lead_span(x))
+    at = [dims.index(d) for d in lead]
+    if at != list(range(at[0], at[0] + len(lead))):
+        raise ctx.error(f"permute{tuple(dims)} reorders or separates the {lead_words(x.lead)}; they must stay "
+                        "together, in order")
+    perm = [d if d < x.pos else d - len(lead) for d in dims if d not in lead]
+    return transpose(ctx, x, tuple(perm), pos=at[0])
 
 
 @handles("transpose", torch.transpose, "swapaxes", torch.swapaxes)
 def _transpose(ctx, args, kwargs):
     a = bind(args, kwargs, ("input", "dim0", "dim1"), {})
     x = tensor(ctx, a["input"], "transpose input")
+    if x.is_const:
+        return constant(np.swapaxes(x.const, a["dim0"], a["dim1"]))
     i, j = ctx.axis(x, a["dim0"], "transpose"), ctx.axis(x, a["dim1"], "transpose")
     perm = list(range(len(x.shape)))
     perm[i], perm[j] = perm[j], perm[i]
     return transpose(ctx, x, tuple(perm))
 
 
-def transpose(ctx: TraceContext, x: Value, perm: tuple[int, ...]) -> Value:
-    if perm == tuple(range(len(perm))):
-        return x
+def transpose(ctx: TraceContext, x: Value, perm: tuple[int, ...], pos: int | None = None) -> Value:
+    """Per-sample axes permuted (``pos``: where the lead sits afterwards)."""
     if x.is_const:
         return constant(np.transpose(x.const, perm))
-    return ctx.emit("transpose", [x], {"perm": perm}, suffix="")
+    if perm == tuple(range(len(perm))):
+        return x.moved(x.pos if pos is None else pos)
+    return ctx.emit("transpose", [x], {"perm": perm}, suffix="", pos=pos)
 
 
 def getattr_tensor(ctx: TraceContext, x: Value, name: str) -> Value:
     """``x.T`` / ``x.mT`` (the others are answered by the proxy itself)."""
     if name == "mT":
+        if x.is_const:
+            return constant(np.swapaxes(x.const, -1, -2))
+        i, j = ctx.axis(x, -2, "x.mT"), ctx.axis(x, -1, "x.mT")
         perm = list(range(len(x.shape)))
-        if len(perm) < 2:
-            raise ctx.error("x.mT needs two per-sample axes")
-        perm[-2], perm[-1] = perm[-1], perm[-2]
+        perm[i], perm[j] = perm[j], perm[i]
         return transpose(ctx, x, tuple(perm))
     if name == "T" and x.is_const:
         return constant(np.asarray(x.const).T)
@@ -273,21 +294,13 @@ def getattr_tensor(ctx: TraceContext, x: Value, name: str) -> Value:
                     ("; x.T reverses the batch axis too, use x.transpose(-2, -1)" if name == "T" else ""))
 
 
-def _pieces(size: int, sizes: list[int]) -> list[tuple[int, int]]:
-    out, start = [], 0
-    for s in sizes:
-        out.append((start, start + s))
-        start += s
-    return out
-
-
 def _split(ctx: TraceContext, x: Value, axis: int, bounds: list[tuple[int, int]]) -> Results:
     def piece(start: int, stop: int) -> Callable[[], Value]:
         def make() -> Value:
-            if (start, stop) == (0, x.shape[axis]):
-                return x
             if x.is_const:
                 return constant(np.take(x.const, range(start, stop), axis=axis))
+            if (start, stop) == (0, x.shape[axis]):
+                return x
             return ctx.emit("slice", [x], {"axis": axis, "start": start, "stop": stop}, suffix=f"_{start}")
         return make
     return Results([piece(a, b) for a, b in bounds])
@@ -313,7 +326,8 @@ def _split_fn(ctx, args, kwargs):
         return _split(ctx, x, axis, [(s, min(s + sections, size)) for s in range(0, size, sections)])
     if sum(sections) != size:
         raise ctx.error(f"split sizes {list(sections)} do not add up to {size}")
-    return _split(ctx, x, axis, _pieces(size, list(sections)))
+    starts = np.cumsum([0, *sections])
+    return _split(ctx, x, axis, [(int(b), int(e)) for b, e in zip(starts[:-1], starts[1:])])
 
 
 @handles("unbind", torch.unbind)
@@ -323,7 +337,8 @@ def _unbind(ctx, args, kwargs):
     axis = ctx.axis(x, a["dim"], "unbind")
     pieces = _split(ctx, x, axis, [(i, i + 1) for i in range(x.shape[axis])])
     squeezed = (*x.shape[:axis], *x.shape[axis + 1:])
-    return Results([lambda i=i: ctx.reshape(pieces.get(i), squeezed) for i in range(len(pieces))])
+    pos = x.pos - 1 if axis < x.pos else x.pos
+    return Results([lambda i=i: ctx.reshape(pieces.get(i), squeezed, pos=pos) for i in range(len(pieces))])
 
 
 @handles(operator.getitem)
@@ -334,6 +349,8 @@ def _getitem(ctx, args, kwargs):
     if isinstance(x, (tuple, list)):
         return x[index]
     x = tensor(ctx, x, "indexed value")
+    if x.is_const:
+        return constant(np.asarray(x.const)[index])
     index = list(index) if isinstance(index, tuple) else [index]
     if any(isinstance(i, (Value, torch.Tensor, list, bool)) for i in index):
         raise ctx.error("indexing with tensors, lists or bools is not supported; use slices and ints")
@@ -344,20 +361,23 @@ def _getitem(ctx, args, kwargs):
         e = index.index(Ellipsis)
         index[e:e + 1] = [slice(None)] * (x.rank - explicit)
     index += [slice(None)] * (x.rank - explicit)
-    nlead, dim, out, final = len(x.lead), 0, x, []
+    lead = _lead_span(x)
+    out, final, new_pos, dim = x, [], None, 0
     for i in index:  # slices keep every axis in place; ints and None are settled by the final reshape
-        if i is None:
-            if dim < nlead:
-                raise ctx.error("indexing with None before the leading axes adds an axis in front of them")
-            final.append(1)
-            continue
-        if dim < nlead:
+        if dim in lead:
+            if i is None:
+                raise ctx.error(f"indexing with None between or before the {lead_words(x.lead)} is not supported")
             if i != slice(None):
-                raise ctx.error(f"index {i!r} on dim {dim} selects along the {lead_words(x.lead)}; "
-                                "snnir ops act per sample")
+                raise ctx.error(f"index {i!r} on dim {dim} selects along the {lead_words(x.lead)}; snnir ops act "
+                                "per sample")
+            new_pos = len(final) if new_pos is None else new_pos
             dim += 1
             continue
-        axis, size = dim - nlead, x.shape[dim - nlead]
+        if i is None:
+            final.append(1)
+            continue
+        axis = dim if dim < x.pos else dim - len(lead)
+        size = x.shape[axis]
         if isinstance(i, int):
             if not -size <= i < size:
                 raise ctx.error(f"index {i} is out of range for size {size}")
@@ -370,35 +390,45 @@ def _getitem(ctx, args, kwargs):
         else:
             raise ctx.error(f"index {i!r} is not supported")
         if (start, stop, step) != (0, size, 1):
-            if out.is_const:
-                out = constant(np.take(out.const, range(start, stop, step), axis=axis))
-            else:
-                out = ctx.emit("slice", [out], {"axis": axis, "start": start, "stop": stop, "step": step}, suffix="")
+            out = ctx.emit("slice", [out], {"axis": axis, "start": start, "stop": stop, "step": step}, suffix="")
         dim += 1
-    return ctx.reshape(out, tuple(final), suffix="_index")
+    return ctx.reshape(out, tuple(final), suffix="_index", pos=new_pos if lead else 0)
+
+
+def _same_layout(ctx: TraceContext, values: list[Value], what: str) -> Value:
+    tensors = [v for v in values if not v.is_const]
+    if not tensors:
+        raise ctx.error(f"{what} of constants only")
+    ref = tensors[0]
+    if any((v.lead, v.pos, len(v.shape)) != (ref.lead, ref.pos, len(ref.shape)) for v in tensors):
+        raise ctx.error(f"{what} of tensors with different layouts {[tuple(ctx.traced_shape(v)) for v in tensors]}")
+    return ref
+
+
+def _tensor_list(ctx: TraceContext, seq: Any, what: str) -> list[Value]:
+    items = [seq.get(i) for i in range(len(seq))] if isinstance(seq, Results) else list(seq)
+    return [tensor(ctx, t, what) for t in items]
 
 
 @handles(torch.cat, torch.concat, torch.concatenate)
 def _cat(ctx, args, kwargs):
     a = bind(args, kwargs, ("tensors", "dim"), {"dim": 0})
-    values = [tensor(ctx, t, "cat input") for t in a["tensors"]]
-    ref = next((v for v in values if not v.is_const), values[0])
-    axis = ctx.axis(ref, a["dim"], "cat")
+    values = _tensor_list(ctx, a["tensors"], "cat input")
+    ref = _same_layout(ctx, values, "cat")
+    values = [ctx.sample_of_const(v, ref) if v.is_const else v for v in values]
     if len(values) == 1:
         return values[0]
-    return ctx.emit("cat", values, {"axis": axis})
+    return ctx.emit("cat", values, {"axis": ctx.axis(ref, a["dim"], "cat")})
 
 
 @handles(torch.stack)
 def _stack(ctx, args, kwargs):
     a = bind(args, kwargs, ("tensors", "dim"), {"dim": 0})
-    values = [tensor(ctx, t, "stack input") for t in a["tensors"]]
-    ref = next((v for v in values if not v.is_const), values[0])
-    dim = a["dim"] % (ref.rank + 1)
-    if dim < len(ref.lead):
-        raise ctx.error(f"stack(dim={a['dim']}) puts the new axis before the {lead_words(ref.lead)}")
-    axis = dim - len(ref.lead)
-    parts = [ctx.reshape(v, (*v.shape[:axis], 1, *v.shape[axis:]), suffix="_unsqueeze") for v in values]
+    values = _tensor_list(ctx, a["tensors"], "stack input")
+    ref = _same_layout(ctx, values, "stack")
+    axis, pos = _insert_axis(ctx, ref, a["dim"] % (ref.rank + 1), f"stack(dim={a['dim']})")
+    parts = [ctx.reshape(ctx.sample_of_const(v, ref) if v.is_const else v, (*ref.shape[:axis], 1, *ref.shape[axis:]),
+                         suffix="_unsqueeze", pos=pos) for v in values]
     return ctx.emit("cat", parts, {"axis": axis}) if len(parts) > 1 else parts[0]
 
 
@@ -416,8 +446,8 @@ def _is_power_of_two(c: float) -> bool:
 
 def _per_channel(ctx: TraceContext, c: Value, x: Value) -> np.ndarray | None:
     """``c`` as one value per channel (axis 0 of ``x``'s sample), if that is all it is."""
-    a = np.asarray(ctx.sample_of_const(c, x.lead, len(x.shape)).const)
-    if not x.shape or a.ndim != len(x.shape) or a.shape[0] != x.shape[0] or any(d != 1 for d in a.shape[1:]):
+    a = np.asarray(ctx.sample_of_const(c, x).const)
+    if not x.shape or a.shape[0] != x.shape[0] or any(d != 1 for d in a.shape[1:]):
         return None
     return a.reshape(-1).astype(np.float32)
 
@@ -432,26 +462,25 @@ def _arith(ctx, args, kwargs):
     return arith(ctx, kind, a, b)
 
 
+def _as_number(v: Any, other: Any) -> Any:
+    """A one-element constant that does not widen the other operand is a number."""
+    if isinstance(v, Value) and v.is_const and v.const.size == 1 and isinstance(other, Value) \
+            and not other.is_const and v.const.ndim <= other.rank:
+        return float(np.asarray(v.const).reshape(()))
+    return v
+
+
 def arith(ctx: TraceContext, kind: str, a: Any, b: Any) -> Value:
     """``a <kind> b`` for tensors and numbers (scale/affine for numbers and per-channel constants)."""
-    if isinstance(a, torch.Tensor):
-        a = tensor(ctx, a, kind)
-    if isinstance(b, torch.Tensor):
-        b = tensor(ctx, b, kind)
-    if not isinstance(a, Value) and not isinstance(b, Value):
-        raise ctx.error(f"{kind} of {a!r} and {b!r}: no tensor")
+    a = tensor(ctx, a, kind) if isinstance(a, torch.Tensor) else a
+    b = tensor(ctx, b, kind) if isinstance(b, torch.Tensor) else b
     for v in (a, b):
         if not isinstance(v, Value) and not _is_number(v):
             raise ctx.error(f"{kind} with {type(v).__name__} {v!r} is not supported")
-    # both constants: numpy does it
-    if all(isinstance(v, Value) and v.is_const for v in (a, b)):
+    if not any(isinstance(v, Value) and not v.is_const for v in (a, b)):  # constants and numbers: numpy
         fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}[kind]
-        return constant(fn(a.const, b.const))
-    # a scalar constant is a number
-    a = float(np.asarray(a.const).reshape(())) if isinstance(a, Value) and a.is_const and a.const.size == 1 \
-        and not b.is_const and len(a.shape) <= b.rank else a
-    b = float(np.asarray(b.const).reshape(())) if isinstance(b, Value) and b.is_const and b.const.size == 1 \
-        and isinstance(a, Value) and len(b.shape) <= a.rank else b
+        return constant(fn(a.const if isinstance(a, Value) else a, b.const if isinstance(b, Value) else b))
+    a, b = _as_number(a, b), _as_number(b, a)
     x_first = isinstance(a, Value) and not a.is_const
     x, other = (a, b) if x_first else (b, a)
     if _is_number(other):
@@ -465,6 +494,7 @@ def arith(ctx: TraceContext, kind: str, a: Any, b: Any) -> Value:
         if x_first and _is_power_of_two(c):  # x / 2**k == x * 2**-k exactly
             return ctx.emit("scale", [x], {"factor": 1.0 / c})
         other = constant(np.array(c, np.float32))
+        a, b = (x, other) if x_first else (other, x)
     if other.is_const:
         per_channel = _per_channel(ctx, other, x)
         if per_channel is not None and (kind in ("add", "mul") or (kind == "sub" and x_first)):
@@ -473,20 +503,38 @@ def arith(ctx: TraceContext, kind: str, a: Any, b: Any) -> Value:
                 return ctx.emit("affine", [x], {}, {"weight": per_channel, "bias": zero})
             return ctx.emit("affine", [x], {}, {"weight": one, "bias": per_channel if kind == "add" else -per_channel})
         if kind == "add":
-            c = ctx.sample_of_const(other, x.lead, len(x.shape))
+            c = ctx.sample_of_const(other, x)
             try:
                 full = np.broadcast_to(np.asarray(c.const, np.float32), x.shape).copy()
             except ValueError:
                 raise ctx.error(f"add of a tensor of per-sample shape {x.shape} and a constant of shape "
                                 f"{c.shape} changes the tensor's shape; not supported") from None
             return ctx.emit("add", [x, constant(full)])
-    values, lead = ctx.align([a, b], kind)
-    if kind == "add":
-        if values[0].shape != values[1].shape:
-            raise ctx.error(f"add of per-sample shapes {values[0].shape} and {values[1].shape} needs "
-                            "broadcasting, which snnir's add does not do; expand the smaller one")
+    values, _ = ctx.align([a, b], kind)
+    if kind == "add":  # snnir's add sums inputs of one shape: broadcast explicitly first
+        full = broadcast_shapes([v.shape for v in values], "add")
+        values = [v if v.shape == full else ctx.emit("expand", [v], {"shape": full}, suffix="_expand")
+                  for v in values]
         return ctx.emit("add", values)
-    return ctx.emit(kind, values, lead=lead)
+    return ctx.emit(kind, values)
+
+
+@handles("expand", "expand_as")
+def _expand(ctx, args, kwargs):
+    x = tensor(ctx, args[0], "expand input")
+    if ctx.target == "expand_as":
+        target = list(ctx.traced_shape(tensor(ctx, args[1], "expand_as reference")))
+    else:
+        target = _dims(args[1:]) if len(args) > 1 else list(kwargs["size"])
+    full = list(ctx.traced_shape(x))
+    if len(target) != len(full):
+        raise ctx.error(f"expand to {tuple(target)} changes the rank of {ctx._describe(x)}; unsqueeze first")
+    target = [f if t == -1 else t for t, f in zip(target, full)]
+    lead = set(_lead_span(x))
+    if any(int(target[d]) != int(full[d]) for d in lead):
+        raise ctx.error(f"expand to {tuple(target)} changes the {lead_words(x.lead)}")
+    shape = tuple(int(t) for d, t in enumerate(target) if d not in lead)
+    return x if shape == x.shape else ctx.emit("expand", [x], {"shape": shape})
 
 
 @handles(operator.neg, torch.neg, "neg")
@@ -503,26 +551,22 @@ def _matmul(ctx, args, kwargs):
 
 
 def matmul(ctx: TraceContext, a: Value, b: Value) -> Value:
-    """torch.matmul semantics: vectors are promoted and the added axis removed afterwards."""
+    """torch.matmul: a constant matrix on the right is a ``linear`` layer; otherwise ``matmul`` of
+    two per-sample matrices (a constant vector operand is promoted and its axis dropped after)."""
     if a.is_const and b.is_const:
         return constant(np.matmul(a.const, b.const))
-    # a constant matrix on the right of a tensor is a linear layer (W = b^T)
     if b.is_const and b.const.ndim == 2:
         return ctx.emit("linear", [a], {}, {"weight": np.ascontiguousarray(np.asarray(b.const).T, np.float32)})
-    x = a if not a.is_const else b
-    if a.is_const:
-        a = ctx.sample_of_const(a, x.lead, max(len(x.shape), 2))
-    if b.is_const:
-        b = ctx.sample_of_const(b, x.lead, max(len(x.shape), 2))
-    vec_a, vec_b = len(a.shape) == 1, len(b.shape) == 1
+    vec_a, vec_b = a.is_const and a.const.ndim == 1, b.is_const and b.const.ndim == 1
     if vec_a:
-        a = ctx.reshape(a, (1, *a.shape), suffix="_row")
+        a = constant(np.asarray(a.const)[None, :])
     if vec_b:
-        b = ctx.reshape(b, (*b.shape, 1), suffix="_col")
-    (a, b), lead = ctx.align([a, b], "matmul")
-    if len(a.shape) < 2:
-        raise ctx.error(f"matmul of per-sample shapes {a.shape} and {b.shape}: a vector times the batch axis")
-    y = ctx.emit("matmul", [a, b], lead=lead)
+        b = constant(np.asarray(b.const)[:, None])
+    (a, b), x = ctx.align([a, b], "matmul")
+    if len(x.shape) < 2 or x.pos > len(x.shape) - 2:
+        raise ctx.error(f"matmul of {ctx._describe(x)}: its last two axes must be per-sample (the "
+                        f"{lead_words(x.lead)} cannot be a matrix axis)")
+    y = ctx.emit("matmul", [a, b])
     if vec_a or vec_b:
         shape = y.shape[:-2] + (() if vec_a else y.shape[-2:-1]) + (() if vec_b else y.shape[-1:])
         y = ctx.reshape(y, shape, suffix="_squeeze")
@@ -553,7 +597,8 @@ def _reduce(ctx, args, kwargs):
         raise ctx.error(f"{kind} over all axes reduces the batch axis too; give the per-sample dims")
     dims = a["dim"] if isinstance(a["dim"], (tuple, list)) else (a["dim"],)
     axes = tuple(sorted({ctx.axis(x, d, kind) for d in dims}))
-    return ctx.emit(kind, [x], {"axes": axes, "keepdim": bool(a["keepdim"])})
+    pos = x.pos if a["keepdim"] else x.pos - sum(1 for i in axes if i < x.pos)
+    return ctx.emit(kind, [x], {"axes": axes, "keepdim": bool(a["keepdim"])}, pos=pos)
 
 
 # --- pooling and resampling -----------------------------------------------------------------------

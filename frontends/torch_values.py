@@ -1,12 +1,15 @@
 """What a traced tensor is in IR terms, and the context that function mappers emit nodes through.
 
-A traced tensor (``Value``) is an IR node's per-sample output plus its *lead*: the leading axes the
-model's code sees before the sample, by name. ``("T", "N")`` is a multi-step tensor ``[T, N, ...]``,
-``("N",)`` a single step ``[N, ...]``, ``("T*N",)`` the two merged (``x.flatten(0, 1)`` as
-SpikingJelly's ``SeqToANNContainer`` does), and ``()`` a constant (a parameter or buffer the model
-reads), which has no batch axis. The IR holds per-sample shapes only, so an op that moves data
-between the lead and the sample (a reshape that merges the batch into features, a reduction over
-time) has no IR form and is refused by name.
+A traced tensor (``Value``) is an IR node's per-sample output plus its *lead*: the time/batch axes
+the model's code sees around the sample, by name. ``("T", "N")`` is a multi-step tensor
+``[T, N, ...]``, ``("N",)`` a single step ``[N, ...]``, ``("T*N",)`` the two merged
+(``x.flatten(0, 1)``, as SpikingJelly's ``SeqToANNContainer`` does), and ``()`` a constant (a
+parameter or buffer the model reads), which has no batch axis. ``pos`` says where the lead sits:
+after how many per-sample axes (0 unless a ``permute`` moved the batch behind some, as attention
+code does with ``qkv.permute(2, 0, 3, 1, 4)`` before ``q, k, v = qkv[0], qkv[1], qkv[2]``).
+The IR holds per-sample shapes only, so an op that moves data between the lead and the sample (a
+reshape that merges the batch into features, a reduction over time) has no IR form and is refused
+by name.
 
 The tracer hands the model concrete shapes: ``x.shape`` is ``(T, N, *sample)`` with the lead sizes
 as ``LeadDim`` ints that remember which axis they came from, so ``x.view(x.shape[0], -1)`` and
@@ -56,12 +59,17 @@ class TracedShape(tuple):
 
 @dataclass(frozen=True)
 class Value:
-    """A traced tensor: ``lead`` axes (names) + per-sample ``shape``; an IR ``node`` or a ``const``."""
+    """A traced tensor: ``lead`` axes (names) + per-sample ``shape``; an IR ``node`` or a ``const``.
+    The model sees ``shape[:pos] + lead + shape[pos:]``."""
 
     lead: tuple[str, ...]
     shape: tuple[int, ...]
     node: str | None = None
     const: np.ndarray | None = None
+    pos: int = 0
+
+    def moved(self, pos: int) -> Value:
+        return Value(self.lead, self.shape, self.node, self.const, pos)
 
     @property
     def is_const(self) -> bool:
@@ -104,7 +112,7 @@ class TraceContext:
 
     def traced_shape(self, v: Value) -> TracedShape:
         lead = tuple(LeadDim(s, n) for s, n in zip(self.lead_sizes(v.lead), v.lead))
-        return TracedShape((*lead, *v.shape))
+        return TracedShape((*v.shape[:v.pos], *lead, *v.shape[v.pos:]))
 
     def axis(self, v: Value, dim: int, what: str) -> int:
         """The per-sample axis (>= 0) of torch ``dim`` on ``v``; lead axes are refused."""
@@ -113,7 +121,9 @@ class TraceContext:
         if not -v.rank <= dim < v.rank:
             raise self.error(f"{what}: dim {dim} is out of range for a tensor of rank {v.rank}")
         dim %= v.rank
-        if dim < len(v.lead):
+        if dim < v.pos:
+            return dim
+        if dim < v.pos + len(v.lead):
             axes = lead_words(v.lead)
             raise self.error(f"{what} over dim {dim} touches the {axes}; snnir ops act per sample "
                              f"(the {axes} lead every tensor and cannot be reduced, moved or mixed)")
@@ -128,11 +138,14 @@ class TraceContext:
                                id=self.g._new_id(f"{self.name}_const"))
 
     def emit(self, op: str, inputs: list[Value], attrs: dict | None = None, params: dict | None = None,
-             lead: tuple[str, ...] | None = None, suffix: str = "") -> Value:
-        """Add node ``op`` fed by ``inputs``; returns its ``Value`` (lead: the inputs' unless given)."""
+             lead: tuple[str, ...] | None = None, suffix: str = "", pos: int | None = None) -> Value:
+        """Add node ``op`` fed by ``inputs``; returns its ``Value`` (lead and pos: the first tensor
+        input's unless given)."""
+        first = next((v for v in inputs if not v.is_const), None)
         if lead is None:
-            leads = [v.lead for v in inputs if not v.is_const]
-            lead = leads[0] if leads else ()
+            lead = first.lead if first is not None else ()
+        if pos is None:
+            pos = first.pos if first is not None else 0
         ids = [self.node(v) for v in inputs]
         try:
             node_id = self.g.add_node(op, ids, attrs=attrs, params=params, id=self.g._new_id(self.name + suffix))
@@ -144,53 +157,62 @@ class TraceContext:
         except (ShapeError, GraphError) as e:
             self.g.remove_node(node_id)
             raise self.error(f"{op}: {e}") from None
-        return Value(lead, shape, node_id)
+        return Value(lead, shape, node_id, None, min(pos, len(shape)))
 
-    def reshape(self, v: Value, shape: tuple[int, ...], suffix: str = "_reshape") -> Value:
-        """``v`` with per-sample ``shape`` (no node when nothing changes; a constant is reshaped)."""
+    def reshape(self, v: Value, shape: tuple[int, ...], suffix: str = "_reshape", pos: int | None = None) -> Value:
+        """``v`` with per-sample ``shape`` (no node when nothing changes; a constant is reshaped);
+        ``pos``: where the lead sits afterwards (default: where it was)."""
         shape = tuple(int(s) for s in shape)
-        if shape == v.shape:
-            return v
+        pos = v.pos if pos is None else pos
         if v.is_const:
             return Value((), shape, None, np.asarray(v.const).reshape(shape))
+        if shape == v.shape:
+            return v.moved(pos)
         flat = _as_flatten(v.shape, shape)
         if flat is not None:
-            return self.emit("flatten", [v], {"start": flat[0], "end": flat[1]}, suffix=suffix)
-        return self.emit("reshape", [v], {"shape": shape}, suffix=suffix)
+            return self.emit("flatten", [v], {"start": flat[0], "end": flat[1]}, suffix=suffix, pos=pos)
+        return self.emit("reshape", [v], {"shape": shape}, suffix=suffix, pos=pos)
 
     # --- broadcasting ------------------------------------------------------------------------------
-    def sample_of_const(self, c: Value, lead: tuple[str, ...], rank: int) -> Value:
-        """A constant as torch broadcasts it against a tensor with ``lead`` and per-sample ``rank``:
-        axes right-aligned; axes that fall on the lead must be size 1 and are dropped."""
+    def sample_of_const(self, c: Value, ref: Value) -> Value:
+        """Constant ``c`` as torch broadcasts it against tensor ``ref``: right-aligned on the model's
+        view, the axes that fall on the lead dropped (they must be size 1), then padded with size-1
+        axes to ``ref``'s per-sample rank."""
         a = np.asarray(c.const)
-        extra = a.ndim - rank
-        if extra > len(lead):
-            raise self.error(f"a constant of shape {a.shape} broadcast against a tensor of rank "
-                             f"{len(lead) + rank} would add leading axes")
-        if extra > 0:
-            if any(d != 1 for d in a.shape[:extra]):
-                raise self.error(f"a constant of shape {a.shape} varies along the "
-                                 f"{lead_words(lead)}; constants are per sample")
-            a = a.reshape(a.shape[extra:])
+        view_rank = ref.rank
+        if a.ndim > view_rank:
+            raise self.error(f"a constant of shape {a.shape} broadcast against {self._describe(ref)} would add "
+                             "leading axes")
+        start = view_rank - a.ndim  # the model-view dim of a's axis 0
+        lead_dims = set(range(ref.pos, ref.pos + len(ref.lead)))
+        on_lead = [j for j in range(a.ndim) if start + j in lead_dims]
+        if any(a.shape[j] != 1 for j in on_lead):
+            raise self.error(f"a constant of shape {a.shape} varies along the {lead_words(ref.lead)}; constants "
+                             "are per sample")
+        a = a.reshape([d for j, d in enumerate(a.shape) if j not in on_lead])
+        a = a.reshape((1,) * (len(ref.shape) - a.ndim) + a.shape)
         return Value((), tuple(a.shape), None, a)
 
-    def align(self, values: list[Value], what: str) -> tuple[list[Value], tuple[str, ...]]:
-        """Inputs of a broadcasting op made per-sample and of one rank (leading size-1 axes)."""
-        leads = {v.lead for v in values if not v.is_const}
-        if len(leads) > 1:
-            raise self.error(f"{what} of tensors with different leading axes {sorted(leads)}: "
-                             "reshape them to one layout first")
-        lead = leads.pop() if leads else ()
-        if lead:
-            rank = max(len(v.shape) for v in values if not v.is_const)
-            values = [self.sample_of_const(v, lead, rank) if v.is_const else v for v in values]
-        rank = max(len(v.shape) for v in values)
-        out = [self.reshape(v, (1,) * (rank - len(v.shape)) + v.shape, suffix="_align") for v in values]
-        return out, lead
+    def align(self, values: list[Value], what: str) -> tuple[list[Value], Value | None]:
+        """Inputs of a broadcasting op as per-sample values of one rank; returns them and the tensor
+        whose layout the result has (None if all are constants). Tensors must share their layout."""
+        tensors = [v for v in values if not v.is_const]
+        if not tensors:
+            rank = max(len(v.shape) for v in values)
+            return [self.reshape(v, (1,) * (rank - len(v.shape)) + v.shape) for v in values], None
+        ref = tensors[0]
+        for v in tensors[1:]:
+            if (v.lead, v.pos, len(v.shape)) != (ref.lead, ref.pos, len(ref.shape)):
+                raise self.error(f"{what} of {self._describe(ref)} and {self._describe(v)}: torch would broadcast "
+                                 f"the {lead_words(ref.lead)} against per-sample axes; give both one layout")
+        return [self.sample_of_const(v, ref) if v.is_const else v for v in values], ref
 
     # --- reshape resolution ------------------------------------------------------------------------
     def split_target(self, v: Value, target: list[Any], what: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
         """``(lead, per-sample shape)`` of ``v`` viewed as ``target`` (torch sizes, one may be -1)."""
+        if v.pos:
+            raise self.error(f"{what} of {self._describe(v)} whose {lead_words(v.lead)} is not in front; "
+                             "permute it back first")
         lead_sizes = self.lead_sizes(v.lead)
         lead_numel = math.prod(lead_sizes)
         total = lead_numel * math.prod(v.shape)

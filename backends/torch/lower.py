@@ -142,6 +142,11 @@ def _reshape(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     return X.Reshape(node.attrs["shape"])
 
 
+@builds("expand")
+def _expand(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Expand(node.attrs["shape"])
+
+
 @builds("transpose")
 def _transpose(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     return X.Transpose(node.attrs["perm"])

@@ -47,6 +47,20 @@ class Reshape(_PerSample):
         return f"shape={self.shape}, step_mode={self.step_mode}"
 
 
+class Expand(_PerSample):
+    """Each sample broadcast to ``shape`` (size-1 axes repeat; a view, no copy)."""
+
+    def __init__(self, shape: tuple[int, ...], step_mode: str = "s") -> None:
+        super().__init__(step_mode)
+        self.shape = tuple(int(s) for s in shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.expand(*x.shape[:self.lead], *self.shape)
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}, step_mode={self.step_mode}"
+
+
 class Transpose(_PerSample):
     """Per-sample axes permuted: output axis i is input axis ``perm[i]``."""
 

@@ -47,6 +47,14 @@ def _reshape_shape(attrs: dict, params: dict, in_shapes: list[Shape]) -> Shape:
     return target
 
 
+def _expand_shape(attrs: dict, params: dict, in_shapes: list[Shape]) -> Shape:
+    (shape,) = in_shapes
+    target = tuple(attrs["shape"])
+    if broadcast_shapes([shape, target], "expand") != target:
+        raise ShapeError(f"cannot expand a sample of shape {shape} to {target} (only size-1 axes stretch)")
+    return target
+
+
 def _transpose_shape(attrs: dict, params: dict, in_shapes: list[Shape]) -> Shape:
     (shape,) = in_shapes
     perm = tuple(attrs["perm"])
@@ -88,6 +96,8 @@ def _matmul_shape(attrs: dict, params: dict, in_shapes: list[Shape]) -> Shape:
 
 register_op(OpSpec("reshape", _reshape_shape, attrs={"shape": REQUIRED},
                    doc="The sample's values in row-major order, laid out as ``shape`` (no -1: resolved)."))
+register_op(OpSpec("expand", _expand_shape, attrs={"shape": REQUIRED},
+                   doc="The sample broadcast to ``shape`` (same rank; size-1 axes repeat), as torch.expand."))
 register_op(OpSpec("transpose", _transpose_shape, attrs={"perm": REQUIRED},
                    doc="Per-sample axes reordered: output axis i is input axis perm[i] (torch.permute)."))
 register_op(OpSpec("slice", _slice_shape, attrs={"axis": REQUIRED, "start": REQUIRED, "stop": REQUIRED, "step": 1},
