@@ -5,7 +5,7 @@ below. Functional calls and tensor methods (``F.relu``, ``x.view(x.shape[0], -1)
 ``x.softmax(-1)``, ``torch.cat``, ...) map through ``torch_functions``. Every call is mapped while
 the model runs under the tracer, and the model reads concrete shapes (``x.shape``, ``x.ndim``), so
 shape checks and shape arithmetic in ``forward`` work; the time and batch sizes it reads are
-tracked (``torch_values``) so reshapes keep them apart from the per-sample axes.
+tracked (``values``) so reshapes keep them apart from the per-sample axes.
 Anything else stops tracing with the fx node, module path and class named.
 """
 
@@ -27,7 +27,7 @@ from snnir.backends.torch.encoding import _Encoder
 from snnir.backends.torch.neuron import Neuron
 from snnir.errors import GraphError, TraceError
 from snnir.frontends import torch_functions as TF
-from snnir.frontends.torch_values import TraceContext, Value
+from snnir.frontends.values import Results, TraceContext, Value
 from snnir.graph import Graph
 
 OpMapping = tuple[str, dict[str, Any], dict[str, Any]]  # (op, attrs, params)
@@ -232,14 +232,19 @@ def _unflatten(m: nn.Unflatten, ctx: TraceContext) -> Value:
 
 
 @maps(nn.MultiheadAttention)
-def _mha(m: nn.MultiheadAttention, ctx: TraceContext) -> TF.Results:
+def _mha(m: nn.MultiheadAttention, ctx: TraceContext) -> Results:
     return TF.multi_head_attention(ctx, m, ctx.inputs, ctx.kwargs)
 
 
 def _module_mapper(m: nn.Module) -> ModuleMapper | None:
-    for cls in type(m).__mro__:
+    """The mapper of ``m``'s class or nearest registered base, unless a class in between redefines
+    ``forward`` (``LayerNorm2d(nn.LayerNorm)`` permuting around the norm is traced into, not mapped as
+    a LayerNorm); snnir's step-mode wrappers redefine it without changing the op."""
+    mro = type(m).__mro__
+    for i, cls in enumerate(mro):
         if cls in _MODULES:
-            return _MODULES[cls]
+            overrides = [c for c in mro[:i] if "forward" in c.__dict__ and not issubclass(c, StepModule)]
+            return None if overrides else _MODULES[cls]
     return None
 
 
@@ -365,11 +370,11 @@ class _Proxy(fx.Proxy):
 
     def __len__(self) -> int:
         v = self._value()
-        return len(v) if isinstance(v, TF.Results) else self.shape[0]
+        return len(v) if isinstance(v, Results) else self.shape[0]
 
     def __iter__(self) -> Any:
         v = self._value()
-        if isinstance(v, TF.Results):
+        if isinstance(v, Results):
             return iter([self[i] for i in range(len(v))])
         raise TraceError(f"fx node {self.node.name!r}: iterating over a tensor walks its time/batch axis; "
                          "snnir ops act per sample")
@@ -462,7 +467,7 @@ class _Emitter:
         flat: list[Any] = []
 
         def collect(v: Any) -> None:
-            if isinstance(v, TF.Results):
+            if isinstance(v, Results):
                 for i in range(len(v)):
                     collect(v.get(i))
             elif isinstance(v, (tuple, list)):
@@ -528,7 +533,7 @@ class _Emitter:
             raise TraceError(f"module '{node.target}' ({type(m).__name__}) is called more than once "
                              f"(fx nodes {[first, node.name]}); shared weights or state cannot be represented "
                              "yet. Use one module per call (copy.deepcopy for independent weights)")
-        inputs = [TF.tensor(self.ctx, a, "module input") if not isinstance(a, (TF.Results, tuple, list)) else a
+        inputs = [TF.tensor(self.ctx, a, "module input") if not isinstance(a, (Results, tuple, list)) else a
                   for a in args]
         return self.leaf(m, tracer.prefix + node.name, inputs, kwargs, path)
 
@@ -549,7 +554,7 @@ class _Emitter:
         mapped = mapper(m, ctx)
         if mapped is None:
             return inputs[0]
-        if isinstance(mapped, (Value, TF.Results)):
+        if isinstance(mapped, (Value, Results)):
             return mapped
         op, attrs, params = mapped
         return ctx.emit(op, tensors, attrs, params)

@@ -18,8 +18,18 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from snnir.frontends.torch_values import LeadDim, TraceContext, Value, constant, lead_words
-from snnir.ops.tensor import broadcast_shapes
+from snnir.frontends.values import (
+    LeadDim,
+    Results,
+    TraceContext,
+    Value,
+    arith,
+    constant,
+    lead_words,
+    matmul,
+    split,
+    transpose,
+)
 
 Handler = Callable[[TraceContext, list, dict], Any]
 HANDLERS: dict[Any, Handler] = {}
@@ -32,22 +42,6 @@ def handles(*targets: Any) -> Callable[[Handler], Handler]:
             HANDLERS[t] = fn
         return fn
     return wrap
-
-
-class Results(tuple):
-    """Several results (``chunk``, ``split``, attention weights): each is emitted on first use, so
-    an ignored piece leaves no node behind."""
-
-    def __new__(cls, makers: list[Callable[[], Value | None]]) -> Results:
-        obj = super().__new__(cls, makers)
-        obj._done = {}
-        return obj
-
-    def get(self, i: int) -> Value | None:
-        i = operator.index(i) % len(self)
-        if i not in self._done:
-            self._done[i] = tuple.__getitem__(self, i)()
-        return self._done[i]
 
 
 def bind(args: list, kwargs: dict, names: tuple[str, ...], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -270,15 +264,6 @@ def _transpose(ctx, args, kwargs):
     return transpose(ctx, x, tuple(perm))
 
 
-def transpose(ctx: TraceContext, x: Value, perm: tuple[int, ...], pos: int | None = None) -> Value:
-    """Per-sample axes permuted (``pos``: where the lead sits afterwards)."""
-    if x.is_const:
-        return constant(np.transpose(x.const, perm))
-    if perm == tuple(range(len(perm))):
-        return x.moved(x.pos if pos is None else pos)
-    return ctx.emit("transpose", [x], {"perm": perm}, suffix="", pos=pos)
-
-
 def getattr_tensor(ctx: TraceContext, x: Value, name: str) -> Value:
     """``x.T`` / ``x.mT`` (the others are answered by the proxy itself)."""
     if name == "mT":
@@ -294,18 +279,6 @@ def getattr_tensor(ctx: TraceContext, x: Value, name: str) -> Value:
                     ("; x.T reverses the batch axis too, use x.transpose(-2, -1)" if name == "T" else ""))
 
 
-def _split(ctx: TraceContext, x: Value, axis: int, bounds: list[tuple[int, int]]) -> Results:
-    def piece(start: int, stop: int) -> Callable[[], Value]:
-        def make() -> Value:
-            if x.is_const:
-                return constant(np.take(x.const, range(start, stop), axis=axis))
-            if (start, stop) == (0, x.shape[axis]):
-                return x
-            return ctx.emit("slice", [x], {"axis": axis, "start": start, "stop": stop}, suffix=f"_{start}")
-        return make
-    return Results([piece(a, b) for a, b in bounds])
-
-
 @handles("chunk", torch.chunk)
 def _chunk(ctx, args, kwargs):
     a = bind(args, kwargs, ("input", "chunks", "dim"), {"dim": 0})
@@ -313,7 +286,7 @@ def _chunk(ctx, args, kwargs):
     axis = ctx.axis(x, a["dim"], "chunk")
     size = x.shape[axis]
     step = math.ceil(size / a["chunks"])
-    return _split(ctx, x, axis, [(s, min(s + step, size)) for s in range(0, size, step)])
+    return split(ctx, x, axis, [(s, min(s + step, size)) for s in range(0, size, step)])
 
 
 @handles("split", torch.split)
@@ -323,11 +296,11 @@ def _split_fn(ctx, args, kwargs):
     axis = ctx.axis(x, a["dim"], "split")
     size, sections = x.shape[axis], a["split_size_or_sections"]
     if isinstance(sections, int):
-        return _split(ctx, x, axis, [(s, min(s + sections, size)) for s in range(0, size, sections)])
+        return split(ctx, x, axis, [(s, min(s + sections, size)) for s in range(0, size, sections)])
     if sum(sections) != size:
         raise ctx.error(f"split sizes {list(sections)} do not add up to {size}")
     starts = np.cumsum([0, *sections])
-    return _split(ctx, x, axis, [(int(b), int(e)) for b, e in zip(starts[:-1], starts[1:])])
+    return split(ctx, x, axis, [(int(b), int(e)) for b, e in zip(starts[:-1], starts[1:])])
 
 
 @handles("unbind", torch.unbind)
@@ -335,7 +308,7 @@ def _unbind(ctx, args, kwargs):
     a = bind(args, kwargs, ("input", "dim"), {"dim": 0})
     x = tensor(ctx, a["input"], "unbind input")
     axis = ctx.axis(x, a["dim"], "unbind")
-    pieces = _split(ctx, x, axis, [(i, i + 1) for i in range(x.shape[axis])])
+    pieces = split(ctx, x, axis, [(i, i + 1) for i in range(x.shape[axis])])
     squeezed = (*x.shape[:axis], *x.shape[axis + 1:])
     pos = x.pos - 1 if axis < x.pos else x.pos
     return Results([lambda i=i: ctx.reshape(pieces.get(i), squeezed, pos=pos) for i in range(len(pieces))])
@@ -439,19 +412,6 @@ _MUL = {operator.mul, torch.mul, "mul", operator.imul, torch.multiply}
 _DIV = {operator.truediv, torch.div, "div", operator.itruediv, torch.true_divide, torch.divide}
 
 
-def _is_power_of_two(c: float) -> bool:
-    m, _ = math.frexp(c)
-    return c != 0 and abs(m) == 0.5
-
-
-def _per_channel(ctx: TraceContext, c: Value, x: Value) -> np.ndarray | None:
-    """``c`` as one value per channel (axis 0 of ``x``'s sample), if that is all it is."""
-    a = np.asarray(ctx.sample_of_const(c, x).const)
-    if not x.shape or a.shape[0] != x.shape[0] or any(d != 1 for d in a.shape[1:]):
-        return None
-    return a.reshape(-1).astype(np.float32)
-
-
 @handles(*_ADD, *_SUB, *_MUL, *_DIV)
 def _arith(ctx, args, kwargs):
     t = ctx.target
@@ -460,63 +420,6 @@ def _arith(ctx, args, kwargs):
         raise ctx.error(f"{ctx.label} with alpha/rounding_mode is not supported")
     a, b = args[0], args[1] if len(args) > 1 else kwargs["other"]
     return arith(ctx, kind, a, b)
-
-
-def _as_number(v: Any, other: Any) -> Any:
-    """A one-element constant that does not widen the other operand is a number."""
-    if isinstance(v, Value) and v.is_const and v.const.size == 1 and isinstance(other, Value) \
-            and not other.is_const and v.const.ndim <= other.rank:
-        return float(np.asarray(v.const).reshape(()))
-    return v
-
-
-def arith(ctx: TraceContext, kind: str, a: Any, b: Any) -> Value:
-    """``a <kind> b`` for tensors and numbers (scale/affine for numbers and per-channel constants)."""
-    a = tensor(ctx, a, kind) if isinstance(a, torch.Tensor) else a
-    b = tensor(ctx, b, kind) if isinstance(b, torch.Tensor) else b
-    for v in (a, b):
-        if not isinstance(v, Value) and not _is_number(v):
-            raise ctx.error(f"{kind} with {type(v).__name__} {v!r} is not supported")
-    if not any(isinstance(v, Value) and not v.is_const for v in (a, b)):  # constants and numbers: numpy
-        fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}[kind]
-        return constant(fn(a.const if isinstance(a, Value) else a, b.const if isinstance(b, Value) else b))
-    a, b = _as_number(a, b), _as_number(b, a)
-    x_first = isinstance(a, Value) and not a.is_const
-    x, other = (a, b) if x_first else (b, a)
-    if _is_number(other):
-        c = float(other)
-        if kind == "mul":
-            return ctx.emit("scale", [x], {"factor": c})
-        if kind in ("add", "sub"):
-            sign, bias = (1.0, c) if kind == "add" else ((1.0, -c) if x_first else (-1.0, c))
-            return ctx.emit("affine", [x], {}, {"weight": np.array(sign, np.float32),
-                                                "bias": np.array(bias, np.float32)})
-        if x_first and _is_power_of_two(c):  # x / 2**k == x * 2**-k exactly
-            return ctx.emit("scale", [x], {"factor": 1.0 / c})
-        other = constant(np.array(c, np.float32))
-        a, b = (x, other) if x_first else (other, x)
-    if other.is_const:
-        per_channel = _per_channel(ctx, other, x)
-        if per_channel is not None and (kind in ("add", "mul") or (kind == "sub" and x_first)):
-            one, zero = np.array(1.0, np.float32), np.zeros_like(per_channel)
-            if kind == "mul":
-                return ctx.emit("affine", [x], {}, {"weight": per_channel, "bias": zero})
-            return ctx.emit("affine", [x], {}, {"weight": one, "bias": per_channel if kind == "add" else -per_channel})
-        if kind == "add":
-            c = ctx.sample_of_const(other, x)
-            try:
-                full = np.broadcast_to(np.asarray(c.const, np.float32), x.shape).copy()
-            except ValueError:
-                raise ctx.error(f"add of a tensor of per-sample shape {x.shape} and a constant of shape "
-                                f"{c.shape} changes the tensor's shape; not supported") from None
-            return ctx.emit("add", [x, constant(full)])
-    values, _ = ctx.align([a, b], kind)
-    if kind == "add":  # snnir's add sums inputs of one shape: broadcast explicitly first
-        full = broadcast_shapes([v.shape for v in values], "add")
-        values = [v if v.shape == full else ctx.emit("expand", [v], {"shape": full}, suffix="_expand")
-                  for v in values]
-        return ctx.emit("add", values)
-    return ctx.emit(kind, values)
 
 
 @handles("expand", "expand_as")
@@ -550,29 +453,6 @@ def _matmul(ctx, args, kwargs):
     return matmul(ctx, tensor(ctx, a["input"], "matmul input"), tensor(ctx, a["other"], "matmul input"))
 
 
-def matmul(ctx: TraceContext, a: Value, b: Value) -> Value:
-    """torch.matmul: a constant matrix on the right is a ``linear`` layer; otherwise ``matmul`` of
-    two per-sample matrices (a constant vector operand is promoted and its axis dropped after)."""
-    if a.is_const and b.is_const:
-        return constant(np.matmul(a.const, b.const))
-    if b.is_const and b.const.ndim == 2:
-        return ctx.emit("linear", [a], {}, {"weight": np.ascontiguousarray(np.asarray(b.const).T, np.float32)})
-    vec_a, vec_b = a.is_const and a.const.ndim == 1, b.is_const and b.const.ndim == 1
-    if vec_a:
-        a = constant(np.asarray(a.const)[None, :])
-    if vec_b:
-        b = constant(np.asarray(b.const)[:, None])
-    (a, b), x = ctx.align([a, b], "matmul")
-    if len(x.shape) < 2 or x.pos > len(x.shape) - 2:
-        raise ctx.error(f"matmul of {ctx._describe(x)}: its last two axes must be per-sample (the "
-                        f"{lead_words(x.lead)} cannot be a matrix axis)")
-    y = ctx.emit("matmul", [a, b])
-    if vec_a or vec_b:
-        shape = y.shape[:-2] + (() if vec_a else y.shape[-2:-1]) + (() if vec_b else y.shape[-1:])
-        y = ctx.reshape(y, shape, suffix="_squeeze")
-    return y
-
-
 @handles(F.linear)
 def _linear(ctx, args, kwargs):
     a = bind(args, kwargs, ("input", "weight", "bias"), {"bias": None})
@@ -583,6 +463,46 @@ def _linear(ctx, args, kwargs):
     if bias is not None:
         params["bias"] = np.asarray(tensor(ctx, bias, "linear bias").const, np.float32)
     return ctx.emit("linear", [tensor(ctx, a["input"], "linear input")], {}, params)
+
+
+@handles(F.conv1d, F.conv2d)
+def _conv(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+             {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1})
+    w, bias = tensor(ctx, a["weight"], "conv weight"), a["bias"]
+    if not w.is_const or (isinstance(bias, Value) and not bias.is_const):
+        raise ctx.error("convolution with a computed weight or bias is not supported")
+    n = w.const.ndim - 2
+    padding = a["padding"]
+    if isinstance(padding, str):
+        dil = (a["dilation"],) * n if isinstance(a["dilation"], int) else tuple(a["dilation"])
+        totals = [d * (k - 1) for d, k in zip(dil, w.const.shape[2:])]
+        if padding == "same" and any(t % 2 for t in totals):
+            raise ctx.error("padding='same' with an even kernel pads asymmetrically; give explicit padding")
+        padding = 0 if padding == "valid" else tuple(t // 2 for t in totals)
+    params = {"weight": np.asarray(w.const, np.float32)}
+    if bias is not None:
+        params["bias"] = np.asarray(tensor(ctx, bias, "conv bias").const, np.float32)
+    attrs = {"stride": a["stride"], "padding": padding, "dilation": a["dilation"], "groups": a["groups"]}
+    return ctx.emit(f"conv{n}d", [tensor(ctx, a["input"], "conv input")], attrs, params)
+
+
+@handles(F.batch_norm)
+def _batch_norm(ctx, args, kwargs):
+    a = bind(args, kwargs, ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"),
+             {"weight": None, "bias": None, "training": False, "momentum": 0.1, "eps": 1e-5})
+    if a["training"] or a["running_mean"] is None:
+        raise ctx.error("F.batch_norm in training mode (batch statistics) has no IR form; trace in eval mode "
+                        "or use nn.BatchNorm modules")
+    params = {}
+    for k in ("running_mean", "running_var", "weight", "bias"):
+        if a[k] is not None:
+            v = tensor(ctx, a[k], f"batch_norm {k}")
+            if not v.is_const:
+                raise ctx.error(f"batch_norm {k} must be a parameter or buffer")
+            params[k] = np.asarray(v.const, np.float32)
+    return ctx.emit("batchnorm", [tensor(ctx, a["input"], "batch_norm input")],
+                    {"eps": float(a["eps"]), "momentum": float(a["momentum"] or 0.1)}, params)
 
 
 # --- reductions -----------------------------------------------------------------------------------

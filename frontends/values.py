@@ -19,13 +19,16 @@ as ``LeadDim`` ints that remember which axis they came from, so ``x.view(x.shape
 from __future__ import annotations
 
 import math
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from snnir.errors import GraphError, ShapeError, TraceError
+from snnir.errors import GraphError, ShapeError, SnnirError, TraceError
 from snnir.graph import Graph
+from snnir.ops.tensor import broadcast_shapes
 
 LEAD_AXES = {"T": "time", "N": "batch", "T*N": "time*batch"}
 
@@ -93,8 +96,8 @@ def constant(array: Any) -> Value:
 class TraceContext:
     """Emits IR nodes for one traced call; errors name the fx node (``where``)."""
 
-    def __init__(self, g: Graph, sizes: dict[str, int]) -> None:
-        self.g, self.sizes = g, sizes
+    def __init__(self, g: Graph, sizes: dict[str, int], error: type[SnnirError] = TraceError) -> None:
+        self.g, self.sizes, self.error_type = g, sizes, error
         self.where = ""
         self.name = "node"  # id base of the nodes the current call emits
         self.offset = 1  # lead length of the current module's input (for module mappers)
@@ -103,8 +106,8 @@ class TraceContext:
         self.inputs: list = []  # a module mapper's inputs (Values) and keyword arguments
         self.kwargs: dict = {}
 
-    def error(self, msg: str) -> TraceError:
-        return TraceError(f"{self.where}: {msg}")
+    def error(self, msg: str) -> SnnirError:
+        return self.error_type(f"{self.where}: {msg}")
 
     # --- sizes -------------------------------------------------------------------------------------
     def lead_sizes(self, lead: tuple[str, ...]) -> tuple[int, ...]:
@@ -251,6 +254,140 @@ class TraceContext:
 
     def _describe(self, v: Value) -> str:
         return f"a tensor of shape {tuple(self.traced_shape(v))}"
+
+
+# --- builders shared by the torch tracer and the ONNX importer --------------------------------------
+class Results(tuple):
+    """Several results (``chunk``, ``split``, attention weights): each is emitted on first use, so
+    an ignored piece leaves no node behind."""
+
+    def __new__(cls, makers: list[Callable[[], Value | None]]) -> Results:
+        obj = super().__new__(cls, makers)
+        obj._done = {}
+        return obj
+
+    def get(self, i: int) -> Value | None:
+        i = operator.index(i) % len(self)
+        if i not in self._done:
+            self._done[i] = tuple.__getitem__(self, i)()
+        return self._done[i]
+
+
+def _is_number(a: Any) -> bool:
+    return isinstance(a, (int, float)) and not isinstance(a, bool)
+
+
+def _is_power_of_two(c: float) -> bool:
+    m, _ = math.frexp(c)
+    return c != 0 and abs(m) == 0.5
+
+
+def _per_channel(ctx: TraceContext, c: Value, x: Value) -> np.ndarray | None:
+    """``c`` as one value per channel (axis 0 of ``x``'s sample), if that is all it is."""
+    a = np.asarray(ctx.sample_of_const(c, x).const)
+    if not x.shape or a.shape[0] != x.shape[0] or any(d != 1 for d in a.shape[1:]):
+        return None
+    return a.reshape(-1).astype(np.float32)
+
+
+def _as_number(v: Any, other: Any) -> Any:
+    """A one-element constant that does not widen the other operand is a number."""
+    if isinstance(v, Value) and v.is_const and v.const.size == 1 and isinstance(other, Value) \
+            and not other.is_const and v.const.ndim <= other.rank:
+        return float(np.asarray(v.const).reshape(()))
+    return v
+
+
+def arith(ctx: TraceContext, kind: str, a: Any, b: Any) -> Value:
+    """``a <kind> b`` for tensors and numbers (scale/affine for numbers and per-channel constants)."""
+    for v in (a, b):
+        if not isinstance(v, Value) and not _is_number(v):
+            raise ctx.error(f"{kind} with {type(v).__name__} {v!r} is not supported")
+    if not any(isinstance(v, Value) and not v.is_const for v in (a, b)):  # constants and numbers: numpy
+        fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}[kind]
+        return constant(fn(a.const if isinstance(a, Value) else a, b.const if isinstance(b, Value) else b))
+    a, b = _as_number(a, b), _as_number(b, a)
+    x_first = isinstance(a, Value) and not a.is_const
+    x, other = (a, b) if x_first else (b, a)
+    if _is_number(other):
+        c = float(other)
+        if kind == "mul":
+            return ctx.emit("scale", [x], {"factor": c})
+        if kind in ("add", "sub"):
+            sign, bias = (1.0, c) if kind == "add" else ((1.0, -c) if x_first else (-1.0, c))
+            return ctx.emit("affine", [x], {}, {"weight": np.array(sign, np.float32),
+                                                "bias": np.array(bias, np.float32)})
+        if x_first and _is_power_of_two(c):  # x / 2**k == x * 2**-k exactly
+            return ctx.emit("scale", [x], {"factor": 1.0 / c})
+        other = constant(np.array(c, np.float32))
+        a, b = (x, other) if x_first else (other, x)
+    if other.is_const:
+        per_channel = _per_channel(ctx, other, x)
+        if per_channel is not None and (kind in ("add", "mul") or (kind == "sub" and x_first)):
+            one, zero = np.array(1.0, np.float32), np.zeros_like(per_channel)
+            if kind == "mul":
+                return ctx.emit("affine", [x], {}, {"weight": per_channel, "bias": zero})
+            return ctx.emit("affine", [x], {}, {"weight": one, "bias": per_channel if kind == "add" else -per_channel})
+        if kind == "add":
+            c = ctx.sample_of_const(other, x)
+            try:
+                full = np.broadcast_to(np.asarray(c.const, np.float32), x.shape).copy()
+            except ValueError:
+                raise ctx.error(f"add of a tensor of per-sample shape {x.shape} and a constant of shape "
+                                f"{c.shape} changes the tensor's shape; not supported") from None
+            return ctx.emit("add", [x, constant(full)])
+    values, _ = ctx.align([a, b], kind)
+    if kind == "add":  # snnir's add sums inputs of one shape: broadcast explicitly first
+        full = broadcast_shapes([v.shape for v in values], "add")
+        values = [v if v.shape == full else ctx.emit("expand", [v], {"shape": full}, suffix="_expand")
+                  for v in values]
+        return ctx.emit("add", values)
+    return ctx.emit(kind, values)
+
+
+def matmul(ctx: TraceContext, a: Value, b: Value) -> Value:
+    """torch.matmul / ONNX MatMul: a constant matrix on the right is a ``linear`` layer; otherwise ``matmul`` of
+    two per-sample matrices (a constant vector operand is promoted and its axis dropped after)."""
+    if a.is_const and b.is_const:
+        return constant(np.matmul(a.const, b.const))
+    if b.is_const and b.const.ndim == 2:
+        return ctx.emit("linear", [a], {}, {"weight": np.ascontiguousarray(np.asarray(b.const).T, np.float32)})
+    vec_a, vec_b = a.is_const and a.const.ndim == 1, b.is_const and b.const.ndim == 1
+    if vec_a:
+        a = constant(np.asarray(a.const)[None, :])
+    if vec_b:
+        b = constant(np.asarray(b.const)[:, None])
+    (a, b), x = ctx.align([a, b], "matmul")
+    if len(x.shape) < 2 or x.pos > len(x.shape) - 2:
+        raise ctx.error(f"matmul of {ctx._describe(x)}: its last two axes must be per-sample (the "
+                        f"{lead_words(x.lead)} cannot be a matrix axis)")
+    y = ctx.emit("matmul", [a, b])
+    if vec_a or vec_b:
+        shape = y.shape[:-2] + (() if vec_a else y.shape[-2:-1]) + (() if vec_b else y.shape[-1:])
+        y = ctx.reshape(y, shape, suffix="_squeeze")
+    return y
+
+
+def transpose(ctx: TraceContext, x: Value, perm: tuple[int, ...], pos: int | None = None) -> Value:
+    """Per-sample axes permuted (``pos``: where the lead sits afterwards)."""
+    if x.is_const:
+        return constant(np.transpose(x.const, perm))
+    if perm == tuple(range(len(perm))):
+        return x.moved(x.pos if pos is None else pos)
+    return ctx.emit("transpose", [x], {"perm": perm}, suffix="", pos=pos)
+
+
+def split(ctx: TraceContext, x: Value, axis: int, bounds: list[tuple[int, int]]) -> Results:
+    def piece(start: int, stop: int) -> Callable[[], Value]:
+        def make() -> Value:
+            if x.is_const:
+                return constant(np.take(x.const, range(start, stop), axis=axis))
+            if (start, stop) == (0, x.shape[axis]):
+                return x
+            return ctx.emit("slice", [x], {"axis": axis, "start": start, "stop": stop}, suffix=f"_{start}")
+        return make
+    return Results([piece(a, b) for a, b in bounds])
+
 
 
 def _as_flatten(src: tuple[int, ...], dst: tuple[int, ...]) -> tuple[int, int] | None:
