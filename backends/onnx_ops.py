@@ -213,7 +213,8 @@ def _binary(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) 
     return b.op(node.op.capitalize(), args)
 
 
-_ONNX_UNARY = {"sigmoid": "Sigmoid", "tanh": "Tanh", "erf": "Erf", "exp": "Exp", "hardswish": "HardSwish"}
+_ONNX_UNARY = {"sigmoid": "Sigmoid", "tanh": "Tanh", "erf": "Erf", "exp": "Exp", "sqrt": "Sqrt",
+               "hardswish": "HardSwish"}
 
 
 @lowers(*_ONNX_UNARY)

@@ -167,7 +167,7 @@ def _matmul(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     return X.MatMul()
 
 
-@builds("sigmoid", "tanh", "erf", "exp", "silu", "hardswish", "hardsigmoid", "gelu")
+@builds("sigmoid", "tanh", "erf", "exp", "sqrt", "silu", "hardswish", "hardsigmoid", "gelu")
 def _elementwise(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     return X.Elementwise(node.op, **node.attrs)
 

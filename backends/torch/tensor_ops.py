@@ -118,13 +118,13 @@ class MatMul(_PerSample):
 
 
 _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "sigmoid": torch.sigmoid, "tanh": torch.tanh, "erf": torch.erf, "exp": torch.exp, "silu": F.silu,
-    "hardswish": F.hardswish, "hardsigmoid": F.hardsigmoid,
+    "sigmoid": torch.sigmoid, "tanh": torch.tanh, "erf": torch.erf, "exp": torch.exp, "sqrt": torch.sqrt,
+    "silu": F.silu, "hardswish": F.hardswish, "hardsigmoid": F.hardsigmoid,
 }
 
 
 class Elementwise(_PerSample):
-    """An element-wise activation by name: sigmoid, tanh, erf, exp, silu, hardswish, hardsigmoid,
+    """An element-wise activation by name: sigmoid, tanh, erf, exp, sqrt, silu, hardswish, hardsigmoid,
     gelu (``approximate`` 'none' or 'tanh')."""
 
     def __init__(self, fn: str, approximate: str = "none", step_mode: str = "s") -> None:

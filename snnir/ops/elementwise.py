@@ -2,7 +2,7 @@
 
 The equations (``x`` one element, per-sample axes):
 
-- ``sigmoid``: 1 / (1 + exp(-x));  ``tanh``;  ``erf``;  ``exp``
+- ``sigmoid``: 1 / (1 + exp(-x));  ``tanh``;  ``erf``;  ``exp``;  ``sqrt``
 - ``gelu``: x * Phi(x), with ``approximate="none"`` (Phi the normal CDF: 0.5 (1 + erf(x / sqrt 2)))
   or ``"tanh"`` (0.5 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))))
 - ``silu``: x * sigmoid(x);  ``hardswish``: x * relu6(x + 3) / 6;  ``hardsigmoid``: relu6(x + 3) / 6
@@ -23,6 +23,7 @@ UNARY = {
     "tanh": "y = tanh(x).",
     "erf": "y = erf(x), the Gauss error function.",
     "exp": "y = exp(x).",
+    "sqrt": "y = sqrt(x).",
     "silu": "y = x * sigmoid(x) (SiLU, swish).",
     "hardswish": "y = x * relu6(x + 3) / 6.",
     "hardsigmoid": "y = relu6(x + 3) / 6.",
