@@ -87,6 +87,7 @@ def from_onnx(model: str | os.PathLike | Any, name: str | None = None) -> Graph:
         if node.op_type == "Constant":
             consts[node.output[0]] = _constant_value(node)
     g = Graph(name or graph_proto.name or "onnx")
+    g.meta["training"] = False  # a checkpoint is an inference graph: compile() gives an eval-mode module
     inputs = []
     for inp in graph_proto.input:
         if inp.name in consts:

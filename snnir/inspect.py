@@ -5,7 +5,7 @@ Example:
     >>> g = snnir.Graph(); x = g.add_input((3,))
     >>> s = g.add_node("add", [x], id="sum")
     >>> n = g.add_node("neuron", [s], attrs={"model": "LIF"}, id="lif")
-    >>> g.add_edge(n, s, port=1); _ = g.add_output(n)
+    >>> g.add_edge(n, s, port=1, offset=1); _ = g.add_output(n)
     >>> _ = snnir.inspect(snnir.optimize(g))  # doctest: +NORMALIZE_WHITESPACE
     node    op          inputs      shape  params  state  region
     input   input                   (3,)                  0 sequence
@@ -34,8 +34,8 @@ def _regions(g: Graph) -> dict[str, str]:
 
 def node_table(g: Graph, schedule: bool = True) -> str:
     """The node table: id, op, inputs, shape, params, state (and, with ``schedule``, the region
-    and ``*`` on recurrent inputs)."""
-    recurrent = g.recurrent_edges() if schedule else set()
+    and ``*`` on inputs read with time offset 1)."""
+    delayed = {(e.src, e.dst, e.port) for e in g.delayed_edges()} if schedule else set()
     regions = _regions(g)
     header = ("node", "op", "inputs", "shape", "params", "state") + (("region",) if schedule else ())
     rows = [header]
@@ -43,12 +43,12 @@ def node_table(g: Graph, schedule: bool = True) -> str:
         params = " ".join(f"{k}{list(v.shape)}" for k, v in n.params.items())
         state = " ".join(n.state_spec()) if n.stateful and n.shape is not None else ""
         op = f"{n.op}:{n.attrs['model']}" if n.op == "neuron" else n.op
-        inputs = ",".join(p + ("*" if (p, n.id) in recurrent else "") for p in g.predecessors(n.id))
+        inputs = ",".join(e.src + ("*" if (e.src, e.dst, e.port) in delayed else "") for e in g.in_edges(n.id))
         row = (n.id, op, inputs, str(n.shape), params, state)
         rows.append(row + ((regions.get(n.id, ""),) if schedule else ()))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     text = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
-    if recurrent:
+    if delayed:
         text += "\n(* = recurrent input: the previous step's value)"
     return text
 
@@ -62,19 +62,20 @@ def inspect(g: Graph, file=None) -> str:
 
 
 def to_dot(g: Graph) -> str:
-    """The graph in Graphviz DOT; nodes filled by schedule region, recurrent edges dashed."""
+    """The graph in Graphviz DOT; nodes filled by schedule region, edges reading the previous
+    step dashed and labelled ``t-1``."""
     regions = g.meta.get("schedule", {}).get("regions", [])
     color = {n: _COLORS[i % len(_COLORS)] for i, r in enumerate(regions) for n in r["nodes"]}
-    recurrent = g.recurrent_edges()
+    delayed = {(e.src, e.dst, e.port) for e in g.delayed_edges()}
     lines = [f'digraph "{g.name}" {{', "  rankdir=TB; node [shape=box, style=filled, fontname=Helvetica];"]
     for n in g:
         label = f"{n.id}\\n{n.op}:{n.attrs['model']}" if n.op == "neuron" else f"{n.id}\\n{n.op}"
         if n.shape is not None:
             label += f"\\n{n.shape}"
         lines.append(f'  "{n.id}" [label="{label}", fillcolor="{color.get(n.id, "#eeeeee")}"];')
-    for u, v, port in g.nx.edges(data="port"):
-        style = ', style=dashed, label="t-1"' if (u, v) in recurrent else ""
-        lines.append(f'  "{u}" -> "{v}" [taillabel="", headlabel="{port}"{style}];')
+    for e in g.edges():
+        style = ', style=dashed, label="t-1"' if (e.src, e.dst, e.port) in delayed else ""
+        lines.append(f'  "{e.src}" -> "{e.dst}" [taillabel="", headlabel="{e.port}"{style}];')
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -113,23 +114,25 @@ def _render_matplotlib(g: Graph, path: Path) -> Path:
 
     order = g.topological_order()
     layer = {n: 0 for n in order}
-    recurrent = g.recurrent_edges()
+    delayed = {(e.src, e.dst) for e in g.delayed_edges()}
     for n in order:
-        for p in g.predecessors(n):
-            if (p, n) not in recurrent:
-                layer[n] = max(layer[n], layer[p] + 1)
-    nx.set_node_attributes(g.nx, layer, "layer")
-    pos = nx.multipartite_layout(g.nx, subset_key="layer", align="horizontal")
+        for e in g.in_edges(n):
+            if not e.offset and (e.src, n) not in delayed:
+                layer[n] = max(layer[n], layer[e.src] + 1)
+    drawn = nx.DiGraph()  # one arrow per pair of nodes
+    drawn.add_nodes_from((n, {"layer": layer[n]}) for n in order)
+    drawn.add_edges_from((e.src, e.dst) for e in g.edges())
+    pos = nx.multipartite_layout(drawn, subset_key="layer", align="horizontal")
     pos = {n: (x, -y) for n, (y, x) in pos.items()}
     regions = g.meta.get("schedule", {}).get("regions", [])
     color = {n: _COLORS[i % len(_COLORS)] for i, r in enumerate(regions) for n in r["nodes"]}
     fig, ax = plt.subplots(figsize=(6, 1.0 + 0.9 * (max(layer.values()) + 1)))
-    forward = [e for e in g.nx.edges if e not in recurrent]
-    nx.draw_networkx_edges(g.nx, pos, edgelist=forward, ax=ax, arrows=True)
-    nx.draw_networkx_edges(g.nx, pos, edgelist=list(recurrent), ax=ax, arrows=True, style="dashed",
+    forward = [e for e in drawn.edges if e not in delayed]
+    nx.draw_networkx_edges(drawn, pos, edgelist=forward, ax=ax, arrows=True)
+    nx.draw_networkx_edges(drawn, pos, edgelist=sorted(delayed), ax=ax, arrows=True, style="dashed",
                            connectionstyle="arc3,rad=0.4", edge_color="#cc0000")
     labels = {n.id: f"{n.id}\n{n.attrs['model'] if n.op == 'neuron' else n.op}" for n in g}
-    nx.draw_networkx_labels(g.nx, pos, labels=labels, ax=ax, font_size=8,
+    nx.draw_networkx_labels(drawn, pos, labels=labels, ax=ax, font_size=8,
                             bbox={"boxstyle": "round", "fc": "white", "ec": "gray"})
     for n, (x, y) in pos.items():
         ax.scatter([x], [y], s=2200, c=color.get(n, "#eeeeee"), marker="s", zorder=0)
