@@ -239,11 +239,11 @@ def _mha(m: nn.MultiheadAttention, ctx: TraceContext) -> Results:
 def _module_mapper(m: nn.Module) -> ModuleMapper | None:
     """The mapper of ``m``'s class or nearest registered base, unless a class in between redefines
     ``forward`` (``LayerNorm2d(nn.LayerNorm)`` permuting around the norm is traced into, not mapped as
-    a LayerNorm); snnir's step-mode wrappers redefine it without changing the op."""
+    a LayerNorm); snnir's own classes (step-mode wrappers, encoders) redefine it without changing the op."""
     mro = type(m).__mro__
     for i, cls in enumerate(mro):
         if cls in _MODULES:
-            overrides = [c for c in mro[:i] if "forward" in c.__dict__ and not issubclass(c, StepModule)]
+            overrides = [c for c in mro[:i] if "forward" in c.__dict__ and not c.__module__.startswith("snnir.")]
             return None if overrides else _MODULES[cls]
     return None
 
