@@ -442,6 +442,17 @@ def _shape_arith(m: _OnnxMapper, node: Any, kind: str) -> None:
     m.shapes[node.output[0]] = [int(v) for v in np.atleast_1d(fn(np.asarray(x), np.asarray(y)))]
 
 
+def _mod(m: _OnnxMapper, node: Any, a: dict) -> None:
+    x, y = (_shape_value(m, i) if m.is_shape(i) else m.consts.get(i) for i in node.input)
+    if x is None or y is None or "N" in np.ravel(np.asarray(x, object)).tolist():
+        raise m.unsupported(node, "Mod of activations or of the batch size")
+    out = np.fmod(x, y) if a.get("fmod") else np.mod(x, y)
+    if any(m.is_shape(i) for i in node.input):
+        m.shapes[node.output[0]] = [int(v) for v in np.atleast_1d(out)]
+    else:
+        m.consts[node.output[0]] = out
+
+
 def _gather(m: _OnnxMapper, node: Any, a: dict) -> None:
     idx = m.const(node.input[1], "Gather indices")
     if m.is_shape(node.input[0]):
@@ -672,5 +683,5 @@ _OPS = {
     "ReduceMean": _reduce("mean"), "ReduceSum": _reduce("sum"), "Resize": _resize, "Upsample": _resize,
     "Flatten": _flatten, "Reshape": _reshape, "Transpose": _transpose, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze,
     "Concat": _concat, "Split": _split, "Slice": _slice, "Gather": _gather, "Expand": _expand,
-    "Shape": _shape, "Cast": _cast, "Dropout": _identity, "Identity": _identity,
+    "Shape": _shape, "Mod": _mod, "Cast": _cast, "Dropout": _identity, "Identity": _identity,
 }

@@ -27,7 +27,7 @@ from snnir.backends.torch.encoding import _Encoder
 from snnir.backends.torch.neuron import Neuron
 from snnir.errors import GraphError, TraceError
 from snnir.frontends import torch_functions as TF
-from snnir.frontends.values import Results, TraceContext, Value
+from snnir.frontends.values import Results, TraceContext, Value, lead_words
 from snnir.graph import Graph
 
 OpMapping = tuple[str, dict[str, Any], dict[str, Any]]  # (op, attrs, params)
@@ -505,6 +505,9 @@ class _Emitter:
                 for item in v:
                     collect(item)
             elif isinstance(v, Value) and not v.is_const:
+                if v.pos:
+                    raise TraceError(f"model output {len(flat)} has its {lead_words(v.lead)} behind per-sample axes "
+                                     f"(shape {tuple(self.ctx.traced_shape(v))}); permute it back to the front")
                 flat.append(v)
             else:
                 raise TraceError(f"model output must be tensors computed from the input, got {type(v).__name__} "
@@ -580,6 +583,9 @@ class _Emitter:
                             ", ".join(sorted(c.__name__ for c in _MODULES)) +
                             ". Replace it with a supported layer, or define a NeuronModel for custom dynamics")
         tensors = [v for v in inputs if isinstance(v, Value)]
+        if any(v.pos for v in tensors):
+            raise ctx.error(f"the input's {lead_words(tensors[0].lead)} sits behind per-sample axes; permute it back "
+                            "to the front before calling a module")
         ctx.offset = len(tensors[0].lead) if tensors else len(self.lead)
         ctx.inputs, ctx.kwargs = inputs, kwargs
         mapped = mapper(m, ctx)

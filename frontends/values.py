@@ -128,8 +128,8 @@ class TraceContext:
             return dim
         if dim < v.pos + len(v.lead):
             axes = lead_words(v.lead)
-            raise self.error(f"{what} over dim {dim} touches the {axes}; snnir ops act per sample "
-                             f"(the {axes} lead every tensor and cannot be reduced, moved or mixed)")
+            raise self.error(f"{what} over dim {dim} touches the {axes}; snnir ops act per sample, the time and "
+                             "batch axes cannot be reduced, moved or mixed with the sample's")
         return dim - len(v.lead)
 
     # --- nodes -------------------------------------------------------------------------------------
