@@ -143,6 +143,8 @@ class _OnnxMapper:
                                   f"is not supported{': ' + why if why else ''}. Supported: {', '.join(sorted(_OPS))}")
 
     def map(self, node: Any) -> None:
+        if _fold_constants(self, node):
+            return
         handler = _OPS.get(node.op_type)
         if handler is None or node.domain not in ("", "ai.onnx"):
             raise self.unsupported(node)
@@ -201,6 +203,46 @@ class _OnnxMapper:
         if v.pos:
             raise self.unsupported(self.node, "the batch axis must come first here")
         return v
+
+
+# Shape arithmetic an exporter leaves in a dynamic-batch graph ((C // heads) ** -0.5 computed from
+# Shape, chunk bounds, ...): with all inputs constant it is evaluated by onnx's reference
+# implementation: ops whose output is no larger than their inputs, and ConstantOfShape of a small
+# shape (checked before it allocates), on small inputs.
+_FOLDABLE = {
+    "ConstantOfShape", "Cast", "Pow", "Sqrt", "Div", "Mul", "Add", "Sub", "Neg", "Mod", "Floor", "Ceil", "Abs", "Min",
+    "Max", "Unsqueeze", "Squeeze", "Concat", "Slice", "Gather", "Reshape", "Equal", "Where", "Not", "Less", "Greater",
+    "Identity", "Transpose", "Flatten", "Reciprocal", "Sign",
+}
+_FOLD_LIMIT = 1 << 16  # elements over all inputs
+
+
+def _fold_constants(m: _OnnxMapper, node: Any) -> bool:
+    names = [i for i in node.input if i]
+    if node.op_type not in _FOLDABLE or not names or not all(i in m.consts for i in names):
+        return False
+    if sum(m.consts[i].size for i in names) > _FOLD_LIMIT:
+        return False
+    if node.op_type == "ConstantOfShape" and math.prod(int(d) for d in m.consts[names[0]].reshape(-1)) > _FOLD_LIMIT:
+        raise m.unsupported(node, f"a constant of shape {m.consts[names[0]].tolist()} is too large")
+    from onnx.reference import ReferenceEvaluator
+
+    try:
+        results = ReferenceEvaluator(node).run(None, {i: m.consts[i] for i in names})
+    except Exception as e:  # noqa: BLE001 (a malformed constant computation: name the node)
+        raise m.unsupported(node, f"evaluating it on its constant inputs failed ({e})") from None
+    for out, value in zip(node.output, results):
+        if out:
+            m.consts[out] = np.asarray(value)
+    return True
+
+
+def _set_shape(m: _OnnxMapper, name: str, values: list) -> None:
+    """A shape value: a list holding "N" for the batch size, else an int64 constant."""
+    if "N" in values:
+        m.shapes[name] = list(values)
+    else:
+        m.consts[name] = np.asarray(values, np.int64)
 
 
 # --- synapses and normalization ----------------------------------------------------------------------
@@ -423,7 +465,7 @@ def _shape(m: _OnnxMapper, node: Any, a: dict) -> None:
     x = m.act(node.input[0])
     full = [*x.shape[:x.pos], "N", *x.shape[x.pos:]]
     start, end = a.get("start", 0), a.get("end", len(full))
-    m.shapes[node.output[0]] = full[start:end]
+    _set_shape(m, node.output[0], full[start:end])
 
 
 def _shape_value(m: _OnnxMapper, name: str) -> list | None:
@@ -439,7 +481,7 @@ def _shape_arith(m: _OnnxMapper, node: Any, kind: str) -> None:
     if x is None or y is None or "N" in x or "N" in y:
         raise m.unsupported(node, "arithmetic on the batch size or on a non-constant shape")
     fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.floor_divide}[kind]
-    m.shapes[node.output[0]] = [int(v) for v in np.atleast_1d(fn(np.asarray(x), np.asarray(y)))]
+    _set_shape(m, node.output[0], [int(v) for v in np.atleast_1d(fn(np.asarray(x), np.asarray(y)))])
 
 
 def _mod(m: _OnnxMapper, node: Any, a: dict) -> None:
@@ -447,10 +489,7 @@ def _mod(m: _OnnxMapper, node: Any, a: dict) -> None:
     if x is None or y is None or "N" in np.ravel(np.asarray(x, object)).tolist():
         raise m.unsupported(node, "Mod of activations or of the batch size")
     out = np.fmod(x, y) if a.get("fmod") else np.mod(x, y)
-    if any(m.is_shape(i) for i in node.input):
-        m.shapes[node.output[0]] = [int(v) for v in np.atleast_1d(out)]
-    else:
-        m.consts[node.output[0]] = out
+    _set_shape(m, node.output[0], [int(v) for v in np.atleast_1d(out)])
 
 
 def _gather(m: _OnnxMapper, node: Any, a: dict) -> None:
@@ -458,7 +497,10 @@ def _gather(m: _OnnxMapper, node: Any, a: dict) -> None:
     if m.is_shape(node.input[0]):
         data = m.shapes[node.input[0]]
         picked = [data[int(i)] for i in np.atleast_1d(idx)]
-        m.shapes[node.output[0]] = picked
+        if "N" in picked:
+            m.shapes[node.output[0]] = picked
+        else:  # a scalar index gives a scalar
+            m.consts[node.output[0]] = np.asarray(picked, np.int64).reshape(np.shape(idx))
         return
     x = m.value(node.input[0])
     if x.is_const:
@@ -564,7 +606,7 @@ def _concat(m: _OnnxMapper, node: Any, a: dict) -> None:
         parts = [_shape_value(m, i) for i in node.input]
         if any(p is None for p in parts):
             raise m.unsupported(node, "Concat of a shape with a non-constant")
-        m.shapes[node.output[0]] = [v for p in parts for v in p]
+        _set_shape(m, node.output[0], [v for p in parts for v in p])
         return
     values = [m.value(i) for i in node.input]
     tensors = [v for v in values if not v.is_const]
@@ -613,7 +655,7 @@ def _slice(m: _OnnxMapper, node: Any, a: dict) -> None:
         if len(starts) != 1 or steps[0] != 1:
             raise m.unsupported(node, "Slice of a shape along more than one axis or with a step")
         data = m.shapes[node.input[0]]
-        m.shapes[node.output[0]] = data[slice(*slice(int(starts[0]), int(ends[0])).indices(len(data)))]
+        _set_shape(m, node.output[0], data[slice(*slice(int(starts[0]), int(ends[0])).indices(len(data)))])
         return
     x = m.value(node.input[0])
     if x.is_const:

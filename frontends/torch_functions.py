@@ -333,7 +333,7 @@ def _getitem(ctx, args, kwargs):
     if Ellipsis in index:
         e = index.index(Ellipsis)
         index[e:e + 1] = [slice(None)] * (x.rank - explicit)
-    index += [slice(None)] * (x.rank - explicit)
+    index += [slice(None)] * (x.rank - sum(1 for i in index if i is not None))
     lead = _lead_span(x)
     out, final, new_pos, dim = x, [], None, 0
     for i in index:  # slices keep every axis in place; ints and None are settled by the final reshape
