@@ -1,6 +1,7 @@
 """The ``snnir`` command line.
 
     snnir inspect model.snnir [--render model.svg]   # node table (and a drawing)
+    snnir inspect model.snnir --ops input.npy         # + operation/energy counts on a [T, N, ...] batch
     snnir optimize model.snnir optimized.snnir [--passes fold_batchnorm schedule] [--check]
     snnir export model.snnir net.h5 --format lava     # lava (netx HDF5), nir, onnx [--dt 1e-4] [--unroll T]
     snnir version
@@ -23,7 +24,29 @@ def _inspect(args: argparse.Namespace) -> int:
     inspect(graph)
     if args.render:
         print(f"drawn to {render(graph, args.render)}")
+    if args.ops:
+        _print_ops(graph, args.ops)
     return 0
+
+
+def _print_ops(graph, input_path: str) -> None:
+    """Operation and energy counts of ``graph`` on the ``[T, N, ...]`` batch in ``input_path`` (.npy),
+    and the Loihi cores it needs when it maps to Loihi."""
+    import numpy as np
+
+    from snnir.analysis import count_ops, loihi_resources
+    from snnir.errors import LoihiMappingError
+
+    try:
+        x = np.load(input_path, allow_pickle=False)
+    except (EOFError, ValueError) as e:  # empty, truncated or pickled: refused, never unpickled
+        raise ValueError(f"{input_path} is not a readable .npy array: {e}") from None
+    print(f"\noperations on {input_path} (shape {list(x.shape)}: [T, N, ...]):")
+    print(count_ops(graph, x))
+    try:
+        print(f"\nLoihi mapping:\n{loihi_resources(graph)}")
+    except LoihiMappingError as e:
+        print(f"\nLoihi mapping: not mappable ({e})")
 
 
 def _optimize(args: argparse.Namespace) -> int:
@@ -59,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("inspect", help="print a .snnir file's nodes, shapes, params and state")
     p.add_argument("file")
     p.add_argument("--render", metavar="PATH", help="also draw the graph (.svg, .png or .dot)")
+    p.add_argument("--ops", metavar="INPUT.npy", help="also count operations and energy on this [T, N, ...] batch")
     p.set_defaults(func=_inspect)
     p = sub.add_parser("optimize", help="run graph passes on a .snnir file")
     p.add_argument("input")
