@@ -406,6 +406,8 @@ class _Proxy(fx.Proxy):
         v = self._value()
         if isinstance(v, Results):
             return iter([self[i] for i in range(len(v))])
+        if isinstance(v, Value) and (v.pos > 0 or not v.lead):  # dim 0 is a per-sample axis: q, k, v = qkv
+            return iter([self[i] for i in range(self.shape[0])])
         raise TraceError(f"fx node {self.node.name!r}: iterating over a tensor walks its time/batch axis; "
                          "snnir ops act per sample")
 
