@@ -132,3 +132,17 @@ def test_spiking_transformer_blocks_trace_and_compile_identically(factory, train
     with torch.no_grad():
         net(x)
     assert fired[0] > 0, "the attention neurons should spike in this test"
+
+
+def test_transformers_example_runs():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "transformers.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "compiled == eager: True" in out.stdout
+    errors = [float(line.split(":")[1].split()[0]) for line in out.stdout.splitlines() if "vs onnxruntime" in line]
+    assert len(errors) == 2 and max(errors) <= 1e-5
+    assert "(layernorm) cannot be converted" in out.stdout
