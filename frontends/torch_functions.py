@@ -19,7 +19,6 @@ import torch
 from torch.nn import functional as F
 
 from snnir.frontends.values import (
-    LeadDim,
     Results,
     TraceContext,
     Value,
@@ -98,9 +97,7 @@ _UNARY = {
 
 
 @handles(*_UNARY)
-def _unary(ctx, args, kwargs):
-    if kwargs.get("inplace"):
-        pass  # the result is rebound by the caller's assignment, as out-of-place
+def _unary(ctx, args, kwargs):  # inplace=True: the caller rebinds the result, as out of place
     return ctx.emit(_UNARY[ctx.target], [tensor(ctx, args[0], f"{_UNARY[ctx.target]} input")])
 
 
@@ -656,6 +653,3 @@ def multi_head_attention(ctx: TraceContext, m: torch.nn.MultiheadAttention, args
 
     return Results([lambda: out, attn_weights])
 
-
-def is_lead_dim(x: Any) -> bool:
-    return isinstance(x, LeadDim)
