@@ -53,6 +53,26 @@ class Shapes(nn.Module):
                           first.squeeze(1), grown.reshape(x.size(0), -1)], dim=1)
 
 
+class Products(nn.Module):
+    """matmul/bmm of two activations, and of an activation with constants on either side."""
+
+    def __init__(self):
+        super().__init__()
+        self.left = nn.Parameter(torch.randn(3, 5))        # W @ x
+        self.right = nn.Parameter(torch.randn(2, 16, 4))   # x @ W, batched over a per-sample axis
+        self.vec = nn.Parameter(torch.randn(16))
+
+    def forward(self, x):  # [N, 5, 16]
+        B, L, C = x.shape
+        a = torch.bmm(x, x.transpose(1, 2))                       # [N, 5, 5]
+        b = self.left @ x                                         # [N, 3, 16]
+        c = x.reshape(B, L, 2, 8).transpose(1, 2) @ self.right[:, :8]   # [N, 2, 5, 4]
+        d = x @ self.vec                                          # [N, 5]
+        tokens = x.reshape(B, -1, C // 2)                         # reshape(B, -1, C)
+        gram = torch.matmul(tokens, tokens.transpose(-1, -2))
+        return torch.cat([a.flatten(1), b.flatten(1), c.flatten(1), d, gram.flatten(1)], 1)
+
+
 class Activations(nn.Module):
     def __init__(self):
         super().__init__()
@@ -111,7 +131,8 @@ class SDPA(nn.Module):
         return F.scaled_dot_product_attention(self.q(x), self.k(x), self.v(x))
 
 
-CASES = [(Attention, (3, 5, 16)), (Shapes, (2, 4, 6, 6)), (Activations, (2, 3, 6, 6)), (Resample, (2, 3, 5, 6)),
+CASES = [(Attention, (3, 5, 16)), (Shapes, (2, 4, 6, 6)), (Products, (2, 5, 16)),
+         (Activations, (2, 3, 6, 6)), (Resample, (2, 3, 5, 6)),
          (GroupedConvs, (2, 4, 6, 6)), (SelfAttention, (3, 5, 16)), (SDPA, (2, 4, 8))]
 
 
