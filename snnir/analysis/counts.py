@@ -157,7 +157,7 @@ def _update_cost(node: Node) -> tuple[tuple[int, int, int], int, int] | None:
 
         a = node.attrs
         model = get_model(a["model"])
-        reset = "none" if node.op == "integrator" else ("soft" if a["v_reset"] is None else "hard")
+        reset = "none" if node.op == "integrator" else ("soft" if a.get("v_reset", 0.0) is None else "hard")
         options = tuple(sorted((k, bool(a[k])) for k in model.options))
         return _ops_per_update(a["model"], reset, options), len(model.state), out
     if node.op == "synapse_filter":  # i - i / tau + x
