@@ -127,6 +127,10 @@ class TraceContext:
         if dim < v.pos:
             return dim
         if dim < v.pos + len(v.lead):
+            if v.lead[dim - v.pos] == "T":
+                raise self.error(f"{what} over dim {dim} works across time steps, but a graph runs one step at a "
+                                 "time; trace the per-step computation and reduce the compiled module's [T, N, ...] "
+                                 "output outside (e.g. compiled(x).mean(0) for a time average)")
             axes = lead_words(v.lead)
             raise self.error(f"{what} over dim {dim} touches the {axes}; snnir ops act per sample, the time and "
                              "batch axes cannot be reduced, moved or mixed with the sample's")
