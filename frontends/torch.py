@@ -1,7 +1,8 @@
 """Trace a ``torch.nn.Module`` into a ``snnir.Graph`` with ``torch.fx``.
 
 ``snnir.nn`` modules and torch layers are leaves; each maps to one IR op through the tables
-below. Functional calls and tensor methods (``F.relu``, ``x.view(x.shape[0], -1)``, ``q @ k.mT``,
+below. SpikingJelly, snnTorch and Norse modules are leaves too, mapped by ``snnir.frontends.peers``.
+Functional calls and tensor methods (``F.relu``, ``x.view(x.shape[0], -1)``, ``q @ k.mT``,
 ``x.softmax(-1)``, ``torch.cat``, ...) map through ``torch_functions``. Every call is mapped while
 the model runs under the tracer, and the model reads concrete shapes (``x.shape``, ``x.ndim``), so
 shape checks and shape arithmetic in ``forward`` work; the time and batch sizes it reads are
@@ -29,6 +30,11 @@ from snnir.errors import GraphError, TraceError
 from snnir.frontends import torch_functions as TF
 from snnir.frontends.values import Results, TraceContext, Value, lead_words
 from snnir.graph import Graph
+
+try:  # the peer frameworks' registry (SpikingJelly, snnTorch, Norse); the tracer works without it
+    from snnir.frontends import peers
+except ImportError:  # a checkout without snnir.frontends.peers
+    peers = None
 
 OpMapping = tuple[str, dict[str, Any], dict[str, Any]]  # (op, attrs, params)
 # A mapper returns an OpMapping, None (the module forwards its input), or the Value it emitted itself.
@@ -245,6 +251,10 @@ def _mha(m: nn.MultiheadAttention, ctx: TraceContext) -> Results:
     return TF.multi_head_attention(ctx, m, ctx.inputs, ctx.kwargs)
 
 
+def _peer_leaf(m: nn.Module) -> bool:
+    return peers is not None and peers.is_leaf(m)
+
+
 def _module_mapper(m: nn.Module) -> ModuleMapper | None:
     """The mapper of ``m``'s class or nearest registered base, unless a class in between redefines
     ``forward`` (``LayerNorm2d(nn.LayerNorm)`` permuting around the norm is traced into, not mapped as
@@ -274,7 +284,7 @@ def _outer_step_modules(model: nn.Module) -> list[StepModule]:
 
 
 def _step_offset(model: nn.Module) -> int:
-    modes = {m.step_mode for m in _outer_step_modules(model)}
+    modes = {m.step_mode for m in _outer_step_modules(model)} | (peers.step_modes(model) if peers else set())
     if len(modes) > 1:
         raise TraceError("the model mixes single-step and multi-step modules; set one mode with "
                          "snn.set_step_mode(model, 's' or 'm') before tracing")
@@ -434,7 +444,8 @@ class _Tracer(fx.Tracer):
         self.module_calls: dict[str, str] = {}  # module path -> first fx node calling it
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, StepModule) or _module_mapper(m) is not None or super().is_leaf_module(m, qualname)
+        return (isinstance(m, StepModule) or _module_mapper(m) is not None or _peer_leaf(m)
+                or super().is_leaf_module(m, qualname))
 
     def proxy(self, node: fx.Node) -> fx.Proxy:
         return _Proxy(node, self)
@@ -485,13 +496,13 @@ class _Emitter:
     def module(self, model: nn.Module, inputs: list[Value] | None, shapes: list[tuple[int, ...]] | None,
                prefix: str) -> list[Value]:
         """Emit ``model`` fed by ``inputs``, or by new input nodes of ``shapes``; returns its outputs."""
-        if _module_mapper(model) is not None or isinstance(model, S.Recurrent):
+        if _module_mapper(model) is not None or isinstance(model, S.Recurrent) or _peer_leaf(model):
             # a leaf used as a whole (sub-)model, e.g. Recurrent(snn.LIF()) or trace(snn.LIF(), x)
             if inputs is None:
                 inputs = [Value(self.lead, s, self.g.add_input(s)) for s in (shapes or ())][:1]
             name = (prefix.rstrip("_") or type(model).__name__.lower())
             self.ctx.name = name
-            return [self.leaf(model, name, inputs, {}, name)]
+            return self.outputs(self.leaf(model, name, inputs, {}, name))
         tracer = _Tracer(self, prefix, inputs, shapes)
         try:
             fx_graph = tracer.trace(model)
@@ -505,16 +516,21 @@ class _Emitter:
             raise TraceError(f"model takes {tracer.placeholders} input(s) but {expected} were given")
         (out_node,) = [n for n in fx_graph.nodes if n.op == "output"]
         self.ctx.where = "model output"
-        result = fx.node.map_arg(out_node.args[0], tracer.value_of)
-        flat: list[Any] = []
+        return self.outputs(fx.node.map_arg(out_node.args[0], tracer.value_of))
+
+    def outputs(self, result: Any) -> list[Value]:
+        """The tensors a model returns, flattened (a peer neuron's tuple gives its spikes)."""
+        flat: list[Value] = []
 
         def collect(v: Any) -> None:
             if isinstance(v, Results):
-                for i in range(len(v)):
+                for i in range(1 if getattr(v, "primary", False) else len(v)):
                     collect(v.get(i))
             elif isinstance(v, (tuple, list)):
                 for item in v:
                     collect(item)
+            elif peers is not None and isinstance(v, peers.Unusable):
+                raise TraceError(v.why("a model output"))
             elif isinstance(v, Value) and not v.is_const:
                 if v.pos:
                     raise TraceError(f"model output {len(flat)} has its {lead_words(v.lead)} behind per-sample axes "
@@ -572,7 +588,8 @@ class _Emitter:
         m = tracer.root.get_submodule(node.target)
         path = tracer.prefix + node.target
         has_state = any(True for _ in m.parameters()) or isinstance(m, (Neuron, L.Dropout, S.SynapseFilter,
-                                                                        S.Delay, S.Recurrent))
+                                                                        S.Delay, S.Recurrent)) \
+            or (peers is not None and peers.is_stateful(m))
         first = tracer.module_calls.setdefault(node.target, node.name)
         if first != node.name and has_state:
             raise TraceError(f"module '{node.target}' ({type(m).__name__}) is called more than once "
@@ -589,6 +606,12 @@ class _Emitter:
         if isinstance(m, S.Recurrent):
             return self.recurrent(m, name, inputs)
         mapper = _module_mapper(m)
+        if _peer_leaf(m):
+            tensors = [v for v in inputs if isinstance(v, Value)]
+            conversion = peers.convert(m, path, lambda: [v.shape for v in tensors])
+            if conversion.torch_class is None:
+                return self.peer(conversion, name, tensors, m.training, path)
+            mapper = _MODULES.get(conversion.torch_class)
         if mapper is None:
             raise ctx.error("no snnir op for this module class. Supported: " +
                             ", ".join(sorted(c.__name__ for c in _MODULES)) +
@@ -608,6 +631,32 @@ class _Emitter:
         out = ctx.emit(op, tensors, attrs, params)
         self.training[out.node] = m.training
         return out
+
+    def peer(self, conversion: peers.Conversion, name: str, inputs: list[Value], training: bool, path: str) -> Any:
+        """Emit a peer module's snnir equivalent (a module traced in its place, or a chain of ops)."""
+        if len(inputs) != 1:
+            raise self.ctx.error(f"called with {len(inputs)} arguments; snnir traces peer modules called on their "
+                                 "input alone (their state lives in the graph, not in explicit arguments)")
+        (x,) = inputs
+        if conversion.ops is not None:
+            out = x
+            for i, (op, attrs, params) in enumerate(conversion.ops):
+                out = self.ctx.emit(op, [out], attrs, params, suffix="" if i == 0 else f"_{i}")
+                self.training[out.node] = training
+        else:
+            conversion.module.train(training)  # built for the occasion: it takes the peer module's mode
+            inner = x
+            if conversion.single_step and x.lead == ("T", "N"):  # e.g. SeqToANNContainer: [T*N, ...] inside
+                inner = Value(("T*N",), x.shape, x.node, x.const, x.pos)
+            (out,) = self.module(conversion.module, [inner], None, prefix=f"{name}_")
+            out = Value(x.lead, out.shape, out.node, out.const, out.pos)
+        if not conversion.outputs:
+            return out
+        names, first = conversion.outputs, out
+        others = [lambda i=i: peers.TupleOutput(first.node, names, path).select(i) for i in range(1, len(names))]
+        result = Results([lambda: first, *others])
+        result.primary = True  # a model returning it outputs the spikes
+        return result
 
     def recurrent(self, m: S.Recurrent, name: str, inputs: list[Value]) -> Value:
         """``add(x, feedback) -> module -> connection``; the feedback edge closes the cycle."""

@@ -54,6 +54,10 @@ def bind(args: list, kwargs: dict, names: tuple[str, ...], defaults: dict[str, A
 def tensor(ctx: TraceContext, a: Any, what: str) -> Value:
     if isinstance(a, Value):
         return a
+    if isinstance(a, Results) and getattr(a, "primary", False):
+        raise ctx.error(f"{what} is the tuple a peer module returns; take its spikes with [0]")
+    if hasattr(a, "why"):  # a peer module's output with no IR form (a neuron's state)
+        raise ctx.error(a.why(what))
     if isinstance(a, torch.Tensor):
         return constant(a.detach().cpu().numpy())
     raise ctx.error(f"{what} must be a tensor, got {type(a).__name__} {a!r}")
