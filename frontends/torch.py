@@ -27,14 +27,10 @@ from snnir.backends.torch.base import StepModule
 from snnir.backends.torch.encoding import _Encoder
 from snnir.backends.torch.neuron import Neuron
 from snnir.errors import GraphError, TraceError
+from snnir.frontends import peers
 from snnir.frontends import torch_functions as TF
 from snnir.frontends.values import Results, TraceContext, Value, lead_words
 from snnir.graph import Graph
-
-try:  # the peer frameworks' registry (SpikingJelly, snnTorch, Norse); the tracer works without it
-    from snnir.frontends import peers
-except ImportError:  # a checkout without snnir.frontends.peers
-    peers = None
 
 OpMapping = tuple[str, dict[str, Any], dict[str, Any]]  # (op, attrs, params)
 # A mapper returns an OpMapping, None (the module forwards its input), or the Value it emitted itself.
@@ -252,7 +248,7 @@ def _mha(m: nn.MultiheadAttention, ctx: TraceContext) -> Results:
 
 
 def _peer_leaf(m: nn.Module) -> bool:
-    return peers is not None and peers.is_leaf(m)
+    return peers.is_leaf(m)
 
 
 def _module_mapper(m: nn.Module) -> ModuleMapper | None:
@@ -284,7 +280,7 @@ def _outer_step_modules(model: nn.Module) -> list[StepModule]:
 
 
 def _step_offset(model: nn.Module) -> int:
-    modes = {m.step_mode for m in _outer_step_modules(model)} | (peers.step_modes(model) if peers else set())
+    modes = {m.step_mode for m in _outer_step_modules(model)} | peers.step_modes(model)
     if len(modes) > 1:
         raise TraceError("the model mixes single-step and multi-step modules; set one mode with "
                          "snn.set_step_mode(model, 's' or 'm') before tracing")
@@ -529,7 +525,7 @@ class _Emitter:
             elif isinstance(v, (tuple, list)):
                 for item in v:
                     collect(item)
-            elif peers is not None and isinstance(v, peers.Unusable):
+            elif isinstance(v, peers.Unusable):
                 raise TraceError(v.why("a model output"))
             elif isinstance(v, Value) and not v.is_const:
                 if v.pos:
@@ -589,7 +585,7 @@ class _Emitter:
         path = tracer.prefix + node.target
         has_state = any(True for _ in m.parameters()) or isinstance(m, (Neuron, L.Dropout, S.SynapseFilter,
                                                                         S.Delay, S.Recurrent)) \
-            or (peers is not None and peers.is_stateful(m))
+            or peers.is_stateful(m)
         first = tracer.module_calls.setdefault(node.target, node.name)
         if first != node.name and has_state:
             raise TraceError(f"module '{node.target}' ({type(m).__name__}) is called more than once "

@@ -78,6 +78,8 @@ def _export(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``snnir`` console script."""
     parser = argparse.ArgumentParser(prog="snnir", description="snnir: spiking neural networks on one graph IR")
+    parser.add_argument("--trusted", action="store_true", help="the input files are trusted: parse HDF5/.mat "
+                        "in this process (default: safe mode, in a child process with memory and time limits)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inspect", help="print a .snnir file's nodes, shapes, params and state")
     p.add_argument("file")
@@ -100,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda a: print(__import__("snnir").__version__) or 0)
     args = parser.parse_args(argv)
+    from snnir import limits
+
     try:
-        return args.func(args)
+        with limits.override(safe=not args.trusted):  # files given on a command line come from anywhere
+            return args.func(args)
     except (SnnirError, OSError, ValueError) as e:
         print(f"snnir {args.command}: error: {e}", file=sys.stderr)
         return 1
