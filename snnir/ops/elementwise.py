@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from snnir.errors import ShapeError
 from snnir.ops.registry import REQUIRED, OpSpec, Shape, register_op
+from snnir.ops.rules import MAX_RANK, Float, Int, Rule, declare_rules
+from snnir.ops.rules import Shape as ShapeRule
 from snnir.ops.tensor import broadcast_shapes
 
 UNARY = {
@@ -77,3 +79,7 @@ register_op(OpSpec("softmax", _softmax_shape, attrs={"axis": -1},
 register_op(OpSpec("layernorm", _layernorm_shape, attrs={"normalized_shape": REQUIRED, "eps": 1e-5},
                    optional_params=("weight", "bias"),
                    doc="Normalization over the trailing ``normalized_shape`` axes, as torch.nn.LayerNorm."))
+
+declare_rules("gelu", {"approximate": Rule("'none' or 'tanh'", lambda v: v in ("none", "tanh"))})
+declare_rules("softmax", {"axis": Int(-MAX_RANK, MAX_RANK)})
+declare_rules("layernorm", {"normalized_shape": ShapeRule(), "eps": Float(0.0, lo_open=True)})

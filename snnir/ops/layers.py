@@ -11,6 +11,8 @@ from typing import Any
 
 from snnir.errors import ShapeError
 from snnir.ops.registry import REQUIRED, OpSpec, Shape, register_op
+from snnir.ops.rules import BOOL, Optional, Rule, declare_rules
+from snnir.ops.rules import Shape as ShapeRule
 
 
 def _ntuple(value: Any, n: int, name: str) -> tuple[int, ...]:
@@ -240,3 +242,14 @@ def _clip_shape(attrs: dict, params: dict, in_shapes: list[Shape]) -> Shape:
 
 register_op(OpSpec("clip", _clip_shape, attrs={"min": None, "max": None},
                    doc="y = min(max(x, min), max); ReLU6 is clip(0, 6). None leaves a side open."))
+
+
+def _positive_factors(v) -> bool:
+    return v is None or (isinstance(v, (tuple, list)) and 1 <= len(v) <= 2
+                         and all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < 2**31 for f in v))
+
+
+declare_rules("upsample", {"size": ShapeRule(), "mode": Rule("'nearest', 'linear' or 'bilinear'",
+                                                             lambda v: v in _UPSAMPLE_MODES),
+                           "align_corners": Optional(BOOL),
+                           "scale": Rule("None or one positive factor per spatial axis", _positive_factors)})

@@ -15,6 +15,8 @@ import math
 
 from snnir.errors import ShapeError
 from snnir.ops.registry import REQUIRED, OpSpec, Shape, register_op
+from snnir.ops.rules import BOOL, MAX_RANK, Int, Ints, declare_rules
+from snnir.ops.rules import Shape as ShapeRule
 
 
 def _axis(axis: int, rank: int, what: str) -> int:
@@ -108,3 +110,10 @@ for _kind in ("mean", "sum"):
 register_op(OpSpec("matmul", _matmul_shape, arity=2,
                    doc="Batched matrix product of two inputs of one rank: (..., n, k) @ (..., k, m); the "
                        "leading axes broadcast (torch.matmul / ONNX MatMul)."))
+
+declare_rules("reshape", {"shape": ShapeRule()})
+declare_rules("expand", {"shape": ShapeRule()})
+declare_rules("transpose", {"perm": Ints(None, 0)})
+declare_rules("slice", {"axis": Int(-MAX_RANK, MAX_RANK), "start": Int(0), "stop": Int(1), "step": Int(1)})
+for _kind in ("mean", "sum"):
+    declare_rules(_kind, {"axes": Ints(None, -MAX_RANK), "keepdim": BOOL})
