@@ -269,18 +269,37 @@ _FOLDABLE = {
 _FOLD_LIMIT = 1 << 16  # elements over all inputs
 
 
+_BROADCASTING = {"Add", "Sub", "Mul", "Div", "Pow", "Mod", "Min", "Max", "Equal", "Where", "Less", "Greater"}
+
+
+def _folded_size(node: Any, values: list[np.ndarray]) -> int:
+    """An upper bound of the elements ``node`` makes from ``values`` (checked before it allocates)."""
+    if node.op_type == "ConstantOfShape":
+        return math.prod(int(d) for d in values[0].reshape(-1))
+    if node.op_type in _BROADCASTING:
+        try:
+            return math.prod(np.broadcast_shapes(*(v.shape for v in values)))
+        except ValueError:
+            return 0  # evaluation names the mismatch
+    if node.op_type == "Gather":
+        data, idx = values
+        return idx.size * (data.size // max(1, data.shape[_attrs(node).get("axis", 0)] if data.ndim else 1))
+    return sum(v.size for v in values)
+
+
 def _fold_constants(m: _OnnxMapper, node: Any) -> bool:
     names = [i for i in node.input if i]
     if node.op_type not in _FOLDABLE or not names or not all(i in m.consts for i in names):
         return False
-    if sum(m.consts[i].size for i in names) > _FOLD_LIMIT:
+    values = [m.consts[i] for i in names]
+    if sum(v.size for v in values) > _FOLD_LIMIT:
         return False
-    if node.op_type == "ConstantOfShape" and math.prod(int(d) for d in m.consts[names[0]].reshape(-1)) > _FOLD_LIMIT:
-        raise m.unsupported(node, f"a constant of shape {m.consts[names[0]].tolist()} is too large")
+    if _folded_size(node, values) > _FOLD_LIMIT:
+        raise m.unsupported(node, f"its constant result would hold more than {_FOLD_LIMIT} values")
     from onnx.reference import ReferenceEvaluator
 
     try:
-        results = ReferenceEvaluator(node).run(None, {i: m.consts[i] for i in names})
+        results = ReferenceEvaluator(node).run(None, dict(zip(names, values)))
     except Exception as e:  # noqa: BLE001 (a malformed constant computation: name the node)
         raise m.unsupported(node, f"evaluating it on its constant inputs failed ({e})") from None
     for out, value in zip(node.output, results):
@@ -556,7 +575,9 @@ def _gather(m: _OnnxMapper, node: Any, a: dict) -> None:
         return
     x = m.value(node.input[0])
     if x.is_const:
-        m.consts[node.output[0]] = np.take(x.const, idx, axis=int(a.get("axis", 0)))
+        axis = int(a.get("axis", 0)) % max(x.const.ndim, 1)
+        m.ctx.folded("Gather", (*x.const.shape[:axis], *np.shape(idx), *x.const.shape[axis + 1:]), x.const, idx)
+        m.consts[node.output[0]] = np.take(x.const, idx, axis=axis)
         return
     axis = m.sample_axis(x, int(a.get("axis", 0)))
     size = x.shape[axis]

@@ -31,6 +31,7 @@ from snnir.graph import Graph
 from snnir.ops.tensor import broadcast_shapes
 
 LEAD_AXES = {"T": "time", "N": "batch", "T*N": "time*batch"}
+_CONSTANT_GROWTH = 1 << 16  # elements a computation on constants may make beyond its inputs
 
 
 def lead_words(lead: tuple[str, ...]) -> str:
@@ -135,6 +136,13 @@ class TraceContext:
             raise self.error(f"{what} over dim {dim} touches the {axes}; snnir ops act per sample, the time and "
                              "batch axes cannot be reduced, moved or mixed with the sample's")
         return dim - len(v.lead)
+
+    def folded(self, what: str, out_shape: tuple[int, ...], *inputs: np.ndarray) -> None:
+        """Refuse computing a constant larger than its inputs allow (broadcasting, products): a file
+        could otherwise make the importer allocate gigabytes."""
+        size, bound = math.prod(out_shape), max(sum(a.size for a in inputs), _CONSTANT_GROWTH)
+        if size > bound:
+            raise self.error(f"{what} of constants would make {size} values (shape {tuple(out_shape)})")
 
     # --- nodes -------------------------------------------------------------------------------------
     def node(self, v: Value) -> str:
@@ -309,7 +317,9 @@ def arith(ctx: TraceContext, kind: str, a: Any, b: Any) -> Value:
             raise ctx.error(f"{kind} with {type(v).__name__} {v!r} is not supported")
     if not any(isinstance(v, Value) and not v.is_const for v in (a, b)):  # constants and numbers: numpy
         fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}[kind]
-        return constant(fn(a.const if isinstance(a, Value) else a, b.const if isinstance(b, Value) else b))
+        x, y = (np.asarray(v.const if isinstance(v, Value) else v) for v in (a, b))
+        ctx.folded(kind, np.broadcast_shapes(x.shape, y.shape), x, y)
+        return constant(fn(x, y))
     a, b = _as_number(a, b), _as_number(b, a)
     x_first = isinstance(a, Value) and not a.is_const
     x, other = (a, b) if x_first else (b, a)
@@ -353,7 +363,9 @@ def matmul(ctx: TraceContext, a: Value, b: Value) -> Value:
     """torch.matmul / ONNX MatMul: a constant matrix on the right is a ``linear`` layer; otherwise ``matmul`` of
     two per-sample matrices (a constant vector operand is promoted and its axis dropped after)."""
     if a.is_const and b.is_const:
-        return constant(np.matmul(a.const, b.const))
+        x, y = np.asarray(a.const), np.asarray(b.const)
+        ctx.folded("matmul", (*np.broadcast_shapes(x.shape[:-2], y.shape[:-2]), *x.shape[-2:-1], *y.shape[-1:]), x, y)
+        return constant(np.matmul(x, y))
     if b.is_const and b.const.ndim == 2:
         return ctx.emit("linear", [a], {}, {"weight": np.ascontiguousarray(np.asarray(b.const).T, np.float32)})
     vec_a, vec_b = a.is_const and a.const.ndim == 1, b.is_const and b.const.ndim == 1
