@@ -97,6 +97,9 @@ def _import(model: Any, where: str, name: str | None) -> Graph:
             mapper.map(node)
     for out in graph_proto.output:
         v = mapper.vals.get(out.name)
+        if v is None and out.name in mapper.consts and out.name in mapper.producer:
+            raise mapper.unsupported(mapper.producer[out.name], f"graph output {out.name!r} is a constant (it does "
+                                     "not depend on the input); snnir graphs compute their outputs from inputs")
         if v is None:
             raise FormatError(f"{where}: graph output {out.name!r} is not produced by a supported node")
         if v.pos:
@@ -184,8 +187,9 @@ class _OnnxMapper:
         self.vals: dict[str, Value] = {}
         self.uses: dict[str, int] = {}
         self.shapes: dict[str, list] = {}
-        self.ctx = TraceContext(g, {"T": 1, "N": batch or 1}, error=UnsupportedOpError)
+        self.ctx = TraceContext(g, {"T": 1, "N": batch or 1}, error=UnsupportedOpError, invalid=FormatError)
         self.node: Any = None
+        self.producer: dict[str, Any] = {}  # tensor name -> the node that computes it
 
     def unsupported(self, node: Any, why: str = "") -> UnsupportedOpError:
         return UnsupportedOpError(f"{self.where}: ONNX op {node.op_type!r} (node {node.name!r}, opset {self.opset}) "
@@ -193,6 +197,7 @@ class _OnnxMapper:
 
     def map(self, node: Any) -> None:
         self.node = node
+        self.producer.update({out: node for out in node.output})
         what = f"node {node.name!r} ({node.op_type})"
         with file_errors(self.where, what):  # every handler: no raw exception escapes, the node is named
             if _fold_constants(self, node):
@@ -200,7 +205,7 @@ class _OnnxMapper:
             handler = _OPS.get(node.op_type)
             if handler is None or node.domain not in ("", "ai.onnx"):
                 raise self.unsupported(node)
-            self.ctx.where = f"{self.where}: ONNX op {node.op_type!r} (node {node.name!r})"
+            self.ctx.where = f"{self.where}: {what}"
             self.ctx.name = node.name or node.op_type.lower()
             try:
                 handler(self, node, _attrs(node))
@@ -223,9 +228,8 @@ class _OnnxMapper:
             raise self.unsupported(self.node, f"input {name!r} is a constant where an activation is expected")
         return v
 
-    def const(self, name: str, what: str) -> np.ndarray:
-        if name not in self.consts:
-            raise self.unsupported(self.node, f"{what} {name!r} must be a constant (an initializer)")
+    def const(self, name: str) -> np.ndarray:
+        """A constant input (a ``KeyError`` otherwise, which ``map`` reports naming the node)."""
         return self.consts[name]
 
     def optional(self, node: Any, i: int) -> str | None:
@@ -327,13 +331,13 @@ def _pads(m: _OnnxMapper, node: Any, a: dict, n: int) -> tuple[int, ...]:
 
 
 def _conv(m: _OnnxMapper, node: Any, a: dict) -> None:
-    w = m.const(node.input[1], "Conv weight")
+    w = m.const(node.input[1])
     n = w.ndim - 2
     if n not in (1, 2):
         raise m.unsupported(node, f"{n}-d convolution (1-d and 2-d are supported)")
     params = {"weight": w.astype(np.float32)}
     if m.optional(node, 2):
-        params["bias"] = m.const(node.input[2], "Conv bias").astype(np.float32)
+        params["bias"] = m.const(node.input[2]).astype(np.float32)
     attrs = {"stride": tuple(a.get("strides", [1] * n)), "padding": _pads(m, node, a, n),
              "dilation": tuple(a.get("dilations", [1] * n)), "groups": int(a.get("group", 1))}
     m.emit(node, f"conv{n}d", [m.conv_input(node.input[0])], attrs, params)
@@ -346,7 +350,7 @@ def _gemm(m: _OnnxMapper, node: Any, a: dict) -> None:
     w = w if a.get("transB", 0) else w.T
     params = {"weight": w.astype(np.float32)}
     if m.optional(node, 2):
-        bias = m.const(node.input[2], "Gemm bias").astype(np.float64) * a.get("beta", 1.0)
+        bias = m.const(node.input[2]).astype(np.float64) * a.get("beta", 1.0)
         params["bias"] = np.broadcast_to(bias.astype(np.float32).reshape(-1), (w.shape[0],)).copy()
     m.emit(node, "linear", [m.act(node.input[0])], {}, params)
 
@@ -356,7 +360,7 @@ def _matmul(m: _OnnxMapper, node: Any, a: dict) -> None:
 
 
 def _batchnorm(m: _OnnxMapper, node: Any, a: dict) -> None:
-    scale, bias, mean, var = (m.const(i, "BatchNormalization parameter").astype(np.float32) for i in node.input[1:5])
+    scale, bias, mean, var = (m.const(i).astype(np.float32) for i in node.input[1:5])
     m.emit(node, "batchnorm", [m.conv_input(node.input[0])], {"eps": float(a.get("epsilon", 1e-5))},
            {"weight": scale, "bias": bias, "running_mean": mean, "running_var": var})
 
@@ -367,9 +371,9 @@ def _layernorm(m: _OnnxMapper, node: Any, a: dict) -> None:
     if first <= x.pos:
         raise m.unsupported(node, f"normalizing from axis {a.get('axis', -1)} includes the batch axis")
     norm = x.shape[first - 1:]
-    params = {"weight": np.broadcast_to(m.const(node.input[1], "LayerNormalization scale"), norm).astype(np.float32)}
+    params = {"weight": np.broadcast_to(m.const(node.input[1]), norm).astype(np.float32)}
     if m.optional(node, 2):
-        params["bias"] = np.broadcast_to(m.const(node.input[2], "LayerNormalization bias"), norm).astype(np.float32)
+        params["bias"] = np.broadcast_to(m.const(node.input[2]), norm).astype(np.float32)
     m.emit(node, "layernorm", [x], {"normalized_shape": norm, "eps": float(a.get("epsilon", 1e-5))}, params)
 
 
@@ -426,9 +430,9 @@ def _hardsigmoid(m: _OnnxMapper, node: Any, a: dict) -> None:
 def _clip(m: _OnnxMapper, node: Any, a: dict) -> None:
     lo, hi = a.get("min"), a.get("max")  # opset < 11: attributes; >= 11: optional inputs
     if m.optional(node, 1):
-        lo = float(m.const(node.input[1], "Clip min"))
+        lo = float(m.const(node.input[1]))
     if m.optional(node, 2):
-        hi = float(m.const(node.input[2], "Clip max"))
+        hi = float(m.const(node.input[2]))
     m.emit(node, "clip", [m.act(node.input[0])], {"min": lo, "max": hi})
 
 
@@ -437,7 +441,7 @@ def _neg(m: _OnnxMapper, node: Any, a: dict) -> None:
 
 
 def _pow(m: _OnnxMapper, node: Any, a: dict) -> None:
-    x, e = m.act(node.input[0]), m.const(node.input[1], "Pow exponent")
+    x, e = m.act(node.input[0]), m.const(node.input[1])
     if e.size != 1 or float(e.reshape(())) not in (0.5, 1.0, 2.0):
         raise m.unsupported(node, f"exponent {e.reshape(-1)[:4]} (2, 1 and 0.5 are supported)")
     k = float(e.reshape(()))
@@ -482,7 +486,7 @@ def _reduce(kind: str):
         x = m.act(node.input[0])
         axes = a.get("axes")
         if m.optional(node, 1):
-            axes = [int(v) for v in m.const(node.input[1], "axes").reshape(-1)]
+            axes = [int(v) for v in m.const(node.input[1]).reshape(-1)]
         if not axes:
             raise m.unsupported(node, "a reduction over all axes includes the batch axis")
         samples = tuple(sorted({m.sample_axis(x, d) for d in axes}))
@@ -511,14 +515,14 @@ def _resize(m: _OnnxMapper, node: Any, a: dict) -> None:
         raise m.unsupported(node, "antialias, axes and exclude_outside are not supported")
     scales_name = node.input[1] if node.op_type == "Upsample" else m.optional(node, 2)
     sizes_name = None if node.op_type == "Upsample" else m.optional(node, 3)
-    scales = None if scales_name is None else m.const(scales_name, "scales").astype(np.float64)
+    scales = None if scales_name is None else m.const(scales_name).astype(np.float64)
     if scales is not None and scales.size:
         if list(scales[:2]) != [1.0, 1.0]:
             raise m.unsupported(node, f"scales {scales.tolist()} resize the batch or channel axis")
         factors = tuple(float(s) for s in scales[2:])
         size, scale = tuple(math.floor(n * f) for n, f in zip(spatial, factors)), factors
     elif sizes_name is not None:
-        sizes = m.shapes.get(sizes_name) or [int(v) for v in m.const(sizes_name, "sizes").reshape(-1)]
+        sizes = m.shapes.get(sizes_name) or [int(v) for v in m.const(sizes_name).reshape(-1)]
         if len(sizes) != x.rank or sizes[1] != x.shape[0]:
             raise m.unsupported(node, f"sizes {sizes} must keep the batch and channel axes")
         size, scale = tuple(int(s) for s in sizes[2:]), None
@@ -564,7 +568,7 @@ def _mod(m: _OnnxMapper, node: Any, a: dict) -> None:
 
 
 def _gather(m: _OnnxMapper, node: Any, a: dict) -> None:
-    idx = m.const(node.input[1], "Gather indices")
+    idx = m.const(node.input[1])
     if m.is_shape(node.input[0]):
         data = m.shapes[node.input[0]]
         picked = [data[int(i)] for i in np.atleast_1d(idx)]
@@ -592,7 +596,7 @@ def _gather(m: _OnnxMapper, node: Any, a: dict) -> None:
 
 def _axes_input(m: _OnnxMapper, node: Any, a: dict) -> list[int] | None:
     if m.optional(node, 1):
-        return [int(v) for v in m.const(node.input[1], "axes").reshape(-1)]
+        return [int(v) for v in m.const(node.input[1]).reshape(-1)]
     return a.get("axes")
 
 
@@ -699,7 +703,7 @@ def _split(m: _OnnxMapper, node: Any, a: dict) -> None:
     size = x.shape[axis]
     sizes = a.get("split")
     if m.optional(node, 1):
-        sizes = [int(v) for v in m.const(node.input[1], "split").reshape(-1)]
+        sizes = [int(v) for v in m.const(node.input[1]).reshape(-1)]
     if sizes is None:
         count = int(a.get("num_outputs", len(node.output)))
         step = math.ceil(size / count)
@@ -719,9 +723,9 @@ def _slice(m: _OnnxMapper, node: Any, a: dict) -> None:
     if (m.opset or 13) < 10:
         starts, ends, axes, steps = a["starts"], a["ends"], a.get("axes"), None
     else:
-        starts, ends = (m.const(node.input[i], "Slice bound").reshape(-1).tolist() for i in (1, 2))
-        axes = m.const(node.input[3], "Slice axes").reshape(-1).tolist() if m.optional(node, 3) else None
-        steps = m.const(node.input[4], "Slice steps").reshape(-1).tolist() if m.optional(node, 4) else None
+        starts, ends = (m.const(node.input[i]).reshape(-1).tolist() for i in (1, 2))
+        axes = m.const(node.input[3]).reshape(-1).tolist() if m.optional(node, 3) else None
+        steps = m.const(node.input[4]).reshape(-1).tolist() if m.optional(node, 4) else None
     axes = axes if axes is not None else list(range(len(starts)))
     steps = steps if steps is not None else [1] * len(starts)
     if m.is_shape(node.input[0]):

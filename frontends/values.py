@@ -97,8 +97,10 @@ def constant(array: Any) -> Value:
 class TraceContext:
     """Emits IR nodes for one traced call; errors name the fx node (``where``)."""
 
-    def __init__(self, g: Graph, sizes: dict[str, int], error: type[SnnirError] = TraceError) -> None:
-        self.g, self.sizes, self.error_type = g, sizes, error
+    def __init__(self, g: Graph, sizes: dict[str, int], error: type[SnnirError] = TraceError,
+                 invalid: type[SnnirError] = TraceError) -> None:
+        # error: what cannot be mapped; invalid: what is malformed (an ONNX file's bad shapes)
+        self.g, self.sizes, self.error_type, self.invalid_type = g, sizes, error, invalid
         self.where = ""
         self.name = "node"  # id base of the nodes the current call emits
         self.offset = 1  # lead length of the current module's input (for module mappers)
@@ -165,13 +167,13 @@ class TraceContext:
         try:
             node_id = self.g.add_node(op, ids, attrs=attrs, params=params, id=self.g._new_id(self.name + suffix))
         except GraphError as e:
-            raise self.error(str(e)) from None
+            raise self.invalid_type(f"{self.where}: {e}") from None
         node = self.g.node(node_id)
         try:
             shape = tuple(int(d) for d in node.spec.infer_shape(node.attrs, node.params, [v.shape for v in inputs]))
         except (ShapeError, GraphError) as e:
             self.g.remove_node(node_id)
-            raise self.error(f"{op}: {e}") from None
+            raise self.invalid_type(f"{self.where}: {op}: {e}") from None
         return Value(lead, shape, node_id, None, min(pos, len(shape)))
 
     def reshape(self, v: Value, shape: tuple[int, ...], suffix: str = "_reshape", pos: int | None = None) -> Value:
