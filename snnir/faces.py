@@ -11,7 +11,7 @@ from typing import Any
 
 from snnir.graph import Graph
 
-BACKENDS = {"torch": "snnir.backends.torch", "lava": "snnir.backends.lava"}
+BACKENDS = {"torch": "snnir.backends.torch", "cupy": "snnir.backends.cupy", "lava": "snnir.backends.lava"}
 FRONTENDS = {"torch": "snnir.frontends.torch"}
 # Each exporter module has ``export(graph, path, **kwargs) -> None``.
 EXPORTERS = {"lava": "snnir.backends.lava", "nir": "snnir.backends.nir", "onnx": "snnir.backends.onnx"}
