@@ -1,0 +1,24 @@
+"""``snnir inspect``: a .snnir file's node table, and optionally a drawing."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def run(args: argparse.Namespace) -> int:
+    from snnir.inspect import inspect, render
+    from snnir.serialization import load
+
+    graph = load(args.file)
+    print(f"{graph!r} from {args.file}")
+    inspect(graph)
+    if args.render:
+        print(f"drawn to {render(graph, args.render)}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="print a .snnir file's nodes, shapes, params and state")
+    p.add_argument("file")
+    p.add_argument("--render", metavar="PATH", help="also draw the graph (.svg, .png or .dot)")
+    p.set_defaults(func=run)
