@@ -1,9 +1,15 @@
 """The ``snnir`` command line: one module per verb, this file only assembles them.
 
-    snnir inspect model.snnir [--render model.svg]   # node table (and a drawing)
-    snnir optimize model.snnir optimized.snnir [--passes fold_batchnorm schedule] [--check]
-    snnir export model.snnir net.h5 --format lava     # lava (netx HDF5), nir, onnx [--dt 1e-4] [--unroll T]
+    snnir trace models.py:make_model --input-shape 16,8,1,28,28 -o model.snnir   # torch -> graph
+    snnir convert ann.onnx --calibration calib.npy -T 32 --mode 99.9% -o snn.snnir  # ANN -> SNN
+    snnir inspect model.snnir [--render model.png]     # node table (and a drawing)
+    snnir optimize model.snnir optimized.snnir [--passes ...] [--check]
+    snnir run model.snnir --input x.npy [--backend torch|lava] -o out.npy   # outputs, firing rates
+    snnir bench model.snnir --input-shape 16,32        # fwd, fwd+bwd ms, peak memory, per-node time
+    snnir export model.snnir net.onnx                  # format from the extension: .onnx .nir .h5/.net
     snnir version
+
+``snnir <verb> --help`` shows each verb's options and examples.
 
 Each verb module has ``add_parser(subparsers)``, which declares its arguments and sets ``func``
 (``args -> exit code``). Adding a verb is one module and one line in ``VERBS``.
@@ -19,9 +25,13 @@ from snnir.errors import SnnirError
 
 # one verb module per line (sorted), so branches that add verbs merge cleanly
 VERBS = (
+    "bench",
+    "convert",
     "export",
     "inspect",
     "optimize",
+    "run",
+    "trace",
     "version",
 )
 
@@ -42,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (SnnirError, OSError, ValueError) as e:
         print(f"snnir {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except ImportError as e:  # an optional dependency (onnx, h5py, nir, matplotlib) is missing
+        print(f"snnir {args.command}: error: {e} (see the extras in README: pip install 'snnir[onnx]', ...)",
+              file=sys.stderr)
         return 1
 
 

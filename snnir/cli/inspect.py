@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from snnir.cli._common import add_verb
+
+EXAMPLES = """
+snnir inspect model.snnir                       # node, op, inputs, shape, params, state, region
+snnir inspect model.snnir --render model.png    # also draw it (.png, .svg or .dot)
+"""
+
 
 def run(args: argparse.Namespace) -> int:
     from snnir.inspect import inspect, render
@@ -18,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="print a .snnir file's nodes, shapes, params and state")
+    p = add_verb(sub, "inspect", "print a .snnir file's nodes, shapes, params and state", EXAMPLES)
     p.add_argument("file")
     p.add_argument("--render", metavar="PATH", help="also draw the graph (.svg, .png or .dot)")
     p.set_defaults(func=run)
