@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 
 from snnir.cli._common import add_verb
 
 EXAMPLES = """
 snnir inspect model.snnir                       # node, op, inputs, shape, params, state, region
 snnir inspect model.snnir --render model.png    # also draw it (.png, .svg or .dot)
+
+Drawings use Graphviz's dot when it is installed, else matplotlib's layered layout (the note on
+stderr says when Graphviz would draw a large or branching graph better).
 """
 
 
 def run(args: argparse.Namespace) -> int:
-    from snnir.inspect import inspect, render
+    from snnir.inspect import GraphvizHint, inspect, render
     from snnir.serialization import load
 
     graph = load(args.file)
     print(f"{graph!r} from {args.file}")
     inspect(graph)
     if args.render:
-        print(f"drawn to {render(graph, args.render)}")
+        with warnings.catch_warnings(record=True) as hints:
+            warnings.simplefilter("always", GraphvizHint)
+            print(f"drawn to {render(graph, args.render)}")
+        for hint in hints:
+            print(f"note: {hint.message}", file=sys.stderr)
     return 0
 
 
