@@ -367,8 +367,8 @@ def test_export_picks_the_format_from_the_extension(work, capsys):
     assert code == 1 and "--dt applies to NIR export" in err
 
 
-def test_optimize_check_prints_the_verdict_and_names_a_bad_pass(work, capsys):
-    from snnir.passes import register_pass
+def test_optimize_check_prints_the_verdict_and_names_a_bad_pass(work, capsys, monkeypatch):
+    from snnir.passes import registry
 
     snnir.save(snnir.trace(_spiky_model(work).train(False), torch.zeros(2, 1, 1, 6, 6)), work / "m.snnir")
     code, out, err = _cli(capsys, "optimize", "m.snnir", "o.snnir", "--check")
@@ -376,13 +376,14 @@ def test_optimize_check_prints_the_verdict_and_names_a_bad_pass(work, capsys):
     assert "check passed: every pass of eliminate_dead" in out
     assert re.search(r"output 0: spikes \(6, 4, 3\), 0 of 72 differ", out), out
 
-    @register_pass("test_cli_breaks_weights")
     def breaks(g):
         g = g.copy()
         for n in g:
             if n.op == "linear":
                 n.params["weight"] = -n.params["weight"]
         return g
+
+    monkeypatch.setitem(registry._PASSES, "test_cli_breaks_weights", breaks)  # registered for this test only
 
     code, _, err = _cli(capsys, "optimize", "m.snnir", "bad.snnir", "--passes", "test_cli_breaks_weights", "--check")
     assert code == 1 and "pass 'test_cli_breaks_weights' changed output 0" in err
