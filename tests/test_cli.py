@@ -388,3 +388,22 @@ def test_optimize_check_prints_the_verdict_and_names_a_bad_pass(work, capsys, mo
     code, _, err = _cli(capsys, "optimize", "m.snnir", "bad.snnir", "--passes", "test_cli_breaks_weights", "--check")
     assert code == 1 and "pass 'test_cli_breaks_weights' changed output 0" in err
     assert not (work / "bad.snnir").exists()
+
+
+def test_inspect_draws_and_says_when_graphviz_would_help(work, capsys):
+    import shutil
+
+    snnir.save(snnir.trace(_spiky_model(work), torch.zeros(2, 1, 1, 6, 6)), work / "m.snnir")
+    code, out, err = _cli(capsys, "inspect", "m.snnir", "--render", "m.png")
+    assert code == 0 and "drawn to m.png" in out and (work / "m.png").stat().st_size > 10_000
+    assert "_4      linear" in out or re.search(r"^_4\s+linear", out, re.M)
+    if not shutil.which("dot"):  # 10 nodes, no branches: no hint
+        assert "note:" not in err
+    chain = torch.nn.Sequential(*[m for _ in range(8) for m in (snn.Linear(4, 4), snn.LIF())])
+    snnir.save(snnir.trace(chain, torch.zeros(2, 1, 4)), work / "long.snnir")
+    code, out, err = _cli(capsys, "inspect", "long.snnir", "--render", "long.png")
+    assert code == 0
+    if not shutil.which("dot"):
+        assert "note: drew 'Sequential' (18 nodes) with matplotlib's layered layout" in err
+    code, _, err = _cli(capsys, "inspect", "m.snnir", "--render", "m.pdf")
+    assert code == 1 and "render writes .dot, .svg or .png files" in err
