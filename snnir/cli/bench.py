@@ -209,8 +209,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"peak memory      {'n/a' if peak is None else f'{peak:10.1f} MiB'}   ({how}, "
           f"{'forward+backward' if train else 'forward'})")
     if callable(getattr(compiled, "layer", None)):
-        per_node = _per_node_ms(compiled, graph, forward_backward if train else forward,
-                                max(1, min(args.repeats, 5)), sync, train)
+        repeats = max(1, min(args.repeats, 5))
+        try:
+            per_node = _per_node_ms(compiled, graph, forward_backward if train else forward, repeats, sync, train)
+        except RuntimeError as e:  # a layer that backward hooks cannot wrap (in-place ops on its output)
+            print(f"per-node backward times unavailable ({str(e).splitlines()[0]}); forward only")
+            train = False
+            per_node = _per_node_ms(compiled, graph, forward, repeats, sync, False)
         _print_per_node(graph, per_node, train)
     return 0
 
