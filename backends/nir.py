@@ -68,9 +68,29 @@ def to_nir(graph: Graph, dt: float = 1e-4) -> Any:
             return [s for p in graph.predecessors(node_id) for s in sources(p)]
         return [node_id]
 
+    _check_edges(graph)
     edges = [(s, node.id) for node in graph if node.op not in PASS_THROUGH
              for p in graph.predecessors(node.id) for s in sources(p)]
+    for node_id in nodes:
+        reads = [a for a, b in edges if b == node_id]
+        twice = sorted({a for a in reads if reads.count(a) > 1})
+        if twice:
+            raise _unsupported(graph.node(node_id), f"it sums {twice} more than once (e.g. h + h); NIR keeps one "
+                                                    "edge between two nodes: scale the value instead")
     return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def _check_edges(graph: Graph) -> None:
+    """NIR reads the previous step only on an edge that closes a cycle; a delayed edge outside
+    any cycle has no NIR form."""
+    import networkx as nx
+
+    cyclic = {n for c in nx.strongly_connected_components(graph.nx) if len(c) > 1 for n in c}
+    cyclic |= {u for u, v in nx.selfloop_edges(graph.nx)}
+    for e in graph.delayed_edges():
+        if not (e.src in cyclic and e.dst in cyclic):
+            raise _unsupported(graph.node(e.dst), f"it reads {e.src!r} one step late outside a loop; NIR delays "
+                                                  "only a cycle's feedback. Insert a delay node (steps=1) instead")
 
 
 def _unsupported(node: Node, why: str) -> UnsupportedNodeError:

@@ -4,8 +4,9 @@
 inputs (``[N, ...]``) and the state before the step, its outputs the graph outputs and the state
 after it. State tensors are named after the node: ``<node>.<state>_in`` -> ``<node>.<state>_out``
 (a LIF ``lif1`` has ``lif1.v_in`` -> ``lif1.v_out``; a CubaLIF also ``.i``; a delay ``.buffer``,
-``[N, steps, ...]``); the value a recurrent edge carries to the next step is
-``<node>.prev_in`` -> ``<node>.prev_out``. The neuron step is generated from the model's sympy
+``[N, steps, ...]``); a node read by an edge of time offset 1 (a loop's feedback, or any
+edge reading the previous step) passes its value to the next step as ``<node>.prev_in`` ->
+``<node>.prev_out`` (zeros initially). The neuron step is generated from the model's sympy
 equations (``snnir.neurons``: charge, ``spike = (z >= 0)``, reset) with the operations in the
 order the equation is written, as the torch backend computes it; synapses are ONNX ``Gemm``/
 ``MatMul``, ``Conv``, ``AveragePool``, ... (one lowering per op in ``onnx_ops``). ``unroll=T``
@@ -69,18 +70,17 @@ def to_onnx(graph: Graph, unroll: int | None = None) -> Any:
     b = OnnxBuilder()
     states = _state_table(graph)
     order = graph.topological_order()
-    recurrent = graph.recurrent_edges()
     current = {s["name"]: f"{s['name']}_in" for s in states}
     if unroll is None:
         feeds = {i: i for i in graph.inputs}
-        outs = _step(b, graph, order, recurrent, feeds, current)
+        outs = _step(b, graph, order, feeds, current)
         final = {o: outs[o] for o in graph.outputs}
     else:
         per_step: dict[str, list[str]] = {o: [] for o in graph.outputs}
         for t in range(unroll):
             idx = b.const(np.array(t, np.int64))
             feeds = {i: b.op("Gather", [i, idx], axis=0) for i in graph.inputs}
-            outs = _step(b, graph, order, recurrent, feeds, current)
+            outs = _step(b, graph, order, feeds, current)
             for o in graph.outputs:
                 per_step[o].append(b.op("Unsqueeze", [outs[o], b.const(np.array([0], np.int64))]))
         final = {o: b.op("Concat", names, axis=0) for o, names in per_step.items()}
@@ -117,23 +117,28 @@ def _state_table(graph: Graph) -> list[dict[str, Any]]:
         elif node.stateful:
             for k, shape in node.state_spec().items():
                 table.append({"name": f"{node.id}.{k}", "shape": list(shape), "init": 0.0})
-    for u in sorted({u for u, _ in graph.recurrent_edges()}):
+    for u in _delayed_sources(graph):
         table.append({"name": f"{u}.prev", "shape": list(graph.node(u).shape), "init": 0.0})
     return table
 
 
 # --- one time step -------------------------------------------------------------------------------
-def _step(b: OnnxBuilder, graph: Graph, order: list[str], recurrent: set[tuple[str, str]],
-          feeds: dict[str, str], state: dict[str, str]) -> dict[str, str]:
+def _delayed_sources(graph: Graph) -> list[str]:
+    """Nodes read by an edge of time offset 1 (each keeps a ``.prev`` state)."""
+    return sorted({e.src for e in graph.delayed_edges()})
+
+
+def _step(b: OnnxBuilder, graph: Graph, order: list[str], feeds: dict[str, str],
+          state: dict[str, str]) -> dict[str, str]:
     """Emit one step; ``state`` (name -> tensor) is updated in place. Returns each node's value."""
     env: dict[str, str] = dict(feeds)
     for node_id in order:
         node = graph.node(node_id)
         if node.op == "input":
             continue
-        args = [state[f"{p}.prev"] if (p, node_id) in recurrent else env[p] for p in graph.predecessors(node_id)]
+        args = [state[f"{e.src}.prev"] if e.offset else env[e.src] for e in graph.in_edges(node_id)]
         env[node_id] = lower(b, node, args, state)
-    for u in {u for u, _ in recurrent}:
+    for u in _delayed_sources(graph):
         state[f"{u}.prev"] = env[u]
     return env
 

@@ -209,7 +209,7 @@ class _Builder:
                 msg = str(e) if node_name in str(e) else f"NIR node {node_name!r}: {e}"
                 raise GraphError(msg) from None
         for a, dst, port in pending:
-            self.g.add_edge(self.out[a], dst, port)
+            self.g.add_edge(self.out[a], dst, port, offset=1)  # a cycle's closing edge: previous step
         try:
             return self.g.validate()
         except GraphError as e:

@@ -61,6 +61,7 @@ def from_onnx(model: str | os.PathLike | Any, name: str | None = None) -> Graph:
         if node.op_type == "Constant":
             consts[node.output[0]] = numpy_helper.to_array(_attrs(node)["value"])
     g = Graph(name or graph_proto.name or "onnx")
+    g.meta["training"] = False  # a checkpoint is an inference graph: compile() gives an eval-mode module
     env: dict[str, str] = {}
     for inp in graph_proto.input:
         if inp.name in consts:

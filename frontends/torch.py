@@ -272,12 +272,18 @@ def trace(model: nn.Module, example_input: Any = None, *, time_axis: bool = True
     Args:
         model: a module built from ``snnir.nn`` modules, torch layers and the supported functions.
         example_input: a tensor (or tuple of tensors, one per input) fixing per-sample shapes;
-            ``[T, N, ...]`` when ``time_axis`` (the default), else ``[N, ...]``.
+            ``[T, N, ...]`` when ``time_axis`` (the default), else ``[N, ...]``. An ``[N, ...]``
+            example traced with ``time_axis=True`` that only fits the model without a time axis
+            is refused, asking for ``time_axis=False``.
         time_axis: whether ``example_input`` has the leading time axis.
         name: graph name (default: the model's class name).
 
+    The graph records the model's training mode (``meta["training"]``, and
+    ``meta["training_nodes"]`` for layers in the other mode, e.g. a frozen BatchNorm), which
+    ``snnir.compile`` restores.
+
     ``snn.Recurrent`` wrappers become graph cycles: ``add(x, feedback) -> module -> connection``
-    with the feedback edge reading the previous step.
+    with the feedback edge reading the previous step (time offset 1).
 
     Example:
         >>> import torch
@@ -303,11 +309,34 @@ def trace(model: nn.Module, example_input: Any = None, *, time_axis: bool = True
         if not torch.is_tensor(x) or x.dim() < lead:
             raise TraceError(f"example input must be a tensor with {'[T, N, ...]' if time_axis else '[N, ...]'} "
                              f"axes, got {getattr(x, 'shape', type(x).__name__)}")
+    try:
+        g = _trace_shapes(model, [tuple(x.shape[lead:]) for x in examples], name)
+    except TraceError as e:
+        if time_axis and all(x.dim() >= 2 for x in examples):
+            try:  # does the example fit without a time axis? then say so instead
+                _trace_shapes(model, [tuple(x.shape[1:]) for x in examples], name)
+            except TraceError:
+                pass
+            else:
+                got = ", ".join(str(list(x.shape)) for x in examples)
+                samples = ", ".join(str(tuple(x.shape[1:])) for x in examples)
+                raise TraceError(f"example input {got} has no time axis: {type(model).__name__} takes per-sample "
+                                 f"shape {samples}, so this is [N, ...]. Pass time_axis=False to trace from a "
+                                 f"single step, or give a sequence [T, N, ...] (x.unsqueeze(0)). ({e})") from None
+        raise
+    g.meta["training"] = bool(model.training)
+    return g
+
+
+def _trace_shapes(model: nn.Module, shapes: list[tuple[int, ...]], name: str | None) -> Graph:
     g = Graph(name or type(model).__name__)
-    shapes = [tuple(x.shape[lead:]) for x in examples]
-    outputs = _Emitter(g, _step_offset(model)).module(model, None, shapes, prefix="")
+    emitter = _Emitter(g, _step_offset(model))
+    outputs = emitter.module(model, None, shapes, prefix="")
     for out in outputs:
         g.add_output(out)
+    other_mode = {n: flag for n, flag in emitter.training.items() if flag != model.training and n in g}
+    if other_mode:
+        g.meta["training_nodes"] = other_mode
     try:
         return g.validate()
     except GraphError as e:
@@ -321,6 +350,7 @@ class _Emitter:
     def __init__(self, g: Graph, offset: int) -> None:
         self.g = g
         self.ctx = _Context(offset)
+        self.training: dict[str, bool] = {}  # node id -> training flag of the module it came from
 
     def module(self, model: nn.Module, inputs: list[str] | None, shapes: list[tuple[int, ...]] | None,
                prefix: str) -> list[str]:
@@ -398,7 +428,9 @@ class _Emitter:
         mapped = mapper(m, self.ctx)
         if mapped is None:
             return inputs[0]
-        return self.emit(name, "", {}, None, mapped[0], inputs, mapped[1], mapped[2])
+        node_id = self.emit(name, "", {}, None, mapped[0], inputs, mapped[1], mapped[2])
+        self.training[node_id] = m.training
+        return node_id
 
     def recurrent(self, m: S.Recurrent, name: str, inputs: list[str]) -> str:
         """``add(x, feedback) -> module -> connection``; the feedback edge closes the cycle."""
@@ -412,7 +444,7 @@ class _Emitter:
                 (feedback,) = self.module(m.connection, [out], None, prefix=f"{name}_fb_")
         finally:
             self.ctx.offset = outer
-        self.g.add_edge(feedback, entry, port=len(inputs))
+        self.g.add_edge(feedback, entry, port=len(inputs), offset=1)
         return out
 
 

@@ -113,6 +113,11 @@ def node_lines(node: Node) -> list[str]:
     return lines
 
 
+def _delayed(g: Graph) -> set[tuple[str, str, int]]:
+    """``(src, dst, port)`` of the edges that read the previous step."""
+    return {(e.src, e.dst, e.port) for e in g.delayed_edges()}
+
+
 def _regions(g: Graph) -> dict[str, int]:
     plan = g.meta.get("schedule", {}).get("regions", [])
     return {n: i for i, r in enumerate(plan) for n in r["nodes"]}
@@ -127,7 +132,7 @@ def to_dot(g: Graph) -> str:
     """The graph in Graphviz DOT: boxes styled by op kind (legend cluster), outlined by schedule
     region, recurrent edges dashed and labelled ``t-1``."""
     region = _regions(g)
-    recurrent = g.recurrent_edges()
+    delayed = _delayed(g)
     lines = [f'digraph "{_dot_escape(g.name)}" {{',
              '  rankdir=TB; nodesep=0.25; ranksep=0.35;',
              '  node [shape=box, style=filled, fontname=Helvetica, fontsize=10, margin="0.12,0.05"];',
@@ -142,11 +147,13 @@ def to_dot(g: Graph) -> str:
         font = ', fontcolor="white"' if kind == "io" else ""
         lines.append(f'  "{_dot_escape(n.id)}" [label="{label}", shape={shape}, style="{_DOT_STYLE[kind]}", '
                      f'fillcolor="{fill}", color="{colour}", penwidth=2{font}];')
-    for u, v, port in g.nx.edges(data="port"):
-        attrs = ['style=dashed', 'color="#c62828"', 'label="t-1"', "constraint=false"] if (u, v) in recurrent else []
-        if port:
-            attrs.append(f'headlabel="{port}"')
-        lines.append(f'  "{_dot_escape(u)}" -> "{_dot_escape(v)}"' + (f" [{', '.join(attrs)}]" if attrs else "") + ";")
+    for e in g.edges():
+        late = (e.src, e.dst, e.port) in delayed
+        attrs = ['style=dashed', 'color="#c62828"', 'label="t-1"', "constraint=false"] if late else []
+        if e.port:
+            attrs.append(f'headlabel="{e.port}"')
+        lines.append(f'  "{_dot_escape(e.src)}" -> "{_dot_escape(e.dst)}"' + (f" [{', '.join(attrs)}]" if attrs else "")
+                     + ";")
     lines.append('  subgraph cluster_legend { label="legend"; fontname=Helvetica; fontsize=10; color="#bbbbbb";')
     for kind in (k for k in KINDS if k in kinds):
         fill, _, shape, text = KINDS[kind]
@@ -163,17 +170,17 @@ def layered_layout(g: Graph, sweeps: int = 4) -> list[list[str]]:
     """Node ids by layer: a node's layer is its longest path from an input over forward (not
     recurrent) edges; within a layer nodes are ordered by the mean position of their neighbours in
     the layers before (and, on upward sweeps, after) it, which removes most edge crossings."""
-    recurrent = g.recurrent_edges()
+    delayed = _delayed(g)
+    same_step = [e for e in g.edges() if (e.src, e.dst, e.port) not in delayed]
     layer: dict[str, int] = {}
     for n in g.topological_order():
-        preds = [p for p in g.predecessors(n) if (p, n) not in recurrent]
-        layer[n] = max((layer[p] + 1 for p in preds), default=0)
+        layer[n] = max((layer[e.src] + 1 for e in same_step if e.dst == n), default=0)
     for o in g.outputs:  # outputs at the bottom, below everything
         layer[o] = max(layer.values())
     layers: list[list[str]] = [[] for _ in range(max(layer.values(), default=-1) + 1)]
     for n in g.topological_order():
         layers[layer[n]].append(n)
-    forward = [(u, v) for u, v in g.nx.edges() if (u, v) not in recurrent and layer[u] < layer[v]]
+    forward = {(e.src, e.dst) for e in same_step if layer[e.src] < layer[e.dst]}
     preds: dict[str, list[str]] = {n: [] for n in layer}
     succs: dict[str, list[str]] = {n: [] for n in layer}
     for u, v in forward:
@@ -233,7 +240,7 @@ def draw_matplotlib(g: Graph, path: str | os.PathLike, max_rows: int = 11) -> Pa
     column_width = 2.3  # inches per node slot
     pos = _positions(layers, rows, 1.0)
     region = _regions(g)
-    recurrent = g.recurrent_edges()
+    delayed = _delayed(g)
     fig_w = max(6.0, columns * (width + 0.6) * column_width)
     fig_h = 1.6 + rows * 0.95
     dpi = 110  # drawn once before the arrows are placed: the same dpi when saving keeps boxes where they were
@@ -256,11 +263,12 @@ def draw_matplotlib(g: Graph, path: str | os.PathLike, max_rows: int = 11) -> Pa
                               bbox={"boxstyle": box, "fc": fill, "ec": edge, "lw": 1.6})
     fig.canvas.draw()  # sizes the boxes, so arrows can stop at their edges
     drawn: dict[tuple[str, str], int] = {}
-    for u, v in g.nx.edges():
+    for e in g.edges():
+        u, v, late = e.src, e.dst, (e.src, e.dst, e.port) in delayed
         (xu, yu), (xv, yv) = pos[u], pos[v]
-        repeat = drawn.get((u, v), 0)
+        repeat = drawn.get((u, v), 0)  # several edges between two nodes (h + h) fan out
         drawn[(u, v)] = repeat + 1
-        if (u, v) in recurrent:
+        if late:
             style = {"color": "#c62828", "linestyle": "--", "connectionstyle": "arc3,rad=-0.55"}
         elif xu != xv and abs(xu - xv) > width:  # to the next column
             style = {"color": "#888888", "connectionstyle": "arc3,rad=0.15"}
@@ -272,11 +280,11 @@ def draw_matplotlib(g: Graph, path: str | os.PathLike, max_rows: int = 11) -> Pa
                     arrowprops={"arrowstyle": "-|>", "patchA": texts[u].get_bbox_patch(),
                                 "patchB": texts[v].get_bbox_patch(), "shrinkA": 2, "shrinkB": 2,
                                 "lw": 1.0, "mutation_scale": 10, **style})
-        if (u, v) in recurrent:
+        if late:
             ax.text(*_arc_middle(ax, (xu, yu), (xv, yv), -0.55), "t-1", fontsize=7, color="#c62828", ha="center",
                     va="center", zorder=4, bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none"})
     handles = [Patch(facecolor=KINDS[k][0], edgecolor="#555555", label=KINDS[k][3]) for k in KINDS if k in kinds]
-    if recurrent:
+    if delayed:
         handles.append(Line2D([], [], color="#c62828", linestyle="--", label="recurrent edge (previous step)"))
     plan = g.meta.get("schedule", {}).get("regions", [])
     for i, r in enumerate(plan[:len(REGION_COLOURS)]):

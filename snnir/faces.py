@@ -62,12 +62,29 @@ def compile(graph: Graph, backend: str = "torch", **kwargs: Any) -> Any:
 
     Interchange formats (ONNX, NIR, netx files) are written by ``snnir.export``, not compiled.
 
+    Training mode: the torch module starts in the mode of the model that was traced, so a model
+    traced in ``eval()`` mode compiles to an eval-mode module (BatchNorm uses its running
+    statistics, dropout is off) and a training model to a training module; a layer traced in the
+    other mode than its model (a frozen BatchNorm) keeps its own. A graph that records no mode
+    (built by hand, imported from NIR, saved before snnir recorded it) compiles in training
+    mode, as every new ``torch.nn.Module`` starts; an ONNX checkpoint is imported in eval mode.
+    Call ``.train()`` / ``.eval()`` on the result to switch.
+
+    The compiled module checks its inputs against the per-sample shape the graph's input nodes
+    recorded at trace time: ``[T, N, *shape]`` with ``step_mode="m"`` (the default), ``[N,
+    *shape]`` with ``step_mode="s"``; a missing or extra time axis is named in the error.
+
     Example:
-        >>> import snnir
-        >>> g = snnir.Graph(); x = g.add_input((3,))
-        >>> _ = g.add_output(g.add_node("neuron", [x], attrs={"model": "IF"}))
-        >>> type(snnir.compile(g, backend="torch")).__name__
-        'GraphModule'
+        >>> import torch, snnir
+        >>> from snnir import nn as snn
+        >>> net = torch.nn.Sequential(snn.Linear(3, 2), snn.Dropout(0.5), snn.LIF()).eval()
+        >>> m = snnir.compile(snnir.trace(net, torch.rand(4, 1, 3)))
+        >>> type(m).__name__, m.training
+        ('GraphModule', False)
+        >>> m(torch.rand(1, 3))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: graph 'Sequential' (step_mode='m') expects input 'input' of shape [T, N, 3] ...
     """
     return _load(BACKENDS, "backend", backend).compile(graph, **kwargs)
 

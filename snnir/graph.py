@@ -1,15 +1,21 @@
-"""``Graph``: the stateful SNN IR, a thin class over ``networkx.DiGraph``.
+"""``Graph``: the stateful SNN IR, a thin class over ``networkx.MultiDiGraph``.
 
 Nodes have an id, an ``op`` (looked up in the op registry), ``attrs`` (JSON-able hyperparameters),
 ``params`` (numpy arrays) and, once validated, a per-sample output ``shape`` (no batch, no time
-axis). Edges carry the input ``port`` of the consumer. The graph is evaluated once per time step.
+axis). The graph is evaluated once per time step. An ``Edge`` feeds input ``port`` of its
+consumer and carries its own time ``offset``: 0 reads the source's value of this step, 1 the
+value of the previous step (zeros before the first step). Several edges may join the same two
+nodes (``h + h`` is an ``add`` whose ports 0 and 1 both read ``h``).
 
-Recurrence: an edge that closes a cycle reads the previous step's value. Which edges those are is
-defined by insertion order: inside a strongly connected component, an edge ``u -> v`` with ``v``
-added no later than ``u`` is *recurrent* (frontends add nodes in execution order, so feedback
-edges are exactly these). Every cycle must pass through a stateful node (a neuron, a synapse
-filter, a delay), otherwise a value would depend on itself within one step. ``meta`` holds
-JSON-able annotations that passes attach (the ``schedule`` plan, synapse-neuron groups).
+Recurrence: a cycle is legal when it passes through an edge with offset 1. A cycle whose edges
+all have offset 0 is legal only through a stateful node (a neuron, a synapse filter, a delay),
+and then means what it meant before offsets were explicit (``.snnir`` format version 1): its
+*feedback* edges, the edges ``u -> v`` inside the cycle with ``v`` added to the graph no later
+than ``u`` (frontends add nodes in execution order), read the previous step. ``validate()``
+writes offset 1 on those edges. A cycle of offset-0 edges through stateless nodes only is an
+error naming its nodes: a value would depend on itself within one step. ``meta`` holds JSON-able
+annotations that frontends and passes attach (the ``schedule`` plan, synapse-neuron groups, the
+traced model's training mode).
 
 Example:
     >>> import numpy as np
@@ -17,10 +23,15 @@ Example:
     >>> g = Graph()
     >>> x = g.add_input((64,))
     >>> h = g.add_node("linear", [x], params={"weight": np.zeros((10, 64), np.float32)})
-    >>> s = g.add_node("neuron", [h], attrs={"model": "LIF", "tau": 2.0})
+    >>> total = g.add_node("add", [h])
+    >>> s = g.add_node("neuron", [total], attrs={"model": "LIF", "tau": 2.0})
+    >>> r = g.add_node("linear", [s], params={"weight": np.eye(10, dtype=np.float32)})
+    >>> g.add_edge(r, total, port=1, offset=1)  # closes the loop: the previous step's spikes
     >>> _ = g.add_output(s)
     >>> g.validate().node(s).shape
     (10,)
+    >>> [(e.src, e.port, e.offset) for e in g.in_edges(total)]
+    [('linear', 0, 0), ('linear_1', 1, 1)]
 """
 
 from __future__ import annotations
@@ -64,6 +75,20 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class Edge:
+    """``src``'s output feeds input ``port`` of ``dst``; ``offset`` 0 reads this step's value,
+    1 the previous step's."""
+
+    src: str
+    dst: str
+    port: int
+    offset: int = 0
+
+
+OFFSETS = (0, 1)
+
+
 @dataclass
 class Node:
     """One IR node. ``shape`` is filled by ``Graph.validate()``."""
@@ -92,6 +117,12 @@ class Node:
         return self.spec.state(self.attrs, self.shape, self.in_shape or self.shape)  # type: ignore[misc]
 
 
+def _check_offset(offset: Any, where: str) -> None:
+    if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset not in OFFSETS:
+        raise GraphError(f"{where}: time offset must be 0 (this step's value) or 1 (the previous step's), "
+                         f"got {offset!r}; longer delays are a 'delay' node")
+
+
 def _normalize_attrs(node_id: str, spec: OpSpec, attrs: dict[str, Any]) -> dict[str, Any]:
     try:
         if spec.normalize is not None:
@@ -110,11 +141,11 @@ def _normalize_attrs(node_id: str, spec: OpSpec, attrs: dict[str, Any]) -> dict[
 
 
 class Graph:
-    """The SNN IR: a directed graph of ``Node``s (see the module docstring)."""
+    """The SNN IR: a directed multigraph of ``Node``s joined by ``Edge``s (see the module docstring)."""
 
     def __init__(self, name: str = "snnir") -> None:
         self.name = name
-        self._g = nx.DiGraph()
+        self._g = nx.MultiDiGraph()  # edge key = the consumer's input port
         self.meta: dict[str, Any] = {}
 
     # --- construction ----------------------------------------------------------------------------
@@ -130,11 +161,13 @@ class Graph:
         return f"{base}_{k}"
 
     def add_node(self, op: str, inputs: Iterable[str] = (), attrs: dict[str, Any] | None = None,
-                 params: dict[str, Any] | None = None, id: str | None = None) -> str:
+                 params: dict[str, Any] | None = None, id: str | None = None,
+                 offsets: Iterable[int] | None = None) -> str:
         """Add a node fed by ``inputs`` (port = position); returns its id.
 
         ``id`` defaults to the op name (made unique). Attributes are checked against the op's
-        declaration and completed with defaults; params are copied into numpy arrays.
+        declaration and completed with defaults; params are copied into numpy arrays. ``offsets``
+        gives each input edge's time offset (default: all 0, this step's values).
         """
         spec = get_op(op)
         node_id = self._new_id(op) if id is None else id
@@ -143,6 +176,9 @@ class Graph:
         if node_id in self._g:
             raise GraphError(f"node id {node_id!r} already exists")
         inputs = list(inputs)
+        offsets = [0] * len(inputs) if offsets is None else list(offsets)
+        if len(offsets) != len(inputs):
+            raise GraphError(f"node {node_id!r} ({op}): {len(offsets)} offsets for {len(inputs)} inputs")
         if spec.arity is not None and len(inputs) != spec.arity:
             raise GraphError(f"node {node_id!r} ({op}) takes {spec.arity} input(s), got {len(inputs)}")
         if spec.arity is None and not inputs:
@@ -150,6 +186,8 @@ class Graph:
         for src in inputs:
             if src not in self._g:
                 raise GraphError(f"node {node_id!r} ({op}) reads {src!r}, which is not in the graph")
+        for offset in offsets:
+            _check_offset(offset, f"node {node_id!r} ({op})")
         params = {k: np.array(v, copy=True) for k, v in (params or {}).items()}
         allowed = set(spec.params) | set(spec.optional_params)
         if spec.normalize is None:
@@ -162,15 +200,34 @@ class Graph:
                 raise GraphError(f"node {node_id!r} ({op}): param {k!r} has NaN or Inf values")
         node = Node(node_id, op, _normalize_attrs(node_id, spec, attrs or {}), params)
         self._g.add_node(node_id, node=node)
-        for port, src in enumerate(inputs):
-            self.add_edge(src, node_id, port)
+        for port, (src, offset) in enumerate(zip(inputs, offsets)):
+            self.add_edge(src, node_id, port, offset=offset)
         return node_id
 
-    def add_edge(self, src: str, dst: str, port: int = 0) -> None:
-        """Connect ``src``'s output to input ``port`` of ``dst`` (e.g. to close a recurrent loop)."""
-        if self._g.has_edge(src, dst):
-            raise GraphError(f"edge {src!r} -> {dst!r} already exists (use a scale or add node to fan in twice)")
-        self._g.add_edge(src, dst, port=port)
+    def add_edge(self, src: str, dst: str, port: int = 0, offset: int = 0) -> None:
+        """Feed ``src``'s output to input ``port`` of ``dst``, ``offset`` steps late.
+
+        ``offset=1`` reads the previous step's value (zeros at the first step): that is how a
+        loop is closed (``add_edge(feedback, entry, port=1, offset=1)``). Several edges may join
+        the same two nodes on different ports.
+        """
+        for end in (src, dst):
+            if end not in self._g:
+                raise GraphError(f"edge {src!r} -> {dst!r}: no node {end!r} in graph {self.name!r}")
+        if isinstance(port, bool) or not isinstance(port, (int, np.integer)) or port < 0:
+            raise GraphError(f"edge {src!r} -> {dst!r}: port must be an int >= 0, got {port!r}")
+        _check_offset(offset, f"edge {src!r} -> {dst!r}")
+        port, offset = int(port), int(offset)
+        for u, _, p in self._g.in_edges(dst, data="port"):
+            if p == port:
+                raise GraphError(f"input port {port} of {dst!r} is already fed by {u!r}")
+        self._g.add_edge(src, dst, key=port, port=port, offset=offset)
+
+    def remove_edge(self, src: str, dst: str, port: int) -> None:
+        """Remove the edge from ``src`` into input ``port`` of ``dst``."""
+        if not self._g.has_edge(src, dst, key=port):
+            raise GraphError(f"no edge {src!r} -> {dst!r} on port {port}")
+        self._g.remove_edge(src, dst, key=port)
 
     def add_input(self, shape: Iterable[int], id: str = "input") -> str:
         """Add a graph input with per-sample ``shape``; returns its id."""
@@ -185,8 +242,10 @@ class Graph:
 
     # --- queries ---------------------------------------------------------------------------------
     @property
-    def nx(self) -> nx.DiGraph:
-        """The underlying ``networkx.DiGraph`` (node attribute ``node`` holds the ``Node``)."""
+    def nx(self) -> nx.MultiDiGraph:
+        """The underlying ``networkx.MultiDiGraph``: node attribute ``node`` holds the ``Node``; an
+        edge's key is its port, its attributes ``port`` and ``offset``. Change edges through
+        ``add_edge``/``remove_edge``, which keep that invariant."""
         return self._g
 
     def node(self, node_id: str) -> Node:
@@ -212,64 +271,111 @@ class Graph:
     def outputs(self) -> list[str]:
         return [n.id for n in self if n.op == "output"]
 
+    @staticmethod
+    def _edge(u: str, v: str, data: dict[str, Any]) -> Edge:
+        return Edge(u, v, data["port"], data.get("offset", 0))
+
+    def edges(self) -> list[Edge]:
+        """Every edge, grouped by consumer (in node insertion order), by port within a consumer."""
+        return [e for n in self._g.nodes for e in self.in_edges(n)]
+
+    def in_edges(self, node_id: str) -> list[Edge]:
+        """The edges into ``node_id``, ordered by port."""
+        edges = [self._edge(u, v, d) for u, v, d in self._g.in_edges(node_id, data=True)]
+        return sorted(edges, key=lambda e: e.port)
+
+    def out_edges(self, node_id: str) -> list[Edge]:
+        """The edges out of ``node_id`` (consumers in insertion order, then by port)."""
+        return [self._edge(u, v, d) for u, v, d in self._g.out_edges(node_id, data=True)]
+
     def predecessors(self, node_id: str) -> list[str]:
-        """Input node ids of ``node_id``, ordered by port."""
-        edges = self._g.in_edges(node_id, data="port")
-        return [src for src, _, _ in sorted(edges, key=lambda e: e[2])]
+        """Input node ids of ``node_id``, ordered by port (a node read twice appears twice)."""
+        return [e.src for e in self.in_edges(node_id)]
 
     def successors(self, node_id: str) -> list[str]:
+        """The distinct nodes reading ``node_id``."""
         return list(self._g.successors(node_id))
 
+    def delayed_edges(self) -> list[Edge]:
+        """The edges that read the previous step: offset 1, plus the feedback edges of offset-0
+        cycles through stateful nodes (which ``validate()`` gives offset 1; see the module doc)."""
+        implicit = set(self._implicit_feedback())
+        return [e for e in self.edges() if e.offset == 1 or (e.src, e.dst, e.port) in implicit]
+
     def recurrent_edges(self) -> set[tuple[str, str]]:
-        """Edges that close a cycle (they carry the previous step's value); see the module doc."""
-        order = {n: i for i, n in enumerate(self._g.nodes)}
-        out = set()
-        for component in nx.strongly_connected_components(self._g):
-            if len(component) == 1 and not any(self._g.has_edge(n, n) for n in component):
-                continue
-            for u in component:
-                for v in self._g.successors(u):
-                    if v in component and order[v] <= order[u]:
-                        out.add((u, v))
-        return out
+        """``(src, dst)`` pairs joined by an edge that reads the previous step (``delayed_edges``;
+        see ``in_edges`` for the offset of each port)."""
+        return {(e.src, e.dst) for e in self.delayed_edges()}
 
     def is_recurrent(self) -> bool:
-        return not nx.is_directed_acyclic_graph(self._g)
+        """Whether a value crosses a time step along an edge (a cycle or an offset-1 edge)."""
+        return bool(self.delayed_edges()) or not nx.is_directed_acyclic_graph(self._g)
+
+    def _same_step_graph(self, delayed: set[tuple[str, str, int]]) -> nx.DiGraph:
+        """The nodes joined by their offset-0 edges (minus ``delayed``), in insertion order."""
+        dag = nx.DiGraph()
+        dag.add_nodes_from(self._g.nodes)
+        dag.add_edges_from((u, v) for u, v, k, o in self._g.edges(keys=True, data="offset", default=0)
+                           if not o and (u, v, k) not in delayed)
+        return dag
+
+    def _implicit_feedback(self) -> list[tuple[str, str, int]]:
+        """``(src, dst, port)`` of the offset-0 edges that close a cycle through a stateful node
+        (the insertion-order rule); ``GraphError`` for an offset-0 cycle without state."""
+        same_step = self._same_step_graph(set())
+        if nx.is_directed_acyclic_graph(same_step):
+            return []
+        order = {n: i for i, n in enumerate(self._g.nodes)}
+        found = []
+        for component in nx.strongly_connected_components(same_step):
+            if len(component) == 1 and not any(same_step.has_edge(n, n) for n in component):
+                continue
+            back = [(u, v, k) for u, v, k, o in self._g.edges(component, keys=True, data="offset", default=0)
+                    if not o and v in component and order[v] <= order[u]]
+            if not any(self.node(n).stateful for n in component):
+                where = ", ".join(f"{u!r} -> {v!r} (port {k})" for u, v, k in back)
+                raise GraphError(f"cycle through {sorted(component, key=order.__getitem__)} has no edge with time "
+                                 "offset 1 and no stateful node: a value would depend on itself within one time "
+                                 f"step. To read the previous step, add the feedback edge ({where}) with offset=1")
+            found += back
+        return found
 
     def topological_order(self) -> list[str]:
-        """Node ids with every node after its inputs within a step (recurrent edges excluded),
-        ties broken by insertion order."""
+        """Node ids with every node after the nodes it reads this step (offset-0 edges), ties
+        broken by insertion order."""
         order = {n: i for i, n in enumerate(self._g.nodes)}
-        dag = self._g
-        if self.is_recurrent():
-            dag = nx.DiGraph(self._g)
-            dag.remove_edges_from(self.recurrent_edges())
+        dag = self._same_step_graph(set(self._implicit_feedback()))
         return list(nx.lexicographical_topological_sort(dag, key=order.__getitem__))
 
     # --- checks ----------------------------------------------------------------------------------
     def validate(self) -> Graph:
-        """Check structure and infer every node's shape; errors name the node. Returns ``self``."""
+        """Check structure and infer every node's shape; errors name the node. Returns ``self``.
+
+        Offset-0 feedback edges of cycles through stateful nodes get offset 1 here (see the
+        module docstring), so after ``validate()`` every edge states its offset.
+        """
         if not self.inputs:
             raise GraphError(f"graph {self.name!r} has no input node")
         if not self.outputs:
             raise GraphError(f"graph {self.name!r} has no output node")
-        for cycle_nodes in nx.strongly_connected_components(self._g):
-            cyclic = len(cycle_nodes) > 1 or any(self._g.has_edge(n, n) for n in cycle_nodes)
-            if cyclic and not any(self.node(n).stateful for n in cycle_nodes):
-                raise GraphError(f"cycle through {sorted(cycle_nodes)} has no stateful node or delay: "
-                                 "a value would depend on itself within one time step")
-        order = self.topological_order()
-        for node_id in order:
+        for u, v, k in self._implicit_feedback():
+            self._g.edges[u, v, k]["offset"] = 1
+        for node_id in self.topological_order():
             node = self.node(node_id)
             spec = node.spec
-            preds = self.predecessors(node_id)
-            if spec.arity is not None and len(preds) != spec.arity:
-                raise GraphError(f"node {node_id!r} ({node.op}) takes {spec.arity} input(s), has {len(preds)}")
-            ports = sorted(p for _, _, p in self._g.in_edges(node_id, data="port"))
-            if ports != list(range(len(preds))):
-                raise GraphError(f"node {node_id!r} ({node.op}) has input ports {ports}, expected 0..{len(preds) - 1}")
+            edges = self.in_edges(node_id)
+            if spec.arity is not None and len(edges) != spec.arity:
+                raise GraphError(f"node {node_id!r} ({node.op}) takes {spec.arity} input(s), has {len(edges)}")
+            ports = [e.port for e in edges]
+            if ports != list(range(len(edges))):
+                raise GraphError(f"node {node_id!r} ({node.op}) has input ports {ports}, expected 0..{len(edges) - 1}")
+            for e in edges:
+                _check_offset(e.offset, f"edge {e.src!r} -> {e.dst!r} (port {e.port})")
             if node.op == "output" and self.successors(node_id):
                 raise GraphError(f"output node {node_id!r} must not feed other nodes")
+            if node.op == "output" and edges[0].offset:
+                raise GraphError(f"output node {node_id!r} must read {edges[0].src!r} with offset 0 (this step); "
+                                 "put a delay before it")
         return self.infer_shapes()
 
     def infer_shapes(self) -> Graph:
@@ -310,13 +416,14 @@ class Graph:
         return Graph.from_dict(structure, {k: v.copy() for k, v in arrays.items()})
 
     def to_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """``(structure, arrays)``: JSON-able structure, and params keyed ``"<node>.<param>"``."""
+        """``(structure, arrays)``: JSON-able structure, and params keyed ``"<node>.<param>"``.
+        Edges are ``[src, dst, port, offset]``, listed by consumer and port."""
         nodes, arrays = [], {}
         for n in self:
             nodes.append({"id": n.id, "op": n.op, "attrs": n.attrs, "params": sorted(n.params)})
             for k, v in n.params.items():
                 arrays[f"{n.id}.{k}"] = v
-        edges = [[s, d, p] for s, d, p in self._g.edges(data="port")]
+        edges = [[e.src, e.dst, e.port, e.offset] for e in self.edges()]
         return {"name": self.name, "nodes": nodes, "edges": edges, "meta": _jsonable(_canonical(self.meta))}, arrays
 
     @classmethod
@@ -337,10 +444,13 @@ class Graph:
                 raise GraphError(f"invalid or duplicate node id {node_id!r}")
             node = Node(node_id, entry["op"], _normalize_attrs(node_id, spec, entry.get("attrs", {})), params)
             g._g.add_node(node_id, node=node)
-        for src, dst, port in structure["edges"]:
-            if src not in g._g or dst not in g._g:
-                raise GraphError(f"edge {src!r} -> {dst!r} names a node that does not exist")
-            g._g.add_edge(src, dst, port=int(port))
+        for entry in structure["edges"]:
+            # [src, dst, port, offset]; [src, dst, port] (format version 1): offset 0 here, and
+            # validate() gives loops their feedback offsets by the insertion-order rule
+            if not isinstance(entry, (list, tuple)) or len(entry) not in (3, 4):
+                raise GraphError(f"edge {entry!r} must be [src, dst, port, offset]")
+            src, dst, port, offset = (*entry, 0)[:4]
+            g.add_edge(src, dst, port, offset=offset)
         return g
 
     # --- display ---------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ Example:
     >>> g = snnir.Graph(); x = g.add_input((3,))
     >>> s = g.add_node("add", [x], id="sum")
     >>> n = g.add_node("neuron", [s], attrs={"model": "LIF"}, id="lif")
-    >>> g.add_edge(n, s, port=1); _ = g.add_output(n)
+    >>> g.add_edge(n, s, port=1, offset=1); _ = g.add_output(n)
     >>> _ = snnir.inspect(snnir.optimize(g))  # doctest: +NORMALIZE_WHITESPACE
     node    op          inputs      shape  params  state  region
     input   input                   (3,)                  0 sequence
@@ -30,8 +30,8 @@ def _regions(g: Graph) -> dict[str, str]:
 
 def node_table(g: Graph, schedule: bool = True) -> str:
     """The node table: id, op, inputs, shape, params, state (and, with ``schedule``, the region
-    and ``*`` on recurrent inputs)."""
-    recurrent = g.recurrent_edges() if schedule else set()
+    and ``*`` on inputs read with time offset 1)."""
+    delayed = {(e.src, e.dst, e.port) for e in g.delayed_edges()} if schedule else set()
     regions = _regions(g)
     header = ("node", "op", "inputs", "shape", "params", "state") + (("region",) if schedule else ())
     rows = [header]
@@ -39,12 +39,12 @@ def node_table(g: Graph, schedule: bool = True) -> str:
         params = " ".join(f"{k}{list(v.shape)}" for k, v in n.params.items())
         state = " ".join(n.state_spec()) if n.stateful and n.shape is not None else ""
         op = f"{n.op}:{n.attrs['model']}" if n.op == "neuron" else n.op
-        inputs = ",".join(p + ("*" if (p, n.id) in recurrent else "") for p in g.predecessors(n.id))
+        inputs = ",".join(e.src + ("*" if (e.src, e.dst, e.port) in delayed else "") for e in g.in_edges(n.id))
         row = (n.id, op, inputs, str(n.shape), params, state)
         rows.append(row + ((regions.get(n.id, ""),) if schedule else ()))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     text = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
-    if recurrent:
+    if delayed:
         text += "\n(* = recurrent input: the previous step's value)"
     return text
 

@@ -6,6 +6,11 @@ Layout (safetensors, a non-executable format): the tensors are the node params, 
 name, dtype, shape and bytes, so an edited file is refused. Writing is deterministic:
 ``save(load(f))`` reproduces ``f`` byte for byte.
 
+Versions: 2 stores each edge as ``[src, dst, port, offset]`` (its time offset). Version 1 files
+(``[src, dst, port]``, before offsets were stored) still load: their loops read the previous
+step on the edges the version-1 insertion-order rule names (see ``snnir.graph``); saving such
+a graph writes version 2.
+
 Example:
     >>> import numpy as np, tempfile, os
     >>> import snnir
@@ -29,7 +34,9 @@ import numpy as np
 from snnir.errors import FormatError, GraphError
 from snnir.graph import Graph
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+_EDGE_FIELDS = {1: 3, 2: 4}  # [src, dst, port] in version 1, [src, dst, port, offset] since 2
 _KEY = "snnir"
 
 
@@ -90,9 +97,9 @@ def loads(data: bytes, where: str = "<bytes>") -> Graph:
 
     doc = _header(data, where)
     version = doc["format_version"]
-    if version != FORMAT_VERSION:
-        raise FormatError(f"{where}: format version {version!r}, this snnir reads version {FORMAT_VERSION}; "
-                          "re-export the model with a matching snnir")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise FormatError(f"{where}: format version {version!r}, this snnir reads versions "
+                          f"{', '.join(map(str, READABLE_VERSIONS))}; re-export the model with a matching snnir")
     try:
         arrays = safetensors.numpy.load(data)
     except Exception as e:  # safetensors raises its own error type for bad offsets/lengths
@@ -102,6 +109,10 @@ def loads(data: bytes, where: str = "<bytes>") -> Graph:
         raise FormatError(f"{where}: snnir header has no graph")
     if doc.get("sha256") != _digest(_json(structure), arrays):
         raise FormatError(f"{where}: checksum mismatch: the graph or its arrays were modified after saving")
+    edges = structure.get("edges")
+    if not isinstance(edges, list) or any(not isinstance(e, list) or len(e) != _EDGE_FIELDS[version] for e in edges):
+        fields = "[src, dst, port, offset]" if version >= 2 else "[src, dst, port]"
+        raise FormatError(f"{where}: format version {version} stores each edge as {fields}")
     try:
         return Graph.from_dict(structure, arrays).validate()
     except (GraphError, KeyError, TypeError, ValueError) as e:

@@ -42,10 +42,11 @@ def test_layers_respect_every_forward_edge(graph):
     layers = layered_layout(graph)
     layer = {n: k for k, lay in enumerate(layers) for n in lay}
     assert sorted(layer) == sorted(n.id for n in graph)
-    recurrent = graph.recurrent_edges()
-    for u, v in graph.nx.edges():
-        if (u, v) not in recurrent:
-            assert layer[u] < layer[v], (u, v)
+    delayed = {(e.src, e.dst, e.port) for e in graph.delayed_edges()}
+    assert delayed  # the recurrent layer's feedback
+    for e in graph.edges():
+        if (e.src, e.dst, e.port) not in delayed:
+            assert layer[e.src] < layer[e.dst], e
     assert layers[0] == graph.inputs and graph.outputs[0] in layers[-1]
 
 

@@ -495,7 +495,7 @@ def test_recurrent_dense_layer_maps_to_dense_rec(tmp_path):
     add = g.add_node("add", [syn], id="sum")
     n = g.add_node("neuron", [add], attrs={"model": "CubaLIF", "tau_syn": 2.0, "tau_mem": 4.0}, id="n")
     rec = g.add_node("linear", [n], params={"weight": rng.normal(0, 0.4, (5, 5)).astype(np.float32)}, id="rec")
-    g.add_edge(rec, add, port=1)
+    g.add_edge(rec, add, port=1, offset=1)
     g.add_output(n)
     spikes = (rng.random((30, 6, 6)) < 0.4).astype(np.float32)
     rows = compare(g, spikes, verbose=False)

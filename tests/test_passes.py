@@ -189,7 +189,7 @@ def random_graphs(draw):
             neuron = g.add_node("neuron", [entry], attrs={"model": "LIF"})
             w_rec = rng.normal(0, 0.5, (width, width)).astype(np.float32)
             fb = g.add_node("linear", [neuron], params={"weight": w_rec})
-            g.add_edge(fb, entry, port=1)
+            g.add_edge(fb, entry, port=1, offset=1)
             h = neuron
         elif kind == "dropout0":
             h = g.add_node("dropout", [h], attrs={"p": 0.0})

@@ -195,7 +195,7 @@ def program_to_graph(program: LoihiProgram, name: str = "loihi") -> Graph:
             neuron = g.add_node("neuron", [add], attrs=neuron_attrs(c.i_decay, c.v_decay, c.vth_mant), id=base)
             rec_weight = (layer.effective_weight(layer.rec_weight) / WEIGHT_UNITS).astype(np.float32)
             rec = g.add_node("linear", [neuron], id=f"{base}_recurrent", params={"weight": rec_weight})
-            g.add_edge(rec, add, port=1)
+            g.add_edge(rec, add, port=1, offset=1)
         else:
             neuron = g.add_node("neuron", [syn], attrs=neuron_attrs(c.i_decay, c.v_decay, c.vth_mant), id=base)
         mapping.append([syn, rec, neuron])

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import pool_kernel
-from .base import FoldTime, StepModule, check_step_mode
+from .base import FoldTime, StepModule, check_step_mode, check_time_axis
 
 
 def _init_step(module: StepModule, step_mode: str) -> None:
@@ -49,6 +49,7 @@ class MaxPool2d(_folded(nn.MaxPool2d)):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_time_axis(self, x)
         folded = x.flatten(0, 1) if self.step_mode == "m" and x.dim() == 5 else x
         if not pool_kernel.supported(folded, self.kernel_size, self.stride, self.padding, self.dilation,
                                      self.ceil_mode, self.return_indices):
@@ -63,6 +64,11 @@ AdaptiveAvgPool1d = _folded(nn.AdaptiveAvgPool1d)
 AdaptiveAvgPool2d = _folded(nn.AdaptiveAvgPool2d)
 Flatten = _folded(nn.Flatten)
 ReLU = _folded(nn.ReLU)
+# per-sample ranks of the layers whose input layout is fixed: (C, L) or (C, H, W), BatchNorm1d (F) or (C, L)
+for _layer, _ranks in [(Conv1d, (2,)), (Conv2d, (3,)), (BatchNorm1d, (1, 2)), (BatchNorm2d, (3,)),
+                       (MaxPool1d, (2,)), (MaxPool2d, (3,)), (AvgPool1d, (2,)), (AvgPool2d, (3,)),
+                       (AdaptiveAvgPool1d, (2,)), (AdaptiveAvgPool2d, (3,))]:
+    _layer.sample_ranks = _ranks
 
 
 class Dropout(StepModule):

@@ -1,8 +1,9 @@
 """Lower a ``snnir.Graph`` to a ``torch.nn.Module`` built from ``snnir.nn`` modules.
 
 Each node becomes the same module the authoring API offers (``Linear``, ``LIF``, ...), so a traced
-model and its compiled graph run identical float operations. Nodes run in topological order;
-in multi-step mode each layer processes the whole sequence before the next (acyclic graphs).
+model and its compiled graph run identical float operations. The module executes the graph's
+``schedule`` plan: in multi-step mode each layer of an acyclic region processes the whole
+sequence before the next; loops run step by step.
 """
 
 from __future__ import annotations
@@ -170,13 +171,18 @@ def _neuron(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
 class GraphModule(StepModule):
     """A compiled graph that executes the graph's ``schedule`` plan.
 
-    ``step_mode='m'`` (inputs ``[T, N, ...]``): ``sequence`` regions run node by node over blocks
-    of time steps whose largest activation fits ``time_block_bytes`` (8 MiB by default; the whole
-    sequence at once while a BatchNorm in the region trains, since its batch statistics span all
-    steps); ``step`` regions (recurrent loops) run step by step, recurrent edges reading the
-    previous step (zeros at t = 0). ``step_mode='s'``: one call is one time step through all
-    nodes; recurrent values are kept between calls until ``reset()``. ``layers[node_id]`` holds
-    each node's module; a graph without a plan gets one from the ``schedule`` pass.
+    ``step_mode='m'`` (inputs ``[T, N, *shape]``): ``sequence`` regions run node by node over
+    blocks of time steps whose largest activation fits ``time_block_bytes`` (8 MiB by default;
+    the whole sequence at once while a BatchNorm in the region trains, since its batch statistics
+    span all steps); ``step`` regions (recurrent loops) run step by step. ``step_mode='s'``: one
+    call is one time step (inputs ``[N, *shape]``) through all nodes. ``shape`` is the input
+    node's per-sample shape; other input shapes are refused with an error naming the expected one.
+
+    An edge with time offset 1 reads its source's value of the previous step: zeros at the first
+    step after construction or ``reset()``, and across calls the last step of the previous call
+    (in both modes, like the neurons' state), so a sequence fed in chunks gives the outputs of
+    one call. ``layers[node_id]`` holds each node's module; a graph without a plan gets one from
+    the ``schedule`` pass.
     """
 
     def __init__(self, graph: Graph, step_mode: str = "m") -> None:
@@ -189,12 +195,12 @@ class GraphModule(StepModule):
         self._key: dict[str, str] = {}
         self._op: dict[str, str] = {}
         self._shape: dict[str, tuple[int, ...]] = {}
-        recurrent = graph.recurrent_edges()
-        self._preds: dict[str, list[tuple[str, bool]]] = {}
+        # per node, its inputs by port: (source, time offset)
+        self._preds: dict[str, list[tuple[str, int]]] = {}
         for node_id in graph.topological_order():
             node = graph.node(node_id)
             preds = graph.predecessors(node_id)
-            self._preds[node_id] = [(p, (p, node_id) in recurrent) for p in preds]
+            self._preds[node_id] = [(e.src, e.offset) for e in graph.in_edges(node_id)]
             self._op[node_id] = node.op
             self._shape[node_id] = node.shape  # type: ignore[assignment]
             if node.op in ("input", "output"):
@@ -220,11 +226,20 @@ class GraphModule(StepModule):
                           for i, (_, nodes) in enumerate(self._plan)]
         self._group = {syn: neuron for syn, neuron in graph.meta.get("groups", [])}
         self._grouped_neurons = set(self._group.values())
-        self._recurrent_sources = sorted({u for u, _ in recurrent})
+        delayed = graph.delayed_edges()
+        self._delayed_sources = sorted({e.src for e in delayed})
+        # per region, the sources it reads with offset 1 from other regions (shifted once by forward)
+        self._shifted = [sorted({e.src for e in delayed if region_of[e.dst] == i and region_of[e.src] != i})
+                         for i in range(len(self._plan))]
+        for e in delayed:
+            if region_of[e.src] == region_of[e.dst] and self._plan[region_of[e.src]][0] == "sequence":
+                raise GraphError(f"the schedule runs {e.src!r} and {e.dst!r} in one sequence region, but "
+                                 f"{e.dst!r} reads {e.src!r} with offset 1; re-run the 'schedule' pass")
         self._stepped = [n for mode, nodes in self._plan if mode == "step" for n in nodes if n in self._key]
         self.input_names = graph.inputs
         self.output_names = graph.outputs
-        self._last: dict[str, torch.Tensor] = {}
+        self.input_shapes = {i: graph.node(i).shape for i in graph.inputs}
+        self._last: dict[str, torch.Tensor] = {}  # offset-1 sources' values at the last step run
         self.capture: set[str] = set()  # node ids whose values forward() keeps in .captured
         self.captured: dict[str, torch.Tensor] = {}
         self.step_mode = check_step_mode(step_mode)
@@ -255,16 +270,34 @@ class GraphModule(StepModule):
     def _zeros(self, node_id: str, like: torch.Tensor, lead: tuple[int, ...]) -> torch.Tensor:
         return torch.zeros(*lead, *self._shape[node_id], dtype=like.dtype, device=like.device)
 
+    def _previous(self, node_id: str, like: torch.Tensor) -> torch.Tensor:
+        """``node_id``'s value at the step before this one (zeros after a reset); ``like`` is [N, ...]."""
+        last = self._last.get(node_id)
+        if last is None:
+            return self._zeros(node_id, like, (like.shape[0],))
+        if last.shape[0] != like.shape[0]:
+            raise RuntimeError(f"graph {self.graph_name!r}: node {node_id!r} holds its previous step for batch "
+                               f"size {last.shape[0]}, this call has batch size {like.shape[0]}; call reset() "
+                               "before a new sequence")
+        return last
+
+    def _shift(self, node_id: str, seq: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``seq`` ([T, N, ...]) one step late: the value of t-1 at t."""
+        return torch.cat([self._previous(node_id, like[0]).unsqueeze(0), seq[:-1]])
+
     def forward(self, *inputs: torch.Tensor) -> Any:
         if len(inputs) != len(self.input_names):
             raise TypeError(f"graph {self.graph_name!r} takes {len(self.input_names)} input(s) "
                             f"{self.input_names}, got {len(inputs)}")
+        self._check_inputs(inputs)
         env: dict[str, torch.Tensor] = dict(zip(self.input_names, inputs))
         like = inputs[0]
         if self.step_mode == "s":
             self._single_step(env, like)
         else:
             for i, (mode, nodes) in enumerate(self._plan):
+                for p in self._shifted[i]:
+                    env[_late(p)] = self._shift(p, env[p], like)
                 if mode == "step":
                     self._run_steps(nodes, env, like)
                     continue
@@ -280,6 +313,7 @@ class GraphModule(StepModule):
                     for n in outs:
                         outs[n].append(part[n])
                 env.update({n: torch.cat(v) for n, v in outs.items()})
+            self._last = {p: env[p][-1] for p in self._delayed_sources}
         self.captured = {n: env[n] for n in self.capture if n in env}
         outs = [env[self._preds[o][0][0]] for o in self.output_names]
         return outs[0] if len(outs) == 1 else tuple(outs)
@@ -296,7 +330,7 @@ class GraphModule(StepModule):
             op = self._op[node_id]
             if op in ("input", "output") or node_id in self._grouped_neurons:
                 continue
-            out = self._call(node_id, [env[p] for p, _ in self._preds[node_id]], like)
+            out = self._call(node_id, [env[_late(p) if offset else p] for p, offset in self._preds[node_id]], like)
             if node_id in self._group:  # synapse -> neuron as one unit; the current is not kept
                 neuron = self._group[node_id]
                 env[neuron] = self.layers[self._key[neuron]](out)
@@ -307,15 +341,16 @@ class GraphModule(StepModule):
         for node_id in nodes:  # a recurrent loop runs one step at a time
             if node_id in self._key:
                 self.layers[self._key[node_id]].step_mode = "s"
-        T, N = like.shape[0], like.shape[1]
+        T = like.shape[0]
         members = set(nodes)
-        prev = {n: self._zeros(n, like, (N,)) for n in nodes}
+        prev = {n: self._previous(n, like[0]) for n in nodes if n in self._delayed_sources}
         seqs: dict[str, list[torch.Tensor]] = {n: [] for n in nodes}
         for t in range(T):
             cur: dict[str, torch.Tensor] = {}
             for node_id in nodes:
-                args = [prev[p] if rec else (cur[p] if p in members else env[p][t])
-                        for p, rec in self._preds[node_id]]
+                args = [(prev[p] if p in members else env[_late(p)][t]) if offset
+                        else (cur[p] if p in members else env[p][t])
+                        for p, offset in self._preds[node_id]]
                 cur[node_id] = self._call(node_id, args, like[t])
                 seqs[node_id].append(cur[node_id])
             prev = cur
@@ -323,19 +358,53 @@ class GraphModule(StepModule):
             env[node_id] = torch.stack(seqs[node_id])
 
     def _single_step(self, env: dict[str, torch.Tensor], like: torch.Tensor) -> None:
-        N = like.shape[0]
         for node_id in self._order:
             op = self._op[node_id]
             if op in ("input", "output"):
                 continue
-            args = [(self._last.get(p) if self._last.get(p) is not None else self._zeros(p, like, (N,)))
-                    if rec else env[p] for p, rec in self._preds[node_id]]
+            args = [self._previous(p, like) if offset else env[p] for p, offset in self._preds[node_id]]
             env[node_id] = self._call(node_id, args, like)
-        self._last = {n: env[n] for n in self._recurrent_sources}
+        self._last = {n: env[n] for n in self._delayed_sources}
+
+    def _check_inputs(self, inputs: tuple[torch.Tensor, ...]) -> None:
+        """Refuse inputs without (or with an extra) time axis, naming the shape the graph expects."""
+        multi = self.step_mode == "m"
+        for name, x in zip(self.input_names, inputs):
+            if not torch.is_tensor(x):
+                raise TypeError(f"graph {self.graph_name!r}: input {name!r} must be a tensor, got {type(x).__name__}")
+            sample = self.input_shapes[name]
+            dims = ", ".join(["T", "N", *map(str, sample)] if multi else ["N", *map(str, sample)])
+            got = list(x.shape)
+            if x.dim() == len(sample) + (2 if multi else 1) and tuple(got[x.dim() - len(sample):]) == sample:
+                continue
+            what = (f"graph {self.graph_name!r} (step_mode={self.step_mode!r}) expects input {name!r} of shape "
+                    f"[{dims}] (per-sample shape {sample}, recorded at trace time), got {got}")
+            if multi and tuple(got[1:]) == sample:
+                raise ValueError(f"{what}: the time axis is missing. Pass a sequence [T, N, ...] (x.unsqueeze(0) "
+                                 "for one step), or compile with step_mode='s' to feed one step per call")
+            if not multi and tuple(got[2:]) == sample and x.dim() == len(sample) + 2:
+                raise ValueError(f"{what}: this is a sequence, but a single-step module takes one time step per "
+                                 "call. Compile with step_mode='m' for whole sequences, or call it once per step")
+            raise ValueError(what)
+
+
+def _late(node_id: str) -> str:
+    """The environment key of ``node_id``'s values one step late (ids cannot contain '@')."""
+    return f"{node_id}@t-1"
 
 
 def compile(graph: Graph, step_mode: str = "m", **kwargs: Any) -> GraphModule:
-    """Lower ``graph`` to a trainable ``GraphModule`` (see its docstring)."""
+    """Lower ``graph`` to a trainable ``GraphModule`` (see its docstring).
+
+    The module starts in the training mode the graph records (``graph.meta["training"]``, set by
+    ``snnir.trace`` from the traced model, with per-node exceptions in
+    ``meta["training_nodes"]``), and in training mode when the graph records none.
+    """
     if kwargs:
         raise TypeError(f"torch backend: unknown options {sorted(kwargs)}")
-    return GraphModule(graph, step_mode=step_mode)
+    module = GraphModule(graph, step_mode=step_mode)
+    module.train(bool(graph.meta.get("training", True)))
+    for node_id, flag in graph.meta.get("training_nodes", {}).items():
+        if node_id in module._key:
+            module.layer(node_id).train(bool(flag))
+    return module

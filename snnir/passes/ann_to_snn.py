@@ -28,6 +28,7 @@ import numpy as np
 from snnir.errors import GraphError
 from snnir.graph import Graph, _normalize_attrs
 from snnir.passes.registry import register_pass
+from snnir.passes.rewrite import rewire
 
 
 def _scale_node(g: Graph, src: str, factor, name: str) -> str:
@@ -35,13 +36,6 @@ def _scale_node(g: Graph, src: str, factor, name: str) -> str:
     if f.ndim == 0:
         return g.add_node("scale", [src], attrs={"factor": float(f)}, id=g._new_id(name))
     return g.add_node("affine", [src], params={"weight": f, "bias": np.zeros_like(f)}, id=g._new_id(name))
-
-
-def _rewire(g: Graph, old: str, new: str, skip: str) -> None:
-    for _, v, port in list(g.nx.out_edges(old, data="port")):
-        if v != skip:
-            g.nx.remove_edge(old, v)
-            g.nx.add_edge(new, v, port=port)
 
 
 @register_pass("ann_to_snn")
@@ -67,14 +61,14 @@ def ann_to_snn(g: Graph) -> Graph:
         if node.op == "clip" and node.attrs["max"] is not None:
             lam = np.minimum(lam, node.attrs["max"])
         lam = np.maximum(lam, 1e-8)
-        (src,) = g.predecessors(node.id)
-        pre = _scale_node(g, src, 1.0 / lam, f"{node.id}_norm")
-        g.nx.remove_edge(src, node.id)
-        g.nx.add_edge(pre, node.id, port=0)
+        (into,) = g.in_edges(node.id)
+        pre = _scale_node(g, into.src, 1.0 / lam, f"{node.id}_norm")
+        g.remove_edge(into.src, node.id, 0)
+        g.add_edge(pre, node.id, port=0, offset=into.offset)
         node.op, node.params = "neuron", {}
         node.attrs = _normalize_attrs(node.id, node.spec, {"model": "IF", "v_threshold": 1.0, "v_reset": None})
         post = _scale_node(g, node.id, lam, f"{node.id}_rate")
-        _rewire(g, node.id, post, skip=post)
+        rewire(g, node.id, post, skip=post)
     if calib.get("decode") == "rate":
         for out in g.outputs:
             (src,) = g.predecessors(out)
@@ -82,6 +76,6 @@ def ann_to_snn(g: Graph) -> Graph:
             pre = _scale_node(g, src, 1.0 / np.maximum(lam, 1e-8), "output_norm")
             n = g.add_node("neuron", [pre], attrs={"model": "IF", "v_reset": None}, id=g._new_id("output_if"))
             post = _scale_node(g, n, lam, "output_rate")
-            g.nx.remove_edge(src, out)
-            g.nx.add_edge(post, out, port=0)
+            g.remove_edge(src, out, 0)
+            g.add_edge(post, out, port=0)
     return g.validate()

@@ -77,13 +77,15 @@ def fold_constants(g: Graph) -> Graph:
         preds = g.predecessors(node_id)
         if not preds or node.stateful or node.op == "output":
             continue
-        if not all(g.node(p).op == "constant" for p in preds):
+        edges = g.in_edges(node_id)
+        # a constant read one step late is 0 at the first step: not a constant
+        if not all(g.node(e.src).op == "constant" and not e.offset for e in edges):
             continue
         value = _eval(node, [g.node(p).params["value"] for p in preds])
         if value is None:
             continue
-        for p in preds:
-            g.nx.remove_edge(p, node_id)
+        for e in edges:
+            g.remove_edge(e.src, node_id, e.port)
         node.op, node.attrs = "constant", {}
         node.params = {"value": np.asarray(value, dtype=g.node(preds[0]).params["value"].dtype)}
     return eliminate_dead(g)

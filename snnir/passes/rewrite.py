@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from snnir.errors import GraphError
 from snnir.graph import Graph, Node
 
 
@@ -13,12 +14,23 @@ def touches_recurrence(g: Graph, node_id: str, recurrent: set[tuple[str, str]]) 
 
 
 def bypass(g: Graph, node_id: str) -> None:
-    """Remove a one-input node, feeding its input to its consumers on the same ports."""
-    (src,) = g.predecessors(node_id)
-    outs = [(v, port) for _, v, port in g.nx.out_edges(node_id, data="port")]
+    """Remove a one-input node, feeding its input to its consumers on the same ports (an edge's
+    time offset is the sum of the two it replaces)."""
+    (into,) = g.in_edges(node_id)
+    outs = g.out_edges(node_id)
+    if into.offset and any(e.offset for e in outs):
+        raise GraphError(f"node {node_id!r} cannot be bypassed: it is read one step late from a value one step late")
     g.remove_node(node_id)
-    for v, port in outs:
-        g.nx.add_edge(src, v, port=port)
+    for e in outs:
+        g.add_edge(into.src, e.dst, e.port, offset=into.offset + e.offset)
+
+
+def rewire(g: Graph, old: str, new: str, skip: str | None = None) -> None:
+    """Make every reader of ``old`` (except ``skip``) read ``new`` instead, on the same port and offset."""
+    for e in g.out_edges(old):
+        if e.dst != skip:
+            g.remove_edge(old, e.dst, e.port)
+            g.add_edge(new, e.dst, e.port, offset=e.offset)
 
 
 def single_consumer(g: Graph, node_id: str) -> str | None:

@@ -3,7 +3,9 @@
 Acyclic parts of the graph run *layer by layer over the sequence* (``"sequence"`` regions: each
 node processes many time steps in one call, stateless ops with time folded into batch, neurons
 with their fused time loop). Strongly connected components (recurrent loops) run *step by step*
-(``"step"`` regions: for each t, every node of the loop in order, recurrent edges reading t-1).
+(``"step"`` regions: for each t, every node of the loop in order, offset-1 edges reading t-1).
+An offset-1 edge outside a loop starts a new sequence region at its consumer, so its source's
+whole sequence exists before it is read one step late.
 
 A sequence region records ``sample_elems``, its largest per-sample activation: a backend runs the
 region in blocks of time steps whose activations fit its memory budget (folding all of T at once
@@ -31,11 +33,15 @@ def plan_regions(g: Graph) -> list[dict]:
     members = nx.get_node_attributes(cond, "members")
     comp_order = nx.lexicographical_topological_sort(cond, key=lambda c: min(order[n] for n in members[c]))
     regions: list[dict] = []
+    delayed_from = {}  # node -> the sources it reads with offset 1
+    for e in g.delayed_edges():
+        delayed_from.setdefault(e.dst, set()).add(e.src)
     for comp in comp_order:
         nodes = sorted(members[comp], key=order.__getitem__)
         cyclic = len(nodes) > 1 or g.nx.has_edge(nodes[0], nodes[0])
         mode = "step" if cyclic else "sequence"
-        if mode == "sequence" and regions and regions[-1]["mode"] == "sequence":
+        if (mode == "sequence" and regions and regions[-1]["mode"] == "sequence"
+                and not any(delayed_from.get(n, set()) & set(regions[-1]["nodes"]) for n in nodes)):
             regions[-1]["nodes"].extend(nodes)
         else:
             regions.append({"mode": mode, "nodes": nodes})

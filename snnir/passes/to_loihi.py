@@ -103,7 +103,8 @@ def loihi_layers(g: Graph) -> list[LoihiLayer]:
 
     Allowed: ``input -> [flatten] -> synapse -> neuron -> [flatten] -> synapse -> neuron ... ->
     output``, where a synapse is ``linear`` or ``conv2d``, and a ``linear`` from a neuron back into
-    its own input (through an ``add``) is that layer's recurrent synapse.
+    its own input (through an ``add``), read one step late, is that layer's recurrent synapse.
+    No other edge may read the previous step.
     """
     g.validate()
     if len(g.inputs) != 1 or len(g.outputs) != 1:
@@ -121,6 +122,7 @@ def loihi_layers(g: Graph) -> list[LoihiLayer]:
         if nxt.op == "output":
             if node.op != "neuron":
                 raise _refuse(node, "a Loihi network ends in a layer of neurons")
+            _check_delays(g, layers)
             return layers
         if nxt.op == "flatten":
             node = nxt
@@ -142,14 +144,30 @@ def _layer_after(g: Graph, syn: Node) -> LoihiLayer:
     nxt = g.node(consumers[0])
     if nxt.op == "neuron":
         return LoihiLayer(syn.id, nxt.id)
-    if nxt.op == "add" and len(g.predecessors(nxt.id)) == 2:
+    others = [p for p in g.predecessors(nxt.id) if p != syn.id]
+    if nxt.op == "add" and len(others) == 1 and len(g.predecessors(nxt.id)) == 2:
         (neuron_id,) = g.successors(nxt.id) or [None]
-        other = next(p for p in g.predecessors(nxt.id) if p != syn.id)
-        rec = g.node(other)
+        rec = g.node(others[0])
         if (neuron_id and g.node(neuron_id).op == "neuron" and rec.op == "linear"
                 and g.predecessors(rec.id) == [neuron_id] and "bias" not in rec.params):
             return LoihiLayer(syn.id, neuron_id, recurrent=rec.id, add=nxt.id)
     raise _refuse(nxt, _OP_REASONS.get(nxt.op, f"expected a neuron layer after synapse {syn.id!r}"))
+
+
+def _check_delays(g: Graph, layers: list[LoihiLayer]) -> None:
+    """Only a recurrent synapse reads the previous step (netx ``dense_rec``): one offset-1 edge on
+    its path neuron -> recurrent linear -> add, every other edge of the network offset 0."""
+    allowed = {(e.src, e.dst, e.port) for layer in layers if layer.recurrent
+               for e in g.in_edges(layer.recurrent) + g.in_edges(layer.add) if e.src != layer.synapse}
+    for e in g.delayed_edges():
+        if (e.src, e.dst, e.port) not in allowed:
+            raise _refuse(g.node(e.dst), f"it reads {e.src!r} one step late (time offset 1); on Loihi only a "
+                                         "layer's recurrent synapse reads the previous step")
+    for layer in [layer for layer in layers if layer.recurrent]:
+        loop = [e for e in g.in_edges(layer.recurrent) + g.in_edges(layer.add) if e.src != layer.synapse]
+        if sum(e.offset for e in loop) != 1:
+            raise _refuse(g.node(layer.recurrent), f"a recurrent synapse reads the previous step of "
+                                                   f"{layer.neuron!r} (one edge of its loop with time offset 1)")
 
 
 @dataclass
