@@ -241,11 +241,15 @@ def draw_matplotlib(g: Graph, path: str | os.PathLike, max_rows: int = 11) -> Pa
     pos = _positions(layers, rows, 1.0)
     region = _regions(g)
     delayed = _delayed(g)
+    plan = g.meta.get("schedule", {}).get("regions", [])
+    entries = len({op_kind(n) for n in g}) + bool(delayed) + min(len(plan), len(REGION_COLOURS))
     fig_w = max(6.0, columns * (width + 0.6) * column_width)
-    fig_h = 1.6 + rows * 0.95
+    legend_columns = max(1, min(4, entries, int(fig_w // 2.9)))
+    top = 0.45 + 0.2 * math.ceil(entries / legend_columns)  # inches for the title and the legend
+    fig_h = top + 0.3 + rows * 0.95
     dpi = 110  # drawn once before the arrows are placed: the same dpi when saving keeps boxes where they were
     fig, ax = plt.subplots(figsize=(fig_w, fig_h), dpi=dpi)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.85 / fig_h)  # before the first draw
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - top / fig_h)  # before the first draw
     xs = [x for x, _ in pos.values()]
     ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
     ax.set_ylim(-rows + 0.4, 0.6)
@@ -285,13 +289,12 @@ def draw_matplotlib(g: Graph, path: str | os.PathLike, max_rows: int = 11) -> Pa
                     va="center", zorder=4, bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none"})
     handles = [Patch(facecolor=KINDS[k][0], edgecolor="#555555", label=KINDS[k][3]) for k in KINDS if k in kinds]
     if delayed:
-        handles.append(Line2D([], [], color="#c62828", linestyle="--", label="recurrent edge (previous step)"))
-    plan = g.meta.get("schedule", {}).get("regions", [])
+        handles.append(Line2D([], [], color="#c62828", linestyle="--", label="edge reading the previous step (t-1)"))
     for i, r in enumerate(plan[:len(REGION_COLOURS)]):
         handles.append(Patch(facecolor="white", edgecolor=REGION_COLOURS[i], linewidth=1.6,
                              label=f"region {i}: {r['mode']}"))
     fig.suptitle(f"{g.name}: {len(g)} nodes", y=1 - 0.08 / fig_h, va="top", fontsize=9)
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.3 / fig_h), ncol=min(4, len(handles)),
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.3 / fig_h), ncol=legend_columns,
                fontsize=7.5, frameon=False)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
