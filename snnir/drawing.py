@@ -42,7 +42,7 @@ _OP_KIND = {"linear": "synapse", "conv1d": "synapse", "conv2d": "synapse",
             "clip": "elementwise", "dropout": "elementwise", "constant": "elementwise",
             "flatten": "structure", "add": "structure", "cat": "structure"}
 REGION_COLOURS = ["#1565c0", "#c62828", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f", "#5d4037", "#ad1457"]
-_HINT_NODES = 16  # from this size (or with branches) the fallback suggests Graphviz
+_HINT_NODES, _HINT_BRANCHES = 16, 3  # from this size, or this many branching nodes, the fallback suggests Graphviz
 
 
 class GraphvizHint(UserWarning):
@@ -324,9 +324,10 @@ def render(g: Graph, path: str | os.PathLike, engine: str = "auto") -> Path:
     if dot and engine != "matplotlib":
         subprocess.run([dot, f"-T{suffix[1:]}", "-o", str(path)], input=to_dot(g), text=True, check=True)
         return path
-    branched = any(len(g.successors(n.id)) > 1 for n in g)
-    if engine == "auto" and (len(g) >= _HINT_NODES or branched):
-        warnings.warn(f"drew {g.name!r} ({len(g)} nodes{', with branches' if branched else ''}) with matplotlib's "
+    branches = sum(len(g.successors(n.id)) > 1 for n in g)
+    if engine == "auto" and (len(g) >= _HINT_NODES or branches >= _HINT_BRANCHES):
+        where = f"{len(g)} nodes" + (f", {branches} branching" if branches else "")
+        warnings.warn(f"drew {g.name!r} ({where}) with matplotlib's "
                       "layered layout; with Graphviz installed ('dot' on the PATH: apt install graphviz, brew "
                       "install graphviz or conda install graphviz) snnir routes edges around the boxes instead",
                       GraphvizHint, stacklevel=2)
