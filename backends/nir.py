@@ -23,6 +23,7 @@ import numpy as np
 
 from snnir.errors import SnnirError
 from snnir.graph import Graph, Node
+from snnir.ops.neuron import per_neuron_params
 
 
 class UnsupportedNodeError(SnnirError):
@@ -230,10 +231,18 @@ def _tau_of(node: Node) -> float:
     return float(node.attrs["tau"])
 
 
+def _one_value_per_layer(node: Node) -> None:
+    arrays = per_neuron_params(node)
+    if arrays:
+        raise _unsupported(node, f"parameters given as arrays (per neuron or learnable) {arrays} are not "
+                                 "exported to NIR yet")
+
+
 @writes("neuron")
 def _neuron(node: Node, dt: float) -> Any:
     import nir
 
+    _one_value_per_layer(node)
     a = node.attrs
     model = a["model"]
     if a["v_reset"] is None:
@@ -259,6 +268,7 @@ def _neuron(node: Node, dt: float) -> Any:
 def _integrator(node: Node, dt: float) -> Any:
     import nir
 
+    _one_value_per_layer(node)
     a = node.attrs
     model, vl = a["model"], _full(node, a["v_reset"])
     if model == "IF":

@@ -183,7 +183,8 @@ class StreamingSession:
         batch = next(iter(feeds.values())).shape[1 if self.unroll else 0]
         for s in self._states:
             if s["name"] not in self.state:
-                self.state[s["name"]] = np.full((batch, *s["shape"]), s["init"], dtype=np.float32)
+                init = np.asarray(s["init"], np.float32)  # a number, or one value per neuron
+                self.state[s["name"]] = np.ascontiguousarray(np.broadcast_to(init, (batch, *s["shape"])))
             feeds[f"{s['name']}_in"] = self.state[s["name"]]
         results = self.session.run(None, feeds)
         n_out = len(self.output_names)

@@ -1,9 +1,9 @@
-"""Emit ONNX nodes for sympy expressions (neuron equations), in the order the equation is written.
+"""The ONNX printer: ONNX nodes for lowered ``Block``s (``snnir.lowering``), one node per operation.
 
-The ONNX counterpart of ``snnir.codegen.ExactOrderPrinter``: an ``Add`` is a left-to-right chain
-of ``Add``/``Sub``, a ``Mul`` multiplies its numerator factors left to right and then divides by
-each ``x**-1`` factor, ``-1 * x`` is ``Neg``. The torch backend prints the same trees the same
-way, so both run the same float32 operations in the same order.
+Blocks list the operations in the order the equation is written (an ``Add`` folds left, ``a * b**-1``
+divides, ``-1 * b`` negates), and the torch and C printers run the same list, so the float32
+operations match one for one. Every entry of the lowering's function table has an ONNX spelling
+here (``erfc`` is ``1 - Erf``, ``ne`` is ``Not(Equal)``; the rest are one ONNX op each).
 """
 
 from __future__ import annotations
@@ -11,9 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import sympy as sp
 
-from snnir.neurons.model import sigmoid
+from snnir.lowering import Block
+
+# lowering op -> ONNX op type
+ONNX_OPS = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "neg": "Neg", "pow": "Pow", "min": "Min",
+            "max": "Max", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs", "sign": "Sign", "floor": "Floor",
+            "ceil": "Ceil", "sin": "Sin", "cos": "Cos", "tan": "Tan", "asin": "Asin", "acos": "Acos", "atan": "Atan",
+            "sinh": "Sinh", "cosh": "Cosh", "tanh": "Tanh", "erf": "Erf", "sigmoid": "Sigmoid", "where": "Where",
+            "lt": "Less", "le": "LessOrEqual", "gt": "Greater", "ge": "GreaterOrEqual", "eq": "Equal", "and": "And",
+            "or": "Or", "not": "Not"}
+COMPOSED = ("copy", "erfc", "ne")  # no single ONNX op: an alias, 1 - Erf, Not(Equal)
 
 
 class OnnxBuilder:
@@ -21,9 +29,10 @@ class OnnxBuilder:
 
     Example:
         >>> import sympy as sp
-        >>> b = OnnxBuilder()
+        >>> from snnir.lowering import lower_assignments
         >>> x = sp.Symbol("x", real=True)
-        >>> out = b.expr(2 * x + 1, {"x": "input"})
+        >>> b = OnnxBuilder()
+        >>> env = b.block(lower_assignments([("y", 2 * x + 1)], ["y"], "demo", "t"), {"x": "input"})
         >>> [n.op_type for n in b.nodes]
         ['Mul', 'Add']
     """
@@ -62,61 +71,27 @@ class OnnxBuilder:
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.fresh(f"n_{op_type}"), **attrs))
         return out
 
-    # --- sympy -> ONNX -----------------------------------------------------------------------------
-    def expr(self, e: sp.Expr, env: dict[str, str]) -> str:
-        """Emit ``e``; ``env`` maps symbol names to tensor names. Returns the result's name."""
-        if isinstance(e, sp.Symbol):
-            if e.name not in env:
-                raise KeyError(f"ONNX export: symbol {e.name!r} has no value (known: {sorted(env)})")
-            return env[e.name]
-        if e.is_number:
-            return self.const(float(e))
-        if isinstance(e, sp.Add):
-            return self._add(e, env)
-        if isinstance(e, sp.Mul):
-            return self._mul(e, env)
-        if isinstance(e, sp.Pow):
-            return self._pow(e, env)
-        if isinstance(e, sp.exp):
-            return self.op("Exp", [self.expr(e.args[0], env)])
-        if isinstance(e, sigmoid):
-            return self.op("Sigmoid", [self.expr(e.args[0], env)])
-        raise NotImplementedError(f"ONNX export: no ONNX form for {type(e).__name__} in {e}")
-
-    def _add(self, e: sp.Add, env: dict[str, str]) -> str:
-        acc: str | None = None
-        for arg in e.args:
-            neg = isinstance(arg, sp.Mul) and arg.args and arg.args[0] == -1
-            term = (sp.Mul(*arg.args[1:], evaluate=False) if len(arg.args) > 2 else arg.args[1]) if neg else arg
-            value = self.expr(term, env)
-            if acc is None:
-                acc = self.op("Neg", [value]) if neg else value
+    # --- lowered blocks -> ONNX ------------------------------------------------------------------------
+    def block(self, block: Block, env: dict[str, str]) -> dict[str, str]:
+        """Emit ``block``; ``env`` maps the names it reads to tensor names and receives the names it
+        assigns (returned too)."""
+        for op in block.ops:
+            args = []
+            for a in op.args:
+                if isinstance(a, str):
+                    if a not in env:
+                        raise KeyError(f"ONNX export: {a!r} has no value (known: {sorted(env)})")
+                    args.append(env[a])
+                elif isinstance(a, bool):
+                    args.append(self.const(np.array(a)))
+                else:
+                    args.append(self.const(float(a)))
+            if op.fn == "copy":
+                env[op.out] = args[0]
+            elif op.fn == "erfc":
+                env[op.out] = self.op("Sub", [self.const(1.0), self.op("Erf", args)])
+            elif op.fn == "ne":
+                env[op.out] = self.op("Not", [self.op("Equal", args)])
             else:
-                acc = self.op("Sub" if neg else "Add", [acc, value])
-        assert acc is not None
-        return acc
-
-    def _mul(self, e: sp.Mul, env: dict[str, str]) -> str:
-        args = list(e.args)
-        if args and args[0] == -1:
-            rest = args[1:]
-            inner = rest[0] if len(rest) == 1 else sp.Mul(*rest, evaluate=False)
-            return self.op("Neg", [self.expr(inner, env)])
-        num = [a for a in args if not (isinstance(a, sp.Pow) and a.exp == -1)]
-        den = [a.base for a in args if isinstance(a, sp.Pow) and a.exp == -1]
-        acc = self.expr(num[0], env) if num else self.const(1.0)
-        for a in num[1:]:
-            acc = self.op("Mul", [acc, self.expr(a, env)])
-        for d in den:
-            acc = self.op("Div", [acc, self.expr(d, env)])
-        return acc
-
-    def _pow(self, e: sp.Pow, env: dict[str, str]) -> str:
-        base = self.expr(e.base, env)
-        if e.exp == -1:
-            return self.op("Div", [self.const(1.0), base])
-        if e.exp == sp.S.Half:
-            return self.op("Sqrt", [base])
-        if e.exp == 2:  # torch computes x**2 as x * x
-            return self.op("Mul", [base, base])
-        return self.op("Pow", [base, self.const(float(e.exp))])
+                env[op.out] = self.op(ONNX_OPS[op.fn], args)
+        return env

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import sympy as sp
 
 from snnir.errors import SnnirError
 from snnir.graph import Node
+from snnir.lowering import evaluate, lower_equations
 from snnir.neurons import get_model
+from snnir.ops.neuron import parameter_values
 
 from .onnx_expr import OnnxBuilder
 
@@ -187,56 +188,47 @@ def equations(node: Node) -> Any:
     options = {k: a[k] for k in model.options}
     if node.op == "integrator":
         return model.equations(reset="none", **options)
-    return model.equations(reset="soft" if a["v_reset"] is None else "hard", **options)
+    return model.equations(reset="soft" if "v_reset" in a and a["v_reset"] is None else "hard", **options)
 
 
-def param_values(node: Node, eq: Any) -> dict[str, float]:
-    """Parameter values as float64, the hoisted constants (``sigmoid(w)``) evaluated from them."""
-    a = node.attrs
-    values = {"v_threshold": float(a.get("v_threshold", 0.0)),
-              "v_reset": 0.0 if a["v_reset"] is None else float(a["v_reset"])}
-    for name in eq.params:
-        if name in values:
-            continue
-        if name in node.params:
-            arr = np.asarray(node.params[name], np.float64)
-            if arr.size != 1:
-                raise UnsupportedOpError(f"node {node.id!r}: per-neuron parameter {name!r} is not supported "
-                                         "by the ONNX exporter")
-            values[name] = float(arr.reshape(()))
-        else:
-            values[name] = float(a[name])
-    symbols = {sp.Symbol(k, real=True): v for k, v in values.items()}
-    for k, e in eq.constants:
-        values[k] = float(e.xreplace(symbols).rewrite(sp.exp).evalf())
-    return values
+def _uniforms(node: Node, eq: Any) -> tuple[Any, dict[str, float | np.ndarray]]:
+    """The lowered equations and their uniforms' values (float64: scalars, or per-neuron arrays)."""
+    low = lower_equations(eq)
+    raw = {f"p_{k}": v for k, v in parameter_values(node).items()}
+    values = {**raw, **evaluate(low.prologue, raw)}
+    return low, {n: values[n] for n in low.uniforms}
 
 
-def neuron_init(node: Node) -> list[tuple[str, float]]:
-    """Each state's initial value (``v = v_reset``, ...) as a float."""
+def neuron_init(node: Node) -> list[tuple[str, float | list]]:
+    """Each state's initial value (``v = v_reset``, ...): a float, or a nested list (per neuron)."""
     eq = equations(node)
-    values = param_values(node, eq)
-    symbols = {sp.Symbol(k, real=True): v for k, v in values.items()}
-    return [(k, float(sp.sympify(e).xreplace(symbols))) for k, e in eq.init]
+    low = lower_equations(eq)
+    raw = {f"p_{k}": v for k, v in parameter_values(node).items()}
+    init = evaluate(low.init, raw)
+    out = []
+    for k in eq.states:
+        v = init[f"s_{k}"]
+        out.append((k, float(v) if np.ndim(v) == 0 else np.asarray(v, np.float32).tolist()))
+    return out
 
 
 @lowers("neuron", "integrator")
 def _neuron_step(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
-    """The model's charge, fire and reset equations as ONNX nodes (spikes out, or ``v`` for integrators)."""
+    """The model's lowered charge, fire and reset blocks as ONNX nodes (spikes out, or ``v`` for
+    integrators); uniforms (parameters, constants) are float32 initializers, per-neuron ones arrays
+    broadcasting over the batch."""
     eq = equations(node)
-    values = param_values(node, eq)
-    env = {k: b.const(v) for k, v in values.items()}
-    env.update({"x": args[0], **{k: state[f"{node.id}.{k}"] for k in eq.states}})
-    for k, e in eq.charge:
-        env[k] = b.expr(e, env)
+    low, uniforms = _uniforms(node, eq)
+    env = {n: b.const(v, hint=f"{node.id}.{n[2:] if n.startswith('p_') else n}") for n, v in uniforms.items()}
+    env.update({"x": args[0], **{f"s_{k}": state[f"{node.id}.{k}"] for k in eq.states}})
+    b.block(low.charge, env)
     if node.op == "integrator":
-        out = env["v"]
+        out = env["s_v"]
     else:
-        z = b.expr(eq.fire, env)
-        out = b.op("Cast", [b.op("GreaterOrEqual", [z, b.const(0.0)])], to=1)  # 1 = FLOAT
+        b.block(low.fire, env)
+        out = b.op("Cast", [b.op("GreaterOrEqual", [env["z"], b.const(0.0)])], to=1)  # 1 = FLOAT
         env["spike"] = out
-        for k, e in eq.reset:
-            env[k] = b.expr(e, env)
+        b.block(low.reset, env)
     for k in eq.states:
-        state[f"{node.id}.{k}"] = env[k]
+        state[f"{node.id}.{k}"] = env[f"s_{k}"]
     return out

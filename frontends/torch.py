@@ -179,10 +179,19 @@ def _cat_module(m: L.Cat, ctx: _Context) -> OpMapping:
 
 @maps(Neuron)
 def _neuron(m: Neuron, ctx: _Context) -> OpMapping:
-    attrs: dict[str, Any] = {"model": m.model.name, "v_threshold": m.v_threshold, "v_reset": m.v_reset,
-                             "detach_reset": m.detach_reset, "surrogate": m.surrogate.to_dict(),
-                             **m.params, **m.options}
-    params = {k: _np(getattr(m, k)) for k in m.model.learnable}
+    attrs: dict[str, Any] = {"model": m.model.name, "detach_reset": m.detach_reset,
+                             "surrogate": m.surrogate.to_dict(), **m.options}
+    params = {}
+    for name, value in m.parameter_values().items():  # per-neuron / learnable tensors become arrays
+        if name == "v_reset" and m.v_reset is None:
+            attrs["v_reset"] = None
+        elif isinstance(value, torch.Tensor):
+            params[name] = _np(value)
+        else:
+            attrs[name] = value
+    extra = [n for n in m.learnable if n not in m.model.learnable]
+    if extra:
+        attrs["learnable"] = extra
     return "neuron", attrs, params
 
 

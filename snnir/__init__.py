@@ -19,11 +19,11 @@ from snnir.serialization import load, save  # noqa: E402
 __version__ = "0.1.0"
 __all__ = ["FormatError", "Graph", "GraphError", "LoihiMappingError", "NeuronModel", "Node", "PassCheckError",
            "ShapeError", "SnnirError", "TraceError", "compile", "convert", "export", "inspect", "load", "optimize",
-           "render", "save", "trace", "nn"]
+           "render", "save", "trace", "nn", "analysis"]
 
 
 def __getattr__(name: str):
-    if name in ("nn", "frontends", "backends", "data"):  # loaded on first use (nn imports torch)
+    if name in ("nn", "frontends", "backends", "data", "analysis"):  # loaded on first use (nn imports torch)
         import importlib
 
         return importlib.import_module(f"snnir.{name}")

@@ -123,10 +123,11 @@ def _check_offset(offset: Any, where: str) -> None:
                          f"got {offset!r}; longer delays are a 'delay' node")
 
 
-def _normalize_attrs(node_id: str, spec: OpSpec, attrs: dict[str, Any]) -> dict[str, Any]:
+def _normalize_attrs(node_id: str, spec: OpSpec, attrs: dict[str, Any],
+                     params: dict[str, Any] | None = None) -> dict[str, Any]:
     try:
         if spec.normalize is not None:
-            return _canonical(spec.normalize(dict(attrs)))
+            return _canonical(spec.normalize(dict(attrs), params or {}))
         unknown = set(attrs) - set(spec.attrs)
         if unknown:
             raise GraphError(f"unknown attributes {sorted(unknown)}; {spec.name} takes {sorted(spec.attrs)}")
@@ -198,7 +199,7 @@ class Graph:
         for k, v in params.items():
             if v.dtype.kind == "f" and not np.isfinite(v).all():
                 raise GraphError(f"node {node_id!r} ({op}): param {k!r} has NaN or Inf values")
-        node = Node(node_id, op, _normalize_attrs(node_id, spec, attrs or {}), params)
+        node = Node(node_id, op, _normalize_attrs(node_id, spec, attrs or {}, params), params)
         self._g.add_node(node_id, node=node)
         for port, (src, offset) in enumerate(zip(inputs, offsets)):
             self.add_edge(src, node_id, port, offset=offset)
@@ -442,7 +443,7 @@ class Graph:
             spec = get_op(entry["op"])
             if not isinstance(node_id, str) or not _ID.match(node_id) or node_id in g._g:
                 raise GraphError(f"invalid or duplicate node id {node_id!r}")
-            node = Node(node_id, entry["op"], _normalize_attrs(node_id, spec, entry.get("attrs", {})), params)
+            node = Node(node_id, entry["op"], _normalize_attrs(node_id, spec, entry.get("attrs", {}), params), params)
             g._g.add_node(node_id, node=node)
         for entry in structure["edges"]:
             # [src, dst, port, offset]; [src, dst, port] (format version 1): offset 0 here, and

@@ -134,25 +134,31 @@ def test_user_model_gets_the_fused_path():
         outs.append((y.detach(), xi.grad))
     assert torch.equal(outs[0][0], outs[1][0])
     torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-5, atol=1e-7)
-    assert fused_mod.get_kernel(Quad(), "hard", {}, snn.surrogate.ATan(), False, torch.float32) is not None
+    key = fused_mod.config_key(Quad, "hard", (), snn.surrogate.ATan, False, (), frozenset())
+    assert fused_mod.cpu_kernel(key, torch.float32) is not None
 
 
 def test_missing_compiler_falls_back_with_a_warning(monkeypatch, tmp_path):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setenv("SNNIR_CACHE_DIR", str(tmp_path))
-    fused_mod._kernel.cache_clear()
-    fused_mod._UNAVAILABLE.clear()
-    try:
-        lif = snn.LIF(tau=5.0, step_mode="m", surrogate=snn.surrogate.SoftSign())
-        with pytest.warns(RuntimeWarning, match="cannot run the C compiler"):
-            y = lif(torch.rand(4, 2, 3) * 3)
-        ref = snn.LIF(tau=5.0, step_mode="m", surrogate=snn.surrogate.SoftSign(), fused=False)(torch.zeros(1, 2, 3))
-        assert y.shape == (4, 2, 3) and ref.shape == (1, 2, 3)
-        with pytest.raises(KernelBuildError):
-            fused_mod._kernel(*next(iter(fused_mod._UNAVAILABLE)))
-    finally:
-        fused_mod._kernel.cache_clear()
-        fused_mod._UNAVAILABLE.clear()
+    monkeypatch.setattr(fused_mod._STATE, "cpu_kernels", {})
+    monkeypatch.setattr(fused_mod._STATE, "unavailable", set())
+    torch.manual_seed(0)
+    x = torch.rand(4, 2, 3) * 3
+    lif = snn.LIF(tau=5.0, step_mode="m", surrogate=snn.surrogate.SoftSign())
+    with pytest.warns(RuntimeWarning, match="cannot run the C compiler"):
+        y = lif(x)
+    ref = snn.LIF(tau=5.0, step_mode="m", surrogate=snn.surrogate.SoftSign(), fused=False)(x)
+    assert torch.equal(y, ref)
+    key, dtype = next(iter(fused_mod._STATE.unavailable))
+    with pytest.raises(KernelBuildError):
+        fused_mod.CpuKernel(fused_mod.config(key), dtype)
+    # the op itself still runs where no kernel can be built: the lowered step as torch ops
+    params = {"p_v_threshold": 1.0, "p_v_reset": 0.0, "p_tau": 5.0, "p_sg_alpha": 2.0}
+    prm, arrays = fused_mod.config(key).pack(params, torch.float32, (3,))
+    spikes, _, _ = fused_mod.neuron_forward(x.reshape(4, 6), torch.zeros(1, 6), prm, arrays, torch.empty(0, 3), key,
+                                            False)
+    assert torch.equal(spikes.view(4, 2, 3), ref)
 
 
 def test_kernel_memory_is_one_sequence_for_lif():
@@ -164,3 +170,60 @@ def test_kernel_memory_is_one_sequence_for_lif():
         prog = step_program(get_model(name).equations(), ATan, False)
         assert prog.kept == kept, name
     assert np.prod((1,)) == 1
+
+
+def test_torch_compile_sees_one_op_per_neuron_without_graph_breaks():
+    """``torch.compile(fullgraph=True)`` of a LIF network: the fused neurons are ``snnir::neuron_forward``
+    nodes (no graph break on ctypes), with the same spikes and gradients as eager."""
+    def make():
+        torch.manual_seed(0)
+        net = snn.set_step_mode(torch.nn.Sequential(snn.Linear(8, 16), snn.LIF(tau=2.0), snn.Linear(16, 4),
+                                                    snn.ParametricLIF()), "m")
+        with torch.no_grad():
+            net[0].weight.abs_()
+            net[2].weight.abs_()
+        return net
+
+    x = torch.rand(6, 3, 8) * 2
+    eager = make()
+    ref = eager(x)
+    ref.sum().backward()
+    net = make()
+    explained = torch._dynamo.explain(net)(x)
+    assert explained.graph_break_count == 0
+    code = "".join(gm.code for gm in explained.graphs)
+    assert code.count("snnir.neuron_forward") == 2
+    snn.reset(net)
+    compiled = torch.compile(net, backend="aot_eager", fullgraph=True)
+    out = compiled(x)
+    out.sum().backward()
+    assert torch.equal(out, ref) and 0 < ref.mean() < 1
+    for (name, p), q in zip(net.named_parameters(), eager.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_torch_loop_implementation_equals_the_c_kernel():
+    """The ops' implementation for devices without a compiled kernel (the lowered step as torch ops,
+    what the CUDA slot runs until a GPU backend registers its kernels) against the C kernel on CPU."""
+    from snnir.backends.torch import torch_loop
+
+    torch.manual_seed(0)
+    for cls, kw in [(snn.LIF, {"tau": torch.tensor([2.0, 3.0, 4.0]).view(3, 1)}), (snn.CubaLIF, {}),
+                    (snn.ParametricLIF, {"init_tau": torch.tensor([2.0, 4.0, 5.0]).view(3, 1)}),
+                    (snn.AdaptiveLIF, {"a": 0.2, "b": 0.3})]:
+        m = cls(**kw, step_mode="m")
+        x = torch.rand(10, 2, 3, 4) * 2
+        key = m._fused_key(x)
+        cfg = fused_mod.config(key)
+        prm, arrays = m._pack(cfg, m._param_env(x), x.dtype, (3, 4))
+        x2, s0 = x.reshape(10, -1), torch.zeros(len(cfg.step.states), 24)
+        kernel = fused_mod.cpu_kernel(key, x.dtype)
+        a, b = kernel.forward(x2, s0, prm, arrays, True), torch_loop.forward(cfg, x2, s0, prm, arrays, True)
+        for u, v in zip(a, b):
+            assert torch.equal(u, v), cls.__name__
+        g, gs = torch.linspace(-1, 1, x2.numel()).view_as(x2), torch.rand_like(s0)
+        n_learn = len(cfg.step.learnable)
+        for u, v in zip(kernel.backward(g, gs, x2, s0, prm, arrays, n_learn),
+                        torch_loop.backward(cfg, g, gs, x2, s0, prm, arrays, n_learn)):
+            if u is not None:
+                torch.testing.assert_close(u.to(v.dtype), v, rtol=1e-5, atol=1e-6, msg=cls.__name__)

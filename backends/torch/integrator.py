@@ -13,7 +13,7 @@ import torch
 from snnir.neurons import NeuronModel, get_model
 
 from .base import StepModule, check_step_mode
-from .neuron import compiled_equations
+from .neuron import _check_broadcast, compiled_equations, parameter_value
 
 
 class Integrator(StepModule):
@@ -26,7 +26,7 @@ class Integrator(StepModule):
         [1.0, 1.5, 1.75]
     """
 
-    def __init__(self, model: str | NeuronModel, v_reset: float = 0.0, step_mode: str = "s",
+    def __init__(self, model: str | NeuronModel, v_reset: Any = 0.0, step_mode: str = "s",
                  **kwargs: Any) -> None:
         super().__init__()
         self.model = get_model(model) if isinstance(model, str) else model
@@ -34,8 +34,18 @@ class Integrator(StepModule):
         unknown = set(kwargs) - set(self.model.params)
         if unknown:
             raise TypeError(f"Integrator({self.model.name}) got unknown arguments {sorted(unknown)}")
-        self.params = {k: float(kwargs.get(k, d)) for k, d in self.model.params.items()}
-        self.v_reset = float(v_reset)
+        # parameters: floats, or per-neuron tensors (buffers) broadcastable to the layer
+        self.params: dict[str, Any] = {}
+        self._tensor_params: tuple[str, ...] = ()
+        for name, value in {"v_reset": v_reset, **{k: kwargs.get(k, d) for k, d in self.model.params.items()}}.items():
+            value = parameter_value(f"Integrator({self.model.name})", name, value)
+            if isinstance(value, torch.Tensor):
+                self.register_buffer(name, value)
+                self._tensor_params = (*self._tensor_params, name)
+            elif name == "v_reset":
+                self.v_reset = value
+            else:
+                self.params[name] = value
         self.step_mode = check_step_mode(step_mode)
         for name in self.model.state:
             self.register_buffer(name, None, persistent=False)
@@ -45,17 +55,20 @@ class Integrator(StepModule):
 
     def single_step(self, x: torch.Tensor) -> torch.Tensor:
         eqs = self._equations()
-        # v_threshold is unused without firing, but the compiled functions take every parameter
-        params = eqs.with_constants({"v_threshold": 0.0, "v_reset": self.v_reset, **self.params})
-        state = {k: getattr(self, k) for k in self.model.state}
-        if state["v"] is None:
+        # v_threshold is unused without firing, but it is one of the equations' parameters
+        params: dict[str, Any] = {"v_threshold": 0.0, "v_reset": self.v_reset, **self.params}
+        for name in self._tensor_params:
+            value = getattr(self, name)
+            _check_broadcast(f"Integrator({self.model.name})", name, tuple(value.shape), tuple(x.shape[1:]))
+            params[name] = value.to(x.dtype)
+        uniforms = [u.to(x.dtype) if isinstance(u, torch.Tensor) else u for u in eqs.uniforms(params)]
+        state = [getattr(self, k) for k in self.model.state]
+        if state[0] is None:
             state = eqs.initial_state(x, params)
-        env: dict[str, Any] = {"x": x, "spike": 0.0, **params, **state}
-        for name, fn in eqs.charge:
-            env[name] = fn(**env)
-        for k in self.model.state:
-            setattr(self, k, env[k])
-        return env["v"]
+        state = eqs.charge(x.dtype)(x, *state, *uniforms)
+        for k, value in zip(self.model.state, state):
+            setattr(self, k, value)
+        return self.v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.step_mode == "s":
@@ -67,4 +80,6 @@ class Integrator(StepModule):
             setattr(self, k, None)
 
     def extra_repr(self) -> str:
-        return f"model={self.model.name}, v_reset={self.v_reset}, {self.params}, {self.options}"
+        arrays = {k: tuple(getattr(self, k).shape) for k in self._tensor_params}
+        v_reset = arrays.pop("v_reset", None) or self.v_reset
+        return f"model={self.model.name}, v_reset={v_reset}, {self.params}, {arrays or ''}{self.options}"

@@ -156,7 +156,8 @@ def _delay(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
 def _integrator(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     from .integrator import Integrator
 
-    return Integrator(**node.attrs)
+    arrays = {k: torch.tensor(np.asarray(v), dtype=torch.get_default_dtype()) for k, v in node.params.items()}
+    return Integrator(**node.attrs, **arrays)
 
 
 @builds("neuron")
@@ -164,8 +165,11 @@ def _neuron(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     kwargs = dict(node.attrs)
     cls = neuron_for(kwargs.pop("model"))
     kwargs["surrogate"] = surrogate_from_dict(kwargs["surrogate"])
-    kwargs.update({k: float(v) for k, v in node.params.items()})  # learnable, overwritten below
-    return _load_params(cls(**kwargs), node)
+    learnable = set(kwargs.pop("learnable", ())) | set(cls.model.learnable if cls.model else ())
+    for k, v in node.params.items():  # per-neuron arrays are buffers, learnable ones parameters
+        t = torch.tensor(np.asarray(v), dtype=torch.get_default_dtype())
+        kwargs[k] = nn.Parameter(t) if k in learnable else t
+    return cls(**kwargs)
 
 
 class GraphModule(StepModule):

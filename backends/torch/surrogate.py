@@ -1,20 +1,48 @@
-"""The spike function: Heaviside forward, the surrogate's compiled ``g'`` backward."""
+"""The spike function: Heaviside forward, the surrogate's ``g'`` (printed from the lowering) backward."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cache
+from typing import Any
 
+import sympy as sp
 import torch
 
+from snnir.lowering import lower_expression
 from snnir.surrogate import Surrogate
 
-from .codegen import compile_expr
+from .lowered import Prologue, step_function
+
+
+class _Compiled:
+    """A surrogate expression of ``x`` and the parameters: uniforms once per parameter set, then torch ops."""
+
+    def __init__(self, expr: sp.Expr, cls: type[Surrogate]) -> None:
+        prologue, self.uniforms, self.body = lower_expression(expr, ("x", *cls.params), ("x",),
+                                                              f"surrogate {cls.__name__}")
+        self.prologue = Prologue(prologue, self.uniforms)
+        self._values: dict[tuple, list[Any]] = {}
+
+    def __call__(self, x: torch.Tensor, values: dict[str, float]) -> torch.Tensor:
+        key = tuple(values.items())
+        u = self._values.get(key)
+        if u is None:
+            if len(self._values) > 256:
+                self._values.clear()
+            u = self.prologue(values)
+            u = self._values[key] = [u[n] for n in self.uniforms]
+        fn = step_function(self.body, x.dtype, ("x", *self.uniforms), "surrogate")
+        return fn(x, *u)[0]
 
 
 @cache
-def _derivative_fn(cls: type[Surrogate]) -> Callable[..., torch.Tensor]:
-    return compile_expr(cls.derivative_expr(), ("x", *cls.params))
+def _derivative_fn(cls: type[Surrogate]) -> _Compiled:
+    return _Compiled(cls.derivative_expr(), cls)
+
+
+@cache
+def _primitive_fn(cls: type[Surrogate]) -> _Compiled:
+    return _Compiled(cls.primitive_expr(), cls)
 
 
 class _SpikeFunction(torch.autograd.Function):
@@ -28,7 +56,7 @@ class _SpikeFunction(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
         s = ctx.surrogate
-        return grad * _derivative_fn(type(s))(x, **s.values), None
+        return grad * _derivative_fn(type(s))(x, s.values), None
 
 
 def spike(x: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
@@ -47,10 +75,7 @@ def spike(x: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
 
 def primitive(x: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
     """The surrogate's smooth step ``g(x)`` (a differentiable, non-spiking relaxation)."""
-    fn = _primitive_fn(type(surrogate))
-    return fn(x, **surrogate.values)
+    return _primitive_fn(type(surrogate))(x, surrogate.values)
 
 
-@cache
-def _primitive_fn(cls: type[Surrogate]) -> Callable[..., torch.Tensor]:
-    return compile_expr(cls.primitive_expr(), ("x", *cls.params))
+__all__ = ["primitive", "spike"]

@@ -1,4 +1,4 @@
-"""Running a graph on a backend from the command line: compile, check inputs, record firing rates.
+"""Running a graph on a backend from the command line: compile, check inputs, summarize firing rates.
 
 A backend's ``compile`` returns either a ``torch.nn.Module`` (``torch``, and GPU backends built on
 it) or an object with ``run(x)`` (``lava``'s simulator, whose ``spikes`` holds each layer's
@@ -87,25 +87,23 @@ class LayerRate:
 
 @dataclass
 class RateRecorder:
-    """Spike counts per spiking layer while a compiled graph runs (forward hooks on torch modules)."""
+    """Spike counts per spiking layer while a compiled graph runs: ``snnir.analysis.record`` on torch
+    modules, the backend's own recording (``spikes``) on others."""
 
     graph: Graph
     layers: dict[str, LayerRate] = field(default_factory=dict)
-    _hooks: list[Any] = field(default_factory=list)
+    _recording: Any = None
 
     def attach(self, compiled: Any) -> RateRecorder:
         import torch
 
-        if not isinstance(compiled, torch.nn.Module):
-            return self
-        for node_id, module in _neuron_modules(compiled).items():
-            unit_shape = tuple(self.graph.node(node_id).shape) if node_id in self.graph else ()
-            rate = self.layers.setdefault(node_id, LayerRate(node_id, _model_name(self.graph, node_id)))
+        if isinstance(compiled, torch.nn.Module):
+            from snnir.analysis import record
 
-            def hook(_m, _inputs, out, rate=rate, unit_shape=unit_shape):
-                rate.add(out.detach().float().cpu().numpy(), unit_shape)
-
-            self._hooks.append(module.register_forward_hook(hook))
+            try:
+                self._recording = record(compiled).attach()
+            except ValueError:  # no neuron modules: nothing to summarize
+                self._recording = None
         return self
 
     def add_recorded(self, spikes: dict[str, np.ndarray]) -> None:
@@ -115,9 +113,13 @@ class RateRecorder:
             rate.add(np.asarray(s), tuple(s.shape[2:]))
 
     def detach(self) -> None:
-        for h in self._hooks:
-            h.remove()
-        self._hooks.clear()
+        rec, self._recording = self._recording, None
+        if rec is None:
+            return
+        rec.detach()
+        for key in rec.rates():
+            self.layers[key] = LayerRate(key, _model_name(self.graph, key), rec.spike_counts(key).astype(np.float64),
+                                         rec.samples[key])
 
     def table(self) -> str:
         header = ("node", "neuron", "units", "rate", "max", "silent")
@@ -125,14 +127,6 @@ class RateRecorder:
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
         return "\n".join("  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
                          for r in rows)
-
-
-def _neuron_modules(compiled: Any) -> dict[str, Any]:
-    if callable(getattr(compiled, "neurons", None)):
-        return dict(compiled.neurons())
-    from snnir.backends.torch.neuron import Neuron
-
-    return {name: m for name, m in compiled.named_modules() if isinstance(m, Neuron)}
 
 
 def _model_name(graph: Graph, node_id: str) -> str:

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from snnir.codegen import rename
 from snnir.neurons.model import Equations
 from snnir.surrogate import Surrogate
 
@@ -35,17 +34,33 @@ def _sym(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)
 
 
+def rename(expr: sp.Expr, mapping: dict[sp.Symbol, sp.Expr]) -> sp.Expr:
+    """``expr.xreplace(mapping)`` without re-evaluation, so the written grouping survives."""
+    with sp.evaluate(False):
+        return expr.xreplace(mapping)
+
+
+def prefixed_symbols(eq: Equations) -> dict[sp.Symbol, sp.Symbol]:
+    """The renaming of ``eq``'s symbols into names safe to print in any language: ``x``,
+    ``spike``, ``s_<state>``, ``p_<param>`` (constants ``k_i`` become ``p_k_i``)."""
+    names = {**{k: f"s_{k}" for k in eq.states}, **{k: f"p_{k}" for k in eq.params},
+             **{k: f"p_{k}" for k, _ in eq.constants}}
+    return {**{_sym(k): _sym(v) for k, v in names.items()}, eq.x: _sym("x"), eq.spike: _sym("spike")}
+
+
 @dataclass(frozen=True)
 class StepProgram:
     """Forward and adjoint of one step, over prefixed symbols safe to print in any language.
 
     Symbols: ``x`` input, ``s_<k>`` state before the step (and the working variable of the
-    forward), ``h_<k>`` charged value, ``p_<name>`` parameters (surrogate ones ``p_sg_<name>``),
-    ``spike``; backward inputs ``g_spike``, ``g_<k>``.
+    forward), ``h_<k>`` charged value, ``p_<name>`` parameters (surrogate ones ``p_sg_<name>``,
+    constants ``p_k_<i>``), ``spike``; backward inputs ``g_spike``, ``g_<k>``.
     """
 
+    model: str
     states: tuple[str, ...]
-    params: tuple[str, ...]               # every runtime parameter: model, constants k_i, surrogate
+    params: tuple[str, ...]               # runtime parameters: the model's and the surrogate's (sg_<name>)
+    constants: tuple[tuple[str, sp.Expr], ...]  # p_k_i <- expression of the p_<param> (hoisted)
     learnable: tuple[str, ...]            # parameters that get gradients
     charge: tuple[tuple[str, sp.Expr], ...]   # sequential: s_k <- expr (forward)
     fire: sp.Expr                         # z as a function of the charged s_k
@@ -68,7 +83,7 @@ def step_program(eq: Equations, surrogate: type[Surrogate], detach_reset: bool,
     sg_names = tuple(surrogate.params)
     sg = {k: _sym(f"p_sg_{k}") for k in sg_names}
     x, spike = _sym("x"), _sym("spike")
-    raw = {**{_sym(k): s[k] for k in states}, **{_sym(k): p[k] for k in p}, eq.x: x, eq.spike: spike}
+    raw = prefixed_symbols(eq)
 
     # forward: printed as written, constants as symbols
     charge = tuple((k, rename(e, raw)) for k, e in eq.charge)
@@ -116,6 +131,7 @@ def step_program(eq: Equations, surrogate: type[Surrogate], detach_reset: bool,
     kept = {k for k in states if h[k] in read}
     temps, reduced = sp.cse([e for _, e in out], symbols=sp.numbered_symbols("c_", real=True), optimizations="basic")
     backward = tuple([(str(t), e) for t, e in temps] + [(name, e) for (name, _), e in zip(out, reduced)])
-    return StepProgram(states, (*eq.params, *consts, *(f"sg_{k}" for k in sg_names)),
+    constants = tuple((f"p_{k}", rename(e, raw)) for k, e in eq.constants)
+    return StepProgram(eq.model, states, (*eq.params, *(f"sg_{k}" for k in sg_names)), constants,
                        tuple(learnable), charge, fire, reset, tuple(k for k in states if k in kept),
                        prev_exprs, x in free, needs_prev, backward)

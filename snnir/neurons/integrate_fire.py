@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import numpy as np
 
 from snnir.neurons.model import NeuronModel, sigmoid
 
@@ -36,7 +36,8 @@ class ParametricLIF(NeuronModel):
 
     ``decay_input=True``:  ``v[t] = v + (x - (v - v_reset)) * sigmoid(w)``
     ``decay_input=False``: ``v[t] = v - (v - v_reset) * sigmoid(w) + x``
-    Construct with ``init_tau`` (> 1); ``w = -log(init_tau - 1)`` is trained.
+    Construct with ``init_tau`` (> 1; a number or one value per neuron/channel); ``w = -log(init_tau - 1)``
+    is trained.
     """
 
     params = {"w": 0.0}
@@ -48,9 +49,11 @@ class ParametricLIF(NeuronModel):
             return {"v": s.v + (s.x - (s.v - s.v_reset)) * sigmoid(s.w)}
         return {"v": s.v - (s.v - s.v_reset) * sigmoid(s.w) + s.x}
 
-    def user_params(self, init_tau: float = 2.0, **kwargs):
+    def user_params(self, init_tau=2.0, **kwargs):
         if "w" in kwargs:
             return kwargs
-        if init_tau <= 1.0:
+        tau = np.asarray(init_tau, np.float64)
+        if not (tau > 1.0).all():
             raise ValueError(f"ParametricLIF needs init_tau > 1, got {init_tau}")
-        return {"w": -math.log(init_tau - 1.0), **kwargs}
+        w = -np.log(tau - 1.0)
+        return {"w": float(w) if w.ndim == 0 else w.astype(np.float32), **kwargs}

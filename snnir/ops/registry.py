@@ -27,7 +27,8 @@ class OpSpec:
     input_shapes)`` returns the per-sample output shape or raises ``ShapeError``. Stateful ops give
     ``state(attrs, out_shape, in_shape) -> {name: shape}``: the state a backend keeps between steps.
     Ops whose attributes depend on other attributes (a neuron's depend on its model) give
-    ``normalize(attrs) -> attrs`` instead of a fixed ``attrs`` table.
+    ``normalize(attrs, params) -> attrs`` instead of a fixed ``attrs`` table (``params``: the
+    node's arrays, e.g. a neuron parameter given per neuron is not also an attribute).
     """
 
     name: str
@@ -37,7 +38,7 @@ class OpSpec:
     optional_params: tuple[str, ...] = ()
     arity: int | None = 1
     state: StateRule | None = None
-    normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    normalize: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
     doc: str = ""
 
     @property

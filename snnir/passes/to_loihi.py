@@ -55,6 +55,7 @@ import numpy as np
 
 from snnir.errors import LoihiMappingError
 from snnir.graph import Graph, Node
+from snnir.ops.neuron import per_neuron_params
 from snnir.passes.cleanup import eliminate_dead
 from snnir.passes.fold_batchnorm import fold_batchnorm
 from snnir.passes.quantize import quantize
@@ -183,6 +184,9 @@ def _dynamics(neuron: Node) -> _Dynamics:
     if model not in NEURONS:
         raise _refuse(neuron, f"neuron model {model} has no Loihi equivalent; Loihi runs CUBA-LIF "
                               f"(map from {', '.join(NEURONS)})")
+    if per_neuron_params(neuron):
+        raise _refuse(neuron, f"parameters given as arrays (per neuron or learnable) {per_neuron_params(neuron)}: "
+                              "Loihi has one value per layer")
     if a["v_reset"] is None:
         raise _refuse(neuron, "soft reset (v_reset=None) subtracts the threshold; Loihi resets v to 0")
     if a["v_reset"] != 0.0:
