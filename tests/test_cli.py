@@ -292,7 +292,7 @@ def test_run_on_the_loihi_simulator(work, capsys):
     (["nope.snnir", "--input", "x.npy"], "nope.snnir"),
     (["m.snnir", "--input", "wrong.npy"], "has shape (4, 2, 1, 5, 5); graph input 'input' takes [T, N, 1, 6, 6]"),
     (["m.snnir", "--input", "img.npy"], "without a time axis; graph input 'input' takes [T, N, 1, 6, 6]: pass"),
-    (["m.snnir", "--input", "text.npy"], "not a readable .npy/.npz array file"),
+    (["m.snnir", "--input", "text.npy"], "is not a readable .npy array"),
     (["m.snnir", "--input", "x.npy", "--labels", "x.npy"], "expected 2 integer labels [N]"),
     (["m.snnir", "--input", "x.npy", "--backend", "lava", "--device", "cpu"], "--device applies to torch-module"),
 ])

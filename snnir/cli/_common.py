@@ -69,7 +69,7 @@ def load_array(path: str, what: str = "--input") -> np.ndarray:
     try:
         data = np.load(p, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise CliError(f"{what} {path!r}: not a readable .npy/.npz array file ({e})") from None
+        raise CliError(f"{what} {path!r} is not a readable .npy array (or .npz holding one): {e}") from None
     if isinstance(data, np.lib.npyio.NpzFile):
         with data:
             if len(data.files) != 1:
