@@ -1,7 +1,8 @@
 """Trace a ``torch.nn.Module`` into a ``snnir.Graph`` with ``torch.fx``.
 
 ``snnir.nn`` modules and torch layers are leaves; each maps to one IR op through the tables
-below. Functional calls (``F.relu``, ``torch.flatten``, ``+``, ``torch.cat``, ``x * 0.5``) map too.
+below. SpikingJelly, snnTorch and Norse modules are leaves too, mapped by ``snnir.frontends.peers``.
+Functional calls (``F.relu``, ``torch.flatten``, ``+``, ``torch.cat``, ``x * 0.5``) map too.
 Anything else stops tracing with the fx node, module path and class named.
 """
 
@@ -23,6 +24,7 @@ from snnir.backends.torch.base import StepModule
 from snnir.backends.torch.encoding import _Encoder
 from snnir.backends.torch.neuron import Neuron
 from snnir.errors import GraphError, TraceError
+from snnir.frontends import peers
 from snnir.graph import Graph
 
 OpMapping = tuple[str, dict[str, Any], dict[str, Any]]  # (op, attrs, params)
@@ -227,7 +229,8 @@ class _Tracer(fx.Tracer):
     """Stops at snnir modules and at every module a mapper knows."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, StepModule) or _module_mapper(m) is not None or super().is_leaf_module(m, qualname)
+        return (isinstance(m, StepModule) or _module_mapper(m) is not None or peers.is_leaf(m)
+                or super().is_leaf_module(m, qualname))
 
 
 def _is_number(a: Any) -> bool:
@@ -243,7 +246,7 @@ def _refuse_shared_modules(fx_graph: fx.Graph, modules: dict[str, nn.Module]) ->
     for target, names in calls.items():
         m = modules[target]
         has_state = any(True for _ in m.parameters()) or isinstance(m, (Neuron, L.Dropout, S.SynapseFilter,
-                                                                         S.Delay, S.Recurrent))
+                                                                         S.Delay, S.Recurrent)) or peers.is_stateful(m)
         if len(names) > 1 and has_state:
             raise TraceError(f"module '{target}' ({type(m).__name__}) is called {len(names)} times "
                              f"(fx nodes {names}); shared weights or state cannot be represented yet. "
@@ -267,7 +270,7 @@ def _outer_step_modules(model: nn.Module) -> list[StepModule]:
 
 
 def _step_offset(model: nn.Module) -> int:
-    modes = {m.step_mode for m in _outer_step_modules(model)}
+    modes = {m.step_mode for m in _outer_step_modules(model)} | peers.step_modes(model)
     if len(modes) > 1:
         raise TraceError("the model mixes single-step and multi-step modules; set one mode with "
                          "snn.set_step_mode(model, 's' or 'm') before tracing")
@@ -360,11 +363,12 @@ class _Emitter:
         self.g = g
         self.ctx = _Context(offset)
         self.training: dict[str, bool] = {}  # node id -> training flag of the module it came from
+        self.tuple_outputs: dict[str, tuple[str, ...]] = {}  # node id -> names of a peer's tuple output
 
     def module(self, model: nn.Module, inputs: list[str] | None, shapes: list[tuple[int, ...]] | None,
                prefix: str) -> list[str]:
         """Emit ``model`` fed by ``inputs`` (node ids), or by new input nodes of ``shapes``."""
-        if _module_mapper(model) is not None or isinstance(model, S.Recurrent):
+        if _module_mapper(model) is not None or isinstance(model, S.Recurrent) or peers.is_leaf(model):
             # a leaf used as a whole (sub-)model, e.g. Recurrent(snn.LIF()) or trace(snn.LIF(), x)
             if inputs is None:
                 inputs = [self.g.add_input(s) for s in (shapes or ())][:1]
@@ -395,13 +399,19 @@ class _Emitter:
             elif node.op == "call_module":
                 args = [self.value(a, "module input", env) for a in node.args]
                 env[node] = self.leaf(modules[node.target], prefix + node.name, args, prefix + node.target)
+                if env[node] in self.tuple_outputs:  # a peer neuron returning (spikes, state...)
+                    env[node] = peers.TupleOutput(env[node], self.tuple_outputs[env[node]], node.target)
+            elif node.target is operator.getitem and isinstance(env.get(node.args[0]), peers.TupleOutput):
+                env[node] = env[node.args[0]].select(node.args[1])
             elif node.op in ("call_function", "call_method"):
                 _map_function(node, self.ctx, lambda a, what: self.value(a, what, env),
                               lambda n, op, ins, attrs=None, params=None: self.emit(n.name, prefix, env, n, op, ins,
                                                                                   attrs, params), env)
             elif node.op == "output":
                 outs = node.args[0] if isinstance(node.args[0], (tuple, list)) else (node.args[0],)
-                outputs = [self.value(o, "model output", env) for o in outs]
+                # a peer neuron's (spikes, state...) returned as the model output: its spikes
+                outputs = [env[o].node if isinstance(env.get(o), peers.TupleOutput)
+                           else self.value(o, "model output", env) for o in outs]
             else:  # get_attr
                 raise self.ctx.error(f"reads attribute '{node.target}' directly in forward; wrap the computation "
                                      "that uses it in a module")
@@ -413,6 +423,8 @@ class _Emitter:
     def value(self, a: Any, what: str, env: dict) -> str:
         if not isinstance(a, fx.Node):
             raise self.ctx.error(f"{what} must be a tensor produced by the model, got constant {a!r}")
+        if isinstance(env[a], (peers.TupleOutput, peers.Unusable)):
+            raise self.ctx.error(env[a].why(what))
         return env[a]
 
     def emit(self, name: str, prefix: str, env: dict, node: fx.Node | None, op: str, inputs: list[str],
@@ -430,6 +442,11 @@ class _Emitter:
         if isinstance(m, S.Recurrent):
             return self.recurrent(m, name, inputs)
         mapper = _module_mapper(m)
+        if peers.is_leaf(m):
+            conversion = peers.convert(m, path, lambda: [self.g.infer_shapes().node(i).shape for i in inputs])
+            if conversion.torch_class is None:
+                return self.peer(conversion, name, inputs, m.training)
+            mapper = _MODULES.get(conversion.torch_class)
         if mapper is None:
             raise self.ctx.error("no snnir op for this module class. Supported: " +
                                  ", ".join(sorted(c.__name__ for c in _MODULES)) +
@@ -440,6 +457,29 @@ class _Emitter:
         node_id = self.emit(name, "", {}, None, mapped[0], inputs, mapped[1], mapped[2])
         self.training[node_id] = m.training
         return node_id
+
+    def peer(self, conversion: peers.Conversion, name: str, inputs: list[str], training: bool) -> str:
+        """Emit a peer module's snnir equivalent (a module traced in its place, or a chain of ops)."""
+        if len(inputs) != 1:
+            raise self.ctx.error(f"called with {len(inputs)} arguments; snnir traces peer modules called on their "
+                                 "input alone (their state lives in the graph, not in explicit arguments)")
+        if conversion.ops is not None:
+            out = inputs[0]
+            for i, (op, attrs, params) in enumerate(conversion.ops):
+                out = self.emit(name if i == 0 else f"{name}_{i}", "", {}, None, op, [out], attrs, params)
+                self.training[out] = training
+        else:
+            conversion.module.train(training)  # built for the occasion: it takes the peer module's mode
+            outer = self.ctx.offset
+            if conversion.single_step:  # e.g. SeqToANNContainer: its inside sees [N, ...]
+                self.ctx.offset = 1
+            try:
+                (out,) = self.module(conversion.module, inputs, None, prefix=f"{name}_")
+            finally:
+                self.ctx.offset = outer
+        if conversion.outputs:
+            self.tuple_outputs[out] = conversion.outputs
+        return out
 
     def recurrent(self, m: S.Recurrent, name: str, inputs: list[str]) -> str:
         """``add(x, feedback) -> module -> connection``; the feedback edge closes the cycle."""

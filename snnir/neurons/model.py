@@ -5,11 +5,13 @@ A model gives, for one time step with input ``x``:
 1. **charge**: ordered assignments ``state <- expr(x, state, params)``. They run in order, each
    seeing the values assigned before it (like code), e.g. CUBA updates the current, then the
    voltage with the new current;
-2. **fire**: ``spike = H(v - threshold)`` where ``H`` is the Heaviside step (``H(0) = 1``) and the
-   backward uses the neuron's surrogate;
+2. **fire**: ``spike = H(z)``, ``z = v - threshold`` by default, where ``H`` is the Heaviside step
+   (``H(0) = 1``) and the backward uses the neuron's surrogate at ``z``. Models that fire strictly
+   above the threshold (snnTorch's and Norse's conventions) use ``z = above(v, threshold)``;
 3. **reset**: hard (``v <- (1 - s) v + s v_reset``), soft (``v <- v - s v_threshold``, chosen by
    ``v_reset=None``; the leak then targets 0) or none, then optional spike-triggered updates
-   (``on_spike``, e.g. adaptation ``w <- w + b s``).
+   (``on_spike``, e.g. adaptation ``w <- w + b s``). A model whose equations hold their own reset
+   (snnTorch's delayed reset) sets ``reset_rule = "none"``; ``v_reset`` then plays no part.
 
 Every backend compiles these expressions; nothing about a neuron is written per backend. A user's
 own model is a subclass, registered by its class name:
@@ -28,12 +30,15 @@ own model is a subclass, registered by its class name:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, ClassVar, Literal
 
 import sympy as sp
+from mpmath.libmp import from_man_exp
+from sympy.core.singleton import Singleton
 
 from snnir.errors import GraphError
 
@@ -42,6 +47,52 @@ _REGISTRY: dict[str, type[NeuronModel]] = {}
 
 # Parameters every neuron has; a model may change their defaults (Izhikevich fires at 30 mV).
 COMMON_PARAMS = {"v_threshold": 1.0, "v_reset": 0.0}
+
+
+class Float32Tiny(sp.NumberSymbol, metaclass=Singleton):
+    """``2^-149``, the smallest positive float32 (a subnormal), as a named constant.
+
+    A symbol rather than ``Rational(1, 2**149)``, so sympy never multiplies equations through by
+    ``2^149`` (which overflows in float); printers emit its value like any number.
+    """
+
+    is_real = True
+    is_positive = True
+    is_finite = True
+    is_number = True
+    __slots__ = ()
+
+    def _as_mpf_val(self, prec: int) -> Any:
+        return from_man_exp(1, -149)
+
+    def approximation_interval(self, number_cls: Any) -> Any:
+        return (sp.Integer(0), sp.Integer(1)) if number_cls is sp.Integer else None
+
+    def _sympystr(self, printer: Any) -> str:
+        return "FLOAT32_TINY"
+
+
+# fl(v - theta) >= FLOAT32_TINY exactly when v > theta (see ``above``).
+FLOAT32_TINY = Float32Tiny()
+
+
+def above(v: sp.Expr, threshold: sp.Expr) -> sp.Expr:
+    """Fire value ``z`` with ``H(z) = 1`` exactly when ``v > threshold`` (strict), for ``fire``.
+
+    ``z = (v - threshold) - 2^-149``: in float32 (with subnormals, as CPUs and GPUs compute by
+    default) ``v - threshold`` is 0 when they are equal and at least ``2^-149`` when ``v`` is
+    larger, so ``z >= 0`` is ``v > threshold``. ``dz/dv = 1`` and ``z`` equals ``v - threshold``
+    to the last bit unless ``|v - threshold| < 2^-124``, so surrogate gradients are unchanged.
+    In float64 the rule is exact unless ``v`` and the threshold are both below ``2^-96``.
+
+    Example:
+        >>> import sympy as sp
+        >>> v, theta = sp.symbols("v theta", real=True)
+        >>> print(above(v, theta))
+        (-theta + v) - FLOAT32_TINY
+    """
+    with sp.evaluate(False):
+        return sp.Add(sp.Add(v, sp.Mul(-1, threshold)), sp.Mul(-1, FLOAT32_TINY))
 
 
 class sigmoid(sp.Function):
@@ -92,15 +143,19 @@ class NeuronModel:
             symbols returning an expression (``lambda s: s.b * s.v_reset``). ``v`` must exist.
         params: model-specific parameters -> default value (floats).
         defaults: overrides of the common ``v_threshold`` / ``v_reset`` defaults.
-        options: switches that select the form of the equation (``decay_input``) -> default.
+        options: switches that select the form of the equation (``decay_input``) -> default:
+            a bool, or a str naming one of several forms (snnTorch's ``reset_mechanism``).
         learnable: parameters that backends train (stored as arrays on the graph node).
+        reset_rule: ``None`` (the neuron's ``v_reset`` picks hard or soft reset) or ``"none"`` for
+            models whose ``charge``/``on_spike`` hold their own reset.
     """
 
     state: ClassVar[dict[str, float | str | Callable[[SimpleNamespace], sp.Expr]]] = {"v": "v_reset"}
     params: ClassVar[dict[str, float]] = {}
     defaults: ClassVar[dict[str, float]] = {}
-    options: ClassVar[dict[str, bool]] = {}
+    options: ClassVar[dict[str, bool | str]] = {}
     learnable: ClassVar[tuple[str, ...]] = ()
+    reset_rule: ClassVar[ResetKind | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -124,8 +179,16 @@ class NeuronModel:
         """The firing threshold (override for adaptive thresholds)."""
         return s.v_threshold
 
-    def on_spike(self, s: SimpleNamespace) -> dict[str, sp.Expr]:
-        """Updates applied after the reset, as expressions of the spike ``s.spike`` (0 or 1)."""
+    def fire(self, s: SimpleNamespace) -> sp.Expr:
+        """``z`` of ``spike = H(z)`` (``H(0) = 1``): ``v - threshold``; ``above(...)`` fires strictly."""
+        return s.v - self.threshold(s)
+
+    def on_spike(self, s: SimpleNamespace, **options: Any) -> dict[str, sp.Expr]:
+        """Updates applied after the reset, as expressions of the spike ``s.spike`` (0 or 1).
+
+        Assignments run in order, like ``charge``. A model with options may take them
+        (``on_spike(self, s, **options)``); ``on_spike(self, s)`` is fine otherwise.
+        """
         return {}
 
     def user_params(self, **kwargs: float) -> dict[str, float]:
@@ -145,6 +208,7 @@ class NeuronModel:
                              f"it takes {sorted(self.options)}")
         if reset not in ("hard", "soft", "none"):
             raise GraphError(f"reset must be 'hard', 'soft' or 'none', got {reset!r}")
+        reset = self.reset_rule or reset
         options = {**self.options, **options}
         names = list(self.all_params())
         s = SimpleNamespace(**{n: sp.Symbol(n, real=True) for n in [*names, *self.state, "x", "spike"]})
@@ -152,11 +216,15 @@ class NeuronModel:
         leak_target = {s.v_reset: sp.Integer(0)} if reset == "soft" else {}
         with sp.evaluate(False):  # keep the written order of operations (bit-for-bit with peers)
             charge = [(k, sp.sympify(e)) for k, e in self.charge(s, **options).items()]
-            fire = s.v - self.threshold(s)
+            fire = self.fire(s)
             post = {"hard": [("v", (1 - s.spike) * s.v + s.spike * s.v_reset)],
                     "soft": [("v", s.v - s.spike * s.v_threshold)], "none": []}[reset]
-            post += [(k, sp.sympify(e)) for k, e in self.on_spike(s).items()]
-        charge = [(k, e.xreplace(leak_target)) for k, e in charge]
+            accepted = inspect.signature(self.on_spike).parameters
+            takes_options = set(options) <= set(accepted) or any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+            spike_updates = self.on_spike(s, **options) if takes_options else self.on_spike(s)
+            post += [(k, sp.sympify(e)) for k, e in spike_updates.items()]
+        with sp.evaluate(False):  # keep the written grouping: v - (v - 0) / tau + x, as SpikingJelly computes
+            charge = [(k, e.xreplace(leak_target)) for k, e in charge]
         for k, _ in [*charge, *post]:
             if k not in self.state:
                 raise GraphError(f"neuron model {self.name} assigns {k!r}, which is not in its state "
