@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from snnir.errors import FormatError, GraphError, SnnirError
+from snnir.errors import FormatError, GraphError, SnnirError, file_errors
 from snnir.graph import Graph
 
 
@@ -41,25 +41,25 @@ def from_onnx(model: str | os.PathLike | Any, name: str | None = None) -> Graph:
         ['input', 'flatten', 'linear', 'relu', 'output']
     """
     import onnx
-    from onnx import numpy_helper
 
     where = "<ModelProto>"
     if not isinstance(model, onnx.ModelProto):
         where = str(model)
-        try:
-            model = onnx.load(str(model))
-        except Exception as e:  # protobuf decode errors, missing files
-            raise FormatError(f"{where}: cannot read an ONNX model ({e})") from None
+        model = _load_model(where)
+    with file_errors(where, "the model"):  # a raw exception or GraphError outside a node names the file
+        return _import(model, where, name)
+
+
+def _import(model: Any, where: str, name: str | None) -> Graph:
+    import onnx
+
     try:
         onnx.checker.check_model(model)
     except Exception as e:
         raise FormatError(f"{where}: invalid ONNX model: {e}") from None
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     graph_proto = model.graph
-    consts = {t.name: numpy_helper.to_array(t) for t in graph_proto.initializer}
-    for node in graph_proto.node:  # Constant nodes are initializers too
-        if node.op_type == "Constant":
-            consts[node.output[0]] = numpy_helper.to_array(_attrs(node)["value"])
+    consts = _constants(graph_proto, where)
     g = Graph(name or graph_proto.name or "onnx")
     g.meta["training"] = False  # a checkpoint is an inference graph: compile() gives an eval-mode module
     env: dict[str, str] = {}
@@ -82,9 +82,71 @@ def from_onnx(model: str | os.PathLike | Any, name: str | None = None) -> Graph:
             raise FormatError(f"{where}: graph output {out.name!r} is not produced by a supported node")
         g.add_output(env[out.name], id=_ident(g, "output"))
     try:
-        return g.validate()
+        from snnir.validation import check_loaded
+
+        return check_loaded(g.validate())
     except GraphError as e:
         raise FormatError(f"{where}: the imported graph is inconsistent: {e}") from None
+
+
+def _load_model(where: str) -> Any:
+    """The ModelProto in file ``where``: its size, and that of external data, checked against the limits."""
+    import onnx
+    from onnx import external_data_helper as ext
+
+    from snnir import limits
+
+    try:
+        limits.check_bytes(where, "the file", os.path.getsize(where))
+        model = onnx.load(where, load_external_data=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError, FormatError):
+        raise
+    except Exception as e:  # protobuf decode errors
+        raise FormatError(f"{where}: cannot read an ONNX model ({e})") from None
+    tensors = [t for t in ext._get_all_tensors(model) if ext.uses_external_data(t)]
+    if tensors:
+        budget = limits.Budget(where)
+        base = os.path.dirname(os.path.abspath(where))
+        for t in tensors:
+            with file_errors(where, f"external data of tensor {t.name!r}"):
+                try:
+                    info = ext.ExternalDataInfo(t)
+                    stored = os.path.getsize(os.path.join(base, info.location))
+                except OSError as e:  # a file the model names, not the one the caller gave
+                    raise FormatError(f"{where}: tensor {t.name!r} keeps its data in a file that cannot be read "
+                                      f"({e})") from None
+                budget.take(f"external data of tensor {t.name!r}", info.length or max(0, stored - (info.offset or 0)))
+        with file_errors(where, "external tensor data"):
+            ext.load_external_data_for_model(model, base)  # onnx checks the paths stay inside base
+    return model
+
+
+def _constants(graph_proto: Any, where: str) -> dict[str, np.ndarray]:
+    """Numeric initializers and Constant node values by name (others are not constants to snnir)."""
+    from onnx import numpy_helper
+
+    consts: dict[str, np.ndarray] = {}
+    for t in graph_proto.initializer:
+        with file_errors(where, f"initializer {t.name!r}"):
+            value = numpy_helper.to_array(t)
+        if value.dtype.kind in "biuf":
+            consts[t.name] = value
+    for node in graph_proto.node:  # Constant nodes are initializers too
+        if node.op_type != "Constant" or not node.output:
+            continue
+        with file_errors(where, f"node {node.name!r} (Constant)"):
+            a = _attrs(node)
+            if "value" in a:
+                value = numpy_helper.to_array(a["value"])
+            elif "value_float" in a or "value_floats" in a:
+                value = np.asarray(a.get("value_float", a.get("value_floats")), dtype=np.float32)
+            elif "value_int" in a or "value_ints" in a:
+                value = np.asarray(a.get("value_int", a.get("value_ints")), dtype=np.int64)
+            else:
+                continue  # strings, sparse tensors: not numbers snnir uses
+        if value.dtype.kind in "biuf":
+            consts[node.output[0]] = value
+    return consts
 
 
 def _ident(g: Graph, name: str) -> str:
@@ -117,7 +179,13 @@ class _OnnxMapper:
         handler = _OPS.get(node.op_type)
         if handler is None:
             raise self.unsupported(node)
-        handler(self, node, _attrs(node))
+        what = f"node {node.name!r} ({node.op_type})"
+        with file_errors(self.where, what):  # every handler: no raw exception escapes, the node is named
+            try:
+                handler(self, node, _attrs(node))
+            except KeyError as e:
+                raise FormatError(f"{self.where}: {what} refers to {e}, which it does not have (a missing attribute, "
+                                  "or an input that is not a constant initializer or a known activation)") from None
 
 
 def _pads(mapper: _OnnxMapper, node: Any, a: dict, n: int) -> tuple[int, ...]:

@@ -363,7 +363,6 @@ def _chain(model_attrs, *, pool=False, relu=False, bias=False, conv1d=False):
     ({"model_attrs": {"model": "LIF", "v_reset": None}}, "lif", "soft reset"),
     ({"model_attrs": {"model": "LIF", "v_reset": -0.5}}, "lif", "v_reset=-0.5"),
     ({"model_attrs": {"model": "QIF"}}, "lif", "QIF has no Loihi equivalent"),
-    ({"model_attrs": {"model": "LIF", "tau": 0.5}}, "lif", "outside Loihi's 12-bit range"),
     ({"model_attrs": {"model": "LIF"}, "pool": True}, "pool", "use a strided conv"),
     ({"model_attrs": {"model": "LIF"}, "relu": True}, "act", "ReLU"),
     ({"model_attrs": {"model": "LIF"}, "conv1d": True}, "conv", "convolutions are 2-d"),

@@ -236,6 +236,7 @@ class Neuron(StepModule):
             self._set_param("v_reset", v_reset)
         for name, default in model.params.items():
             self._set_param(name, params.get(name, default), learnable=name in model.learnable)
+        model.check_params({**self.parameter_values(), "v_reset": self.v_reset}, who=type(self).__name__)
         for name in model.state:
             self.register_buffer(name, None, persistent=False)
         self.v_seq: torch.Tensor | None = None

@@ -39,6 +39,8 @@ VERBS = (
 def build_parser() -> argparse.ArgumentParser:
     """The ``snnir`` argument parser with every verb in ``VERBS``."""
     parser = argparse.ArgumentParser(prog="snnir", description="snnir: spiking neural networks on one graph IR")
+    parser.add_argument("--trusted", action="store_true", help="the input files are trusted: parse HDF5/.mat "
+                        "in this process (default: safe mode, in a child process with memory and time limits)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     for verb in VERBS:
         importlib.import_module(f"snnir.cli.{verb}").add_parser(sub)
@@ -48,8 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``snnir`` console script; returns the exit code (0 success, 1 error)."""
     args = build_parser().parse_args(argv)
+    from snnir import limits
+
     try:
-        return args.func(args)
+        with limits.override(safe=not args.trusted):  # files given on a command line come from anywhere
+            return args.func(args)
     except (SnnirError, OSError, ValueError) as e:
         print(f"snnir {args.command}: error: {e}", file=sys.stderr)
         return 1

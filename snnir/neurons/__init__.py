@@ -7,6 +7,7 @@ from snnir.neurons.model import (
     COMMON_PARAMS,
     Equations,
     NeuronModel,
+    Range,
     above,
     get_model,
     registered_models,
@@ -19,5 +20,5 @@ from snnir.neurons.threshold import Threshold
 
 __all__ = ["COMMON_PARAMS", "EIF", "IF", "LIF", "QIF", "AdaptiveLIF", "AdaptiveQIF", "CubaLIF", "CubaLIFDecay",
            "Equations", "Izhikevich", "NeuronModel", "NorseIAF", "NorseLIBox", "NorseLIF", "NorseLIFBox",
-           "ParametricLIF", "SnnTorchLeaky", "SnnTorchSynaptic", "Threshold", "above", "get_model",
+           "ParametricLIF", "Range", "SnnTorchLeaky", "SnnTorchSynaptic", "Threshold", "above", "get_model",
            "registered_models", "sigmoid"]

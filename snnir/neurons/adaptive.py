@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from snnir.neurons.model import NeuronModel
+from snnir.neurons.model import TAU_WHY, NeuronModel, Range
 
 
 class AdaptiveLIF(NeuronModel):
@@ -16,6 +16,7 @@ class AdaptiveLIF(NeuronModel):
 
     state = {"v": "v_reset", "w": 0.0}
     params = {"tau": 2.0, "tau_w": 20.0, "a": 0.0, "b": 0.1}
+    ranges = {"tau": Range(1.0, why=TAU_WHY), "tau_w": Range(1.0, why=TAU_WHY)}
 
     def charge(self, s, **options):
         return {"v": s.v + (s.x - (s.v - s.v_reset) - s.w) / s.tau,

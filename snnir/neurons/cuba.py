@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from snnir.neurons.model import NeuronModel
+from snnir.neurons.model import TAU_WHY, NeuronModel, Range
 
 
 class CubaLIF(NeuronModel):
@@ -15,6 +15,7 @@ class CubaLIF(NeuronModel):
 
     state = {"i": 0.0, "v": "v_reset"}
     params = {"tau_syn": 2.0, "tau_mem": 2.0}
+    ranges = {"tau_syn": Range(1.0, why=TAU_WHY), "tau_mem": Range(1.0, why=TAU_WHY)}
 
     def charge(self, s, **options):
         return {"i": s.i - s.i / s.tau_syn + s.x,

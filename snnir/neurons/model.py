@@ -31,16 +31,18 @@ own model is a subclass, registered by its class name:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import sympy as sp
 from mpmath.libmp import from_man_exp
 from sympy.core.singleton import Singleton
 
-from snnir.errors import GraphError
+from snnir.errors import GraphError, ParameterError
 
 ResetKind = Literal["hard", "soft", "none"]
 _REGISTRY: dict[str, type[NeuronModel]] = {}
@@ -93,6 +95,50 @@ def above(v: sp.Expr, threshold: sp.Expr) -> sp.Expr:
     """
     with sp.evaluate(False):
         return sp.Add(sp.Add(v, sp.Mul(-1, threshold)), sp.Mul(-1, FLOAT32_TINY))
+@dataclass(frozen=True)
+class Range:
+    """The valid values of one neuron parameter: ``lo <= value <= hi`` (``lo < value`` when
+    ``lo_open``); ``why`` says what goes wrong outside. Checked for scalars and per-neuron arrays."""
+
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    why: str = ""
+
+    def describe(self, name: str) -> str:
+        parts = []
+        if self.lo > -math.inf:
+            parts.append(f"{name} {'>' if self.lo_open else '>='} {self.lo:g}")
+        if self.hi < math.inf:
+            parts.append(f"{name} <= {self.hi:g}")
+        return " and ".join(parts) or f"{name} finite"
+
+    def bad(self, a: np.ndarray) -> np.ndarray:
+        """Mask of the values of ``a`` outside the range (NaN and Inf included)."""
+        low = a <= self.lo if self.lo_open else a < self.lo
+        return ~np.isfinite(a) | low | (a > self.hi)
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+TAU_WHY = "the leak removes 1/tau of v - v_reset per step; tau < 1 overshoots the leak target"
+
+# Relations between two parameters, checked when both are given: (left, operator, right).
+_OPERATORS = {">": np.greater, ">=": np.greater_equal}
+
+
+def _values(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor (learnable or per-neuron parameter)
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def _at(a: np.ndarray, mask: np.ndarray) -> str:
+    """The first offending value, with its neuron index when ``a`` is an array."""
+    if a.ndim == 0:
+        return f"{float(a):g}"
+    index = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(mask)[0]), mask.shape))
+    index = index[0] if len(index) == 1 else index
+    return f"{float(a[index]):g} at neuron {index}"
 
 
 class sigmoid(sp.Function):
@@ -148,6 +194,9 @@ class NeuronModel:
         learnable: parameters that backends train (stored as arrays on the graph node).
         reset_rule: ``None`` (the neuron's ``v_reset`` picks hard or soft reset) or ``"none"`` for
             models whose ``charge``/``on_spike`` hold their own reset.
+        ranges: parameter -> ``Range`` of valid values (every parameter must also be finite).
+        relations: ``(a, op, b)`` that must hold between two parameters (default: the threshold
+            lies above the reset; with soft reset, above the leak target 0).
     """
 
     state: ClassVar[dict[str, float | str | Callable[[SimpleNamespace], sp.Expr]]] = {"v": "v_reset"}
@@ -156,6 +205,8 @@ class NeuronModel:
     options: ClassVar[dict[str, bool | str]] = {}
     learnable: ClassVar[tuple[str, ...]] = ()
     reset_rule: ClassVar[ResetKind | None] = None
+    ranges: ClassVar[dict[str, Range]] = {}
+    relations: ClassVar[tuple[tuple[str, str, str], ...]] = (("v_threshold", ">", "v_reset"),)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -194,6 +245,60 @@ class NeuronModel:
     def user_params(self, **kwargs: float) -> dict[str, float]:
         """Map user-facing arguments to equation parameters (e.g. PLIF's ``init_tau`` -> ``w``)."""
         return kwargs
+
+    # --- checks ----------------------------------------------------------------------------------
+    def check_params(self, values: Mapping[str, Any], who: str | None = None) -> None:
+        """Refuse parameter values outside ``ranges`` or breaking ``relations`` (``ParameterError``
+        naming ``who``, the parameter, the value and the valid range). Values may be scalars or
+        per-neuron arrays (numpy or torch); names the model does not have are ignored;
+        ``v_reset=None`` (soft reset) compares with the leak target 0.
+
+        Example:
+            >>> from snnir.neurons import LIF
+            >>> LIF().check_params({"tau": 0.5, "v_threshold": 1.0, "v_reset": 0.0})
+            Traceback (most recent call last):
+            ...
+            snnir.errors.ParameterError: LIF: tau = 0.5 is out of range: needs tau >= 1 (the leak removes 1/tau of \
+v - v_reset per step; tau < 1 overshoots the leak target)
+        """
+        who = who or self.name
+        known = self.all_params()
+        arrays = {}
+        for name, value in values.items():
+            if name not in known or value is None or isinstance(value, bool):
+                continue
+            try:
+                arrays[name] = a = _values(value)
+            except (TypeError, ValueError):
+                raise ParameterError(f"{who}: {name} = {value!r} is not a number or array of numbers") from None
+            rule = self.ranges.get(name, Range())
+            mask = rule.bad(a)
+            if mask.any():
+                why = f" ({rule.why})" if rule.why else ""
+                raise ParameterError(f"{who}: {name} = {_at(a, mask)} is out of range: needs "
+                                     f"{rule.describe(name)}{why}")
+            mask = np.abs(a) > FLOAT32_MAX
+            if mask.any():
+                raise ParameterError(f"{who}: {name} = {_at(a, mask)} is beyond float32's range (+-3.4e38), the "
+                                     "precision neurons run in")
+        for left, op, right in self.relations:
+            if left not in arrays or right not in values:
+                continue
+            soft = right == "v_reset" and values[right] is None
+            b = np.float64(0.0) if soft else arrays.get(right)
+            if b is None:
+                continue
+            try:
+                mask = ~_OPERATORS[op](arrays[left], b)
+            except ValueError:
+                raise ParameterError(f"{who}: {left} of shape {arrays[left].shape} and {right} of shape "
+                                     f"{np.shape(b)} do not broadcast") from None
+            if mask.any():
+                a = np.broadcast_to(arrays[left], mask.shape)
+                other = ("0, the leak target of soft reset (v_reset=None)" if soft else
+                         f"{right} = {_at(np.broadcast_to(b, mask.shape), mask)}")
+                raise ParameterError(f"{who}: {left} = {_at(a, mask)} must be {op} {other}; a neuron whose "
+                                     "threshold is not above its reset keeps firing on its own")
 
     # --- derived ---------------------------------------------------------------------------------
     def all_params(self) -> dict[str, float]:

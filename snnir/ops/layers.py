@@ -90,6 +90,9 @@ def _batchnorm_shape(attrs: dict, params: dict, in_shapes: list[Shape]) -> Shape
     n = params["running_mean"].shape[0]
     if not shape or shape[0] != n:
         raise ShapeError(f"batchnorm over {n} channels got input shape {shape} (channels come first)")
+    for name in ("running_var", "weight", "bias"):
+        if name in params and params[name].shape != (n,):
+            raise ShapeError(f"batchnorm {name} has shape {params[name].shape}, expected ({n},) like running_mean")
     return shape
 
 

@@ -44,8 +44,10 @@ def _normalize(attrs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
             raise GraphError(f"learnable names {sorted(unknown)}, which are not parameters of neuron model "
                              f"{model.name} ({sorted(defaults)})")
         out["learnable"] = sorted(set(learnable))
-    return model_attrs(model, attrs, out, f"neuron model {model.name}", params,
-                       f" (learnable parameters {list(model.learnable)} are params)")
+    out = model_attrs(model, attrs, out, f"neuron model {model.name}", params,
+                      f" (learnable parameters {list(model.learnable)} are params)")
+    model.check_params({**out, **params}, who=f"neuron model {model.name}")  # scalars and per-neuron arrays
+    return out
 
 
 def model_attrs(model: Any, attrs: dict[str, Any], out: dict[str, Any], who: str, params: dict[str, Any],
