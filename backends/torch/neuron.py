@@ -27,7 +27,7 @@ from snnir.neurons import Equations, NeuronModel
 from snnir.surrogate import ATan, Surrogate
 
 from .base import StepModule, check_step_mode
-from .fused import config, config_key, cpu_kernel, fused_devices, fused_steps
+from .fused import config, config_key, cpu_kernel, fused_steps, has_fused_kernels
 from .lowered import Prologue, join, step_function
 from .signature import MODEL_DEFAULT as _DEFAULT
 from .signature import neuron_signature
@@ -338,7 +338,7 @@ class Neuron(StepModule):
         if cached is not None and cached[0] == sig:
             return cached[1] if x.shape[0] else None
         key = None
-        if self.fused and x.device.type in fused_devices():
+        if self.fused and has_fused_kernels(x.device.type):
             per_neuron = frozenset(n for n in self._tensor_params if getattr(self, n).numel() > 1)
             key = config_key(type(self.model), self.reset_kind, tuple(sorted(self.options.items())),
                              type(self.surrogate), self.detach_reset, self.learnable, per_neuron)
