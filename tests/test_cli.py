@@ -306,6 +306,18 @@ def test_run_bad_input(work, capsys, argv, message):
     assert code == 1 and message in err, err
 
 
+def test_a_backend_that_cannot_run_here_says_why(work, capsys):
+    snnir.save(snnir.trace(_factory(work, "make_model")(), torch.zeros(2, 1, 1, 6, 6)), work / "m.snnir")
+    np.save(work / "x.npy", np.zeros((3, 2, 1, 6, 6), np.float32))
+    from snnir.backends.cupy import unavailable_reason
+
+    if unavailable_reason() is None:
+        pytest.skip("CuPy and a GPU are here: the cupy backend runs")
+    for verb, extra in (("run", ["--input", "x.npy"]), ("bench", ["--input-shape", "3,2"])):
+        code, _, err = _cli(capsys, verb, "m.snnir", *extra, "--backend", "cupy")
+        assert code == 1 and f"snnir {verb}: error: CudaUnavailableError:" in err and "Traceback" not in err
+
+
 def test_run_unknown_backend_is_refused_by_the_parser(work, capsys):
     with pytest.raises(SystemExit) as e:
         main(["run", "m.snnir", "--input", "x.npy", "--backend", "tpu"])

@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SnnirError, OSError, ValueError) as e:
         print(f"snnir {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except RuntimeError as e:  # a backend that cannot run here (no GPU, no CuPy) says why
+        print(f"snnir {args.command}: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
     except ImportError as e:  # an optional dependency (onnx, h5py, nir, matplotlib) is missing
         print(f"snnir {args.command}: error: {e} (see the extras in README: pip install 'snnir[onnx]', ...)",
               file=sys.stderr)
