@@ -470,11 +470,11 @@ class Graph:
 
         return node_table(self, schedule=False)
 
-    def render(self, path: str) -> object:
-        """Draw the graph to ``path`` (.svg, .png or .dot); see ``snnir.inspect.render``."""
-        from snnir.inspect import render
+    def render(self, path: str, engine: str = "auto") -> object:
+        """Draw the graph to ``path`` (.svg, .png or .dot); see ``snnir.drawing.render``."""
+        from snnir.drawing import render
 
-        return render(self, path)
+        return render(self, path, engine)
 
     def __repr__(self) -> str:
         return f"Graph({self.name!r}, {len(self)} nodes, {self._g.number_of_edges()} edges)"

@@ -534,10 +534,13 @@ def test_limits_from_environment_and_override(monkeypatch):
 
 
 def test_cli_reads_in_safe_mode_unless_trusted(tmp_path, monkeypatch, capsys):
+    import importlib
+
     from snnir import cli
 
     seen = []
-    monkeypatch.setattr(cli, "_inspect", lambda args: seen.append(limits.current().safe) or 0)
+    verb = importlib.import_module("snnir.cli.inspect")  # the CLI is a package, one module per verb
+    monkeypatch.setattr(verb, "run", lambda args: seen.append(limits.current().safe) or 0)
     assert cli.main(["inspect", "x.snnir"]) == 0 and cli.main(["--trusted", "inspect", "x.snnir"]) == 0
     assert seen == [True, False] and limits.current().safe is False
     path = tmp_path / "m.snnir"

@@ -25,6 +25,7 @@ from snnir.surrogate import surrogate_from_dict
 from . import fused_bn
 from . import layers as L
 from . import stateful as S
+from . import tensor_ops as X
 from .base import StepModule, check_step_mode
 from .functional import reset, set_step_mode
 from .neuron import Neuron, neuron_for
@@ -138,6 +139,63 @@ def _constant(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
 @builds("clip")
 def _clip(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     return L.Clip(node.attrs["min"], node.attrs["max"])
+
+
+@builds("reshape")
+def _reshape(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Reshape(node.attrs["shape"])
+
+
+@builds("expand")
+def _expand(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Expand(node.attrs["shape"])
+
+
+@builds("transpose")
+def _transpose(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Transpose(node.attrs["perm"])
+
+
+@builds("slice")
+def _slice(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Slice(**node.attrs)
+
+
+@builds("mean", "sum")
+def _reduce(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Reduce(node.op, node.attrs["axes"], node.attrs["keepdim"])
+
+
+@builds("matmul")
+def _matmul(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.MatMul()
+
+
+@builds("sigmoid", "tanh", "erf", "exp", "sqrt", "silu", "hardswish", "hardsigmoid", "gelu")
+def _elementwise(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Elementwise(node.op, **node.attrs)
+
+
+@builds("mul", "sub", "div")
+def _binary(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Binary(node.op)
+
+
+@builds("softmax")
+def _softmax(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Softmax(node.attrs["axis"])
+
+
+@builds("layernorm")
+def _layernorm(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    m = X.LayerNorm(node.attrs["normalized_shape"], node.attrs["eps"], elementwise_affine="weight" in node.params,
+                    bias="bias" in node.params)
+    return _load_params(m, node)
+
+
+@builds("upsample")
+def _upsample(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Upsample(**node.attrs)
 
 
 @builds("spiking_maxpool2d")

@@ -30,9 +30,10 @@ from . import fused_call
 from .base import StepModule, check_step_mode
 from .fused import compute_dtype, config_key, cpu_kernel_available, has_fused_kernels
 from .lowered import Prologue, join, step_function
+from .signature import MODEL_DEFAULT as _DEFAULT
+from .signature import neuron_signature
 from .surrogate import spike as spike_fn
 
-_DEFAULT: Any = object()
 ParamValue = float | torch.Tensor | np.ndarray
 
 
@@ -475,8 +476,10 @@ def neuron_class(model: type[NeuronModel] | NeuronModel, name: str | None = None
         [1.0]
     """
     instance = model() if isinstance(model, type) else model
-    return type(name or instance.name, (Neuron,), {"model": instance, "__doc__": type(instance).__doc__,
-                                                   "__module__": __name__})
+    cls = type(name or instance.name, (Neuron,), {"model": instance, "__doc__": type(instance).__doc__,
+                                                  "__module__": __name__})
+    cls.__signature__ = neuron_signature(cls)  # help() shows the model's defaults, not **kwargs
+    return cls
 
 
 def _builtin(model: type[NeuronModel]) -> type[Neuron]:
@@ -503,6 +506,9 @@ class ParametricLIF(Neuron):
     def tau(self) -> torch.Tensor:
         """The current time constant ``1 / sigmoid(w)``."""
         return 1.0 / torch.sigmoid(self.w.detach())
+
+
+ParametricLIF.__signature__ = neuron_signature(ParametricLIF)  # type: ignore[attr-defined]
 
 
 BUILTIN_NEURONS: dict[str, type[Neuron]] = {c.model.name: c for c in  # type: ignore[union-attr]
