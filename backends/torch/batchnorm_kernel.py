@@ -18,6 +18,7 @@ import threading
 import torch
 
 from .cpu_kernel import KernelBuildError, build
+from .threads import kernel_threads
 
 _SOURCE = r"""
 #include <omp.h>
@@ -126,7 +127,7 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return mean, var
     inner = math.prod(x.shape[d] for d in order[order.index(1) + 1:])  # the axes after C in memory
     P = x.numel() // (C * inner)
-    threads = torch.get_num_threads()
+    threads = kernel_threads(x.numel(), P)
     shift, total, squares = (torch.empty(C, dtype=torch.float64) for _ in range(3))
     if fn(P, C, inner, x.data_ptr(), shift.data_ptr(), total.data_ptr(), squares.data_ptr(), threads):
         raise MemoryError("channel_stats: could not allocate the per-thread sums")

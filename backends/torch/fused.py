@@ -52,6 +52,7 @@ from snnir.surrogate import Surrogate
 from . import buffers
 from .cpu_kernel import TILE_MAX, KernelBuildError, build_neuron, generate_source
 from .lowered import Prologue
+from .threads import kernel_threads
 
 _DTYPES = {torch.float32: "float", torch.float64: "double", torch.bfloat16: "bfloat16", torch.float16: "half"}
 
@@ -158,9 +159,10 @@ class CpuKernel:
         state = torch.empty(self.n_states, N, dtype=self.state_dtype)
         v_seq = buffers.empty((T, N), self.state_dtype) if want_v else _EMPTY
         M = M or (arrays.shape[1] if arrays.numel() else N)
-        self._fwd(T, N, M, tile or _tile(N), x.data_ptr(), spikes.data_ptr(), s0[0].data_ptr(), s0[1], s0[2],
+        tile = tile or _tile(N)
+        self._fwd(T, N, M, tile, x.data_ptr(), spikes.data_ptr(), s0[0].data_ptr(), s0[1], s0[2],
                   state.data_ptr(), v_seq.data_ptr() if want_v else None, prm.data_ptr(), arrays.data_ptr(),
-                  torch.get_num_threads())
+                  kernel_threads(T * N, -(-N // tile)))
         return spikes, state, v_seq
 
     def backward(self, g_spikes, g_state, x, state0, prm, arrays, n_learn, want_grad_state0: bool = True):
@@ -188,7 +190,7 @@ class CpuKernel:
         M = M or (arrays.shape[1] if arrays.numel() else N)
         failed = self._bwd(T, N, M, tile, g_spikes.data_ptr(), int(scalar), _ptr(g_state), x.data_ptr(),
                            s0[0].data_ptr(), s0[1], s0[2], grad_x.data_ptr(), _ptr(grad_state0), _ptr(grad_learn),
-                           prm.data_ptr(), arrays.data_ptr(), torch.get_num_threads())
+                           prm.data_ptr(), arrays.data_ptr(), kernel_threads(T * N, -(-N // tile)))
         if failed:
             raise MemoryError(f"fused neuron backward: could not allocate a {tile}-neuron recompute buffer")
         return grad_x, grad_state0, grad_learn

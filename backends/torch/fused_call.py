@@ -21,6 +21,7 @@ import torch
 
 from . import layout
 from .fused import CpuKernel, _reduce_learn, _tile, compute_dtype, config, cpu_kernel, initial_rows, neuron_forward
+from .threads import kernel_threads
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Plan:
         if (self.kernel is not None and self.order is None and not self.copy and not self.want_v
                 and self.init is not None):
             self.fast = (self.T, self.N, self.M, self.tile, self.prm.data_ptr(), self.arrays.data_ptr(),
-                         torch.get_num_threads())
+                         kernel_threads(self.T * self.N, -(-self.N // (self.tile or _tile(self.N)))))
 
 
 def signature(module: Any, x: torch.Tensor) -> tuple:

@@ -22,6 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from .cpu_kernel import KernelBuildError, build
+from .threads import kernel_threads
 
 MAX_OUT = 64  # up to four vectors of 16 accumulators per row
 _SOURCE = r"""
@@ -95,7 +96,8 @@ void snnir_skinny_fwd(int64_t R, int64_t K, int64_t J, const float* x, int64_t l
 /* gw[J, K] = g[R, J]^T @ x[R, K], gb[J] = sum of g's rows. Each thread takes a contiguous range of
    rows; RG rows of x are held in registers per 16 columns while every output row's block sum passes
    through once; every RBLK rows the block sums are added to the thread's total (rounding error
-   grows like R / RBLK + RBLK rather than R), and the threads' totals are added at the end. */
+   grows like R / RBLK + RBLK rather than R; the bias sums are kept in double), and the threads' totals
+   are added at the end. */
 #define RG 8
 #define RBLK 256
 int snnir_skinny_gw(int64_t R, int64_t K, int64_t J, const float* g, const float* x, int64_t ldx, float* gw,
@@ -109,7 +111,7 @@ int snnir_skinny_gw(int64_t R, int64_t K, int64_t J, const float* g, const float
         const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
         float* total = ws + (int64_t)tid * per;
         float* acc = total + (J * K + J);
-        float* accb = acc + J * K;
+        double sb[64] = {0};  /* the bias gradient: J sums of R values, cheap to keep in double */
         const int64_t chunk = ((R + RG - 1) / RG + nth - 1) / nth * RG;
         const int64_t lo = tid * chunk, hi = lo + chunk < R ? lo + chunk : R;
         for (int64_t r0 = lo; r0 < hi; r0 += RG) {
@@ -122,7 +124,7 @@ int snnir_skinny_gw(int64_t R, int64_t K, int64_t J, const float* g, const float
                 for (int64_t j = 0; j < J; j++) gr[j][i] = i < nr ? g[r * J + j] : 0.0f;
             }
             for (int64_t j = 0; j < J; j++)
-                for (int i = 0; i < RG; i++) accb[j] += gr[j][i];
+                for (int i = 0; i < RG; i++) sb[j] += gr[j][i];
             for (int64_t k = 0; k < KV; k += VL) {
                 vf xv[RG];
                 _Pragma("GCC unroll 8")
@@ -138,9 +140,10 @@ int snnir_skinny_gw(int64_t R, int64_t K, int64_t J, const float* g, const float
                 for (int64_t j = 0; j < J; j++)
                     for (int i = 0; i < RG; i++) acc[j * K + k] += gr[j][i] * xr[i][k];
             if ((r0 - lo) % RBLK == RBLK - RG || r0 + RG >= hi) {  /* fold the block into the total */
-                for (int64_t i = 0; i < J * K + J; i++) { total[i] += acc[i]; acc[i] = 0; }
+                for (int64_t i = 0; i < J * K; i++) { total[i] += acc[i]; acc[i] = 0; }
             }
         }
+        for (int64_t j = 0; j < J; j++) total[J * K + j] = (float)sb[j];
     }
     for (int64_t t = 1; t < threads; t++) {
         const float* part = ws + t * per;
@@ -201,7 +204,8 @@ class _SkinnyLinear(torch.autograd.Function):
         y = torch.empty(R, J, dtype=x.dtype)
         b = bias.detach().contiguous() if bias is not None else None
         _library().snnir_skinny_fwd(R, K, J, x.data_ptr(), x.stride(0), wt.data_ptr(),
-                                    None if b is None else b.data_ptr(), y.data_ptr(), torch.get_num_threads())
+                                    None if b is None else b.data_ptr(), y.data_ptr(),
+                                    kernel_threads(R * K, -(-R // 8)))
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
         return y
@@ -219,7 +223,7 @@ class _SkinnyLinear(torch.autograd.Function):
             gw = torch.empty(J, K, dtype=x.dtype)
             gb = torch.empty(J, dtype=x.dtype)
             if _library().snnir_skinny_gw(R, K, J, g.data_ptr(), x.data_ptr(), x.stride(0), gw.data_ptr(),
-                                          gb.data_ptr(), torch.get_num_threads()):
+                                          gb.data_ptr(), kernel_threads(R * K, -(-R // 8))):
                 raise MemoryError("skinny linear: could not allocate the per-thread weight gradients")
         return gx, gw if ctx.needs_input_grad[1] else None, gb if ctx.has_bias and ctx.needs_input_grad[2] else None
 
