@@ -93,7 +93,7 @@ class Contender:
             loss = torch.nn.functional.cross_entropy(out.mean(0).float(), self.y)
         loss.backward()
         self.opt.step()
-        return float(loss)
+        return float(loss.detach())
 
 
 def _load() -> float:
