@@ -353,7 +353,8 @@ class S2NN(Surrogate):
     SpikingJelly's ``S2NN``)."""
 
     params = {"alpha": 4.0, "beta": 1.0}
-    ranges = {"alpha": Range(0.0, lo_open=True, why=_SHARPNESS), "beta": Range(0.0, why=_SIGN)}
+    ranges = {"alpha": Range(0.0, why="the sigmoid's sharpness below threshold; alpha < 0 flips that gradient"),
+              "beta": Range(0.0, why=_SIGN)}
 
     @staticmethod
     def primitive(x, alpha, beta):
