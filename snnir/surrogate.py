@@ -379,3 +379,22 @@ class LeakyKReLU(Surrogate):
     @staticmethod
     def derivative(x, leak, k):
         return sp.Piecewise((k, x >= 0), (leak, True))
+
+
+class SnnTorchTriangular(Surrogate):
+    """snnTorch's ``surrogate.triangular`` as it runs (snnTorch 0.9): g'(x) = -threshold for x >= 0,
+    +threshold below. Not a window: the sign flip above the threshold is snnTorch's own (its backward
+    negates the gradient where the membrane is above threshold). Kept as a separate, named surrogate so a
+    traced snnTorch model trains exactly as it did; for new models use ``Triangle``/``LeakyKReLU``."""
+
+    params = {"threshold": 1.0}
+    ranges = {"threshold": Range(0.0, lo_open=True, why="snnTorch's slope; <= 0 removes or flips it")}
+    peer_quirk: ClassVar[bool] = True  # reproduces a peer's behaviour, not a proper gradient window
+
+    @staticmethod
+    def primitive(x, threshold):
+        return sp.Piecewise((-threshold * x, x >= 0), (threshold * x, True))
+
+    @staticmethod
+    def derivative(x, threshold):
+        return sp.Piecewise((-threshold, x >= 0), (threshold, True))

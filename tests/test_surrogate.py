@@ -35,6 +35,9 @@ ANALYTIC = {
              lambda x: torch.where(x < 0, 4.0 * torch.sigmoid(4.0 * x) * (1 - torch.sigmoid(4.0 * x)), 0.5 / (x + 1))),
     "LeakyKReLU": (S.LeakyKReLU(leak=0.1, k=0.8),
                    lambda x: torch.where(x >= 0, torch.full_like(x, 0.8), torch.full_like(x, 0.1))),
+    # snnTorch 0.9's triangular backward: grad * threshold, negated where x >= 0
+    "SnnTorchTriangular": (S.SnnTorchTriangular(threshold=0.5),
+                           lambda x: torch.where(x >= 0, torch.full_like(x, -0.5), torch.full_like(x, 0.5))),
 }
 
 
@@ -110,11 +113,13 @@ def test_serialization_round_trip_and_errors():
 
 
 # --- parameter ranges --------------------------------------------------------------------------------
-BUILT_IN = sorted((cls for cls in S._REGISTRY.values() if cls.__module__ == S.__name__), key=lambda c: c.__name__)
+ALL_BUILT_IN = sorted((c for c in S._REGISTRY.values() if c.__module__ == S.__name__), key=lambda c: c.__name__)
+# a peer's quirk reproduced on purpose (snnTorch's sign-flipped triangular) is no gradient window by design
+BUILT_IN = [c for c in ALL_BUILT_IN if not getattr(c, "peer_quirk", False)]
 
 
 def test_every_built_in_surrogate_declares_a_range_per_parameter():
-    for cls in BUILT_IN:
+    for cls in ALL_BUILT_IN:
         assert set(cls.ranges) == set(cls.params), cls.__name__
         cls()  # the defaults lie inside
 
@@ -154,9 +159,15 @@ def test_declared_ranges_are_where_the_gradient_is_a_proper_window(cls):
                 cls(**{name: value})
 
 
+def test_snntorch_triangular_threshold_is_checked():
+    with pytest.raises(ParameterError, match="surrogate SnnTorchTriangular: threshold = 0 is out of range"):
+        S.SnnTorchTriangular(threshold=0.0)
+
+
 @pytest.mark.parametrize("value, message", [
     (float("nan"), "alpha = nan is out of range"), (float("inf"), "alpha = inf is out of range"),
-    (1e39, "alpha = 1e\\+39 is beyond float32's range"), ("2.0", "alpha = '2.0' is not a number"), (True, "alpha = True is not a number"),
+    (1e39, "alpha = 1e\\+39 is beyond float32's range"), ("2.0", "alpha = '2.0' is not a number"),
+    (True, "alpha = True is not a number"),
     (np.ones(2), r"alpha = array\(\[1., 1.\]\) is not a number"), (None, "alpha = None is not a number"),
 ])
 def test_surrogate_parameters_must_be_finite_numbers(value, message):
