@@ -307,7 +307,9 @@ def trace(model: nn.Module, example_input: Any = None, *, time_axis: bool = True
     ``snn.Recurrent`` wrappers become graph cycles: ``add(x, feedback) -> module -> connection``
     with the feedback edge reading the previous step (time offset 1). ``forward`` may read shapes and reshape with
     them (``B, L, C = x.shape; x.view(B, L, heads, C // heads)``): the time and batch axes must stay
-    in front, since the graph holds per-sample shapes.
+    in front, since the graph holds per-sample shapes. A mean or sum over the time axis
+    (``head(x.mean(0))``) becomes a ``time_reduce`` node; what follows it runs at the final step
+    (``snnir.ops.time_reduce``).
 
     Example:
         >>> import torch

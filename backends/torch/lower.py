@@ -242,7 +242,9 @@ class GraphModule(StepModule):
     ``step_mode='m'`` (inputs ``[T, N, *shape]``): ``sequence`` regions run node by node over
     blocks of time steps whose largest activation fits ``time_block_bytes`` (8 MiB by default;
     the whole sequence at once while a BatchNorm in the region trains, since its batch statistics
-    span all steps); ``step`` regions (recurrent loops) run step by step. ``step_mode='s'``: one
+    span all steps); ``step`` regions (recurrent loops) run step by step; the ``final`` region (the
+    nodes after a reduction over time, ``time_reduce``) runs once, on the last step, and an output
+    there is ``[N, ...]``, like the traced model's ``head(x.mean(0))``. ``step_mode='s'``: one
     call is one time step (inputs ``[N, *shape]``) through all nodes. ``shape`` is the input
     node's per-sample shape; other input shapes are refused with an error naming the expected one.
 
