@@ -22,6 +22,7 @@ from snnir.backends.torch import stateful as S
 from snnir.backends.torch.base import StepModule
 from snnir.backends.torch.encoding import _Encoder
 from snnir.backends.torch.neuron import Neuron
+from snnir.backends.torch.plasticity import plasticity_entries
 from snnir.errors import GraphError, TraceError
 from snnir.graph import Graph
 
@@ -346,6 +347,9 @@ def _trace_shapes(model: nn.Module, shapes: list[tuple[int, ...]], name: str | N
     other_mode = {n: flag for n, flag in emitter.training.items() if flag != model.training and n in g}
     if other_mode:
         g.meta["training_nodes"] = other_mode
+    learning = plasticity_entries(emitter.node_of_module)  # Learners attached to traced synapses
+    if learning:
+        g.meta["plasticity"] = learning
     try:
         return g.validate()
     except GraphError as e:
@@ -360,6 +364,7 @@ class _Emitter:
         self.g = g
         self.ctx = _Context(offset)
         self.training: dict[str, bool] = {}  # node id -> training flag of the module it came from
+        self.node_of_module: dict[int, str] = {}  # id(leaf module) -> its node id
 
     def module(self, model: nn.Module, inputs: list[str] | None, shapes: list[tuple[int, ...]] | None,
                prefix: str) -> list[str]:
@@ -439,6 +444,7 @@ class _Emitter:
             return inputs[0]
         node_id = self.emit(name, "", {}, None, mapped[0], inputs, mapped[1], mapped[2])
         self.training[node_id] = m.training
+        self.node_of_module[id(m)] = node_id
         return node_id
 
     def recurrent(self, m: S.Recurrent, name: str, inputs: list[str]) -> str:

@@ -402,7 +402,9 @@ def compile(graph: Graph, step_mode: str = "m", **kwargs: Any) -> GraphModule:
 
     The module starts in the training mode the graph records (``graph.meta["training"]``, set by
     ``snnir.trace`` from the traced model, with per-node exceptions in
-    ``meta["training_nodes"]``), and in training mode when the graph records none.
+    ``meta["training_nodes"]``), and in training mode when the graph records none. A graph with
+    learning synapses (``meta["plasticity"]``, see ``snnir.learning``) compiles with one
+    ``Learner`` per synapse in ``module.learners`` (keyed by node id), recording from the start.
     """
     if kwargs:
         raise TypeError(f"torch backend: unknown options {sorted(kwargs)}")
@@ -411,4 +413,9 @@ def compile(graph: Graph, step_mode: str = "m", **kwargs: Any) -> GraphModule:
     for node_id, flag in graph.meta.get("training_nodes", {}).items():
         if node_id in module._key:
             module.layer(node_id).train(bool(flag))
+    module.learners = {}
+    if graph.meta.get("plasticity"):  # learning synapses become learners (snnir.learning)
+        from .plasticity import attach_learners
+
+        module.learners = attach_learners(module, graph.copy().validate())
     return module
