@@ -128,6 +128,10 @@ def attach(graph: Graph, synapse: str, rule: PlasticityRule, post: str | None = 
     out.infer_shapes()
     if synapse not in out:
         raise GraphError(f"plasticity: graph {graph.name!r} has no node {synapse!r}")
+    op = out.node(synapse).op
+    if op not in SYNAPSE_OPS:
+        raise GraphError(f"graph {graph.name!r}: plasticity on {synapse!r}: node {synapse!r} is a {op!r} node; a "
+                         f"plasticity rule needs a synapse with a weight ({', '.join(SYNAPSE_OPS)})")
     entry = Plasticity(synapse, post if post is not None else infer_post(out, synapse), rule).to_dict()
     kept = [e for e in out.meta.get(KEY, []) if not (isinstance(e, dict) and e.get("synapse") == synapse)]
     out.meta[KEY] = [*kept, entry]
