@@ -178,7 +178,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     r = train(args.episodes, seed=args.seed)
-    print(f"trained {r['episodes']} episodes in {r['train_seconds']:.0f} s (best validation {r['best_validation']:.1f})")
+    print(f"trained {r['episodes']} episodes in {r['train_seconds']:.0f} s "
+          f"(best validation {r['best_validation']:.1f})")
     print(f"average return over 100 test episodes: {r['test_average']:.1f} (min {r['test_min']:.0f}; "
           f"CartPole-v1 caps at 500, solved >= 195)")
 

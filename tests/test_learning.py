@@ -61,16 +61,16 @@ def _drive(syn, rule, pre, post, backend="torch", step_every=1, **mods_per_step)
 # --- float64 hand loops -------------------------------------------------------------------------------
 def _linear_three_factor_loop(w, pre, post, reward, p):
     w = w.copy()
-    T, B, I = pre.shape
-    J = post.shape[2]
-    x_pre, x_post, e = np.zeros((B, I)), np.zeros((B, J)), np.zeros((B, J, I))
+    T, B, n_in = pre.shape
+    n_out = post.shape[2]
+    x_pre, x_post, e = np.zeros((B, n_in)), np.zeros((B, n_out)), np.zeros((B, n_out, n_in))
     out = []
     for t in range(T):
         x_pre = x_pre - x_pre / p["tau_pre"] + pre[t]
         x_post = x_post - x_post / p["tau_post"] + post[t]
         for b in range(B):
-            for j in range(J):
-                for i in range(I):
+            for j in range(n_out):
+                for i in range(n_in):
                     hebb = p["a_plus"] * x_pre[b, i] * post[t, b, j] - p["a_minus"] * x_post[b, j] * pre[t, b, i]
                     e[b, j, i] = e[b, j, i] - e[b, j, i] / p["tau_e"] + hebb
         dw = sum(p["lr"] * reward[t, b] * e[b] for b in range(B))
@@ -83,10 +83,10 @@ def _conv_pairs(a, b, kernel, stride, dilation, groups, padding):
     """``P[j, c, ky, kx] = sum over samples and output positions of b[j] * a[window]`` by loops."""
     a = np.pad(a, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     B, C, H, W = a.shape
-    J, Ho, Wo = b.shape[1:]
-    cg, jg = C // groups, J // groups
-    out = np.zeros((J, cg, kernel, kernel))
-    for j in range(J):
+    n_out, Ho, Wo = b.shape[1:]
+    cg, jg = C // groups, n_out // groups
+    out = np.zeros((n_out, cg, kernel, kernel))
+    for j in range(n_out):
         g = j // jg
         for c in range(cg):
             for ky in range(kernel):
@@ -105,14 +105,14 @@ def _conv_pairs(a, b, kernel, stride, dilation, groups, padding):
 @pytest.mark.parametrize("backend", ["torch", "fused"])
 @pytest.mark.parametrize("reward_kind", ["per_step_and_sample", "per_sample", "scalar"])
 def test_three_factor_equals_float64_loop(backend, reward_kind):
-    T, B, I, J = 14, 3, 6, 4
+    T, B, n_in, n_out = 14, 3, 6, 4
     params = dict(tau_pre=3.0, tau_post=5.0, tau_e=7.0, a_plus=1.0, a_minus=0.6, lr=0.05, w_min=-0.4, w_max=0.5)
-    pre, post = _spikes((T, B, I), 0.4, 1), _spikes((T, B, J), 0.3, 2)
+    pre, post = _spikes((T, B, n_in), 0.4, 1), _spikes((T, B, n_out), 0.3, 2)
     g = torch.Generator().manual_seed(3)
     reward = {"per_step_and_sample": torch.randn(T, B, generator=g, dtype=torch.float64),
               "per_sample": torch.randn(B, generator=g, dtype=torch.float64).expand(T, B),
               "scalar": torch.full((T, B), -0.7, dtype=torch.float64)}[reward_kind]
-    syn = torch.nn.Linear(I, J, bias=False).double()
+    syn = torch.nn.Linear(n_in, n_out, bias=False).double()
     w0 = syn.weight.detach().numpy().copy()
     # per step: the learner takes [1, B] (one step), [B] or a number, as the kind says
     given = {"per_step_and_sample": reward, "per_sample": reward[0].expand(T, B), "scalar": reward}[reward_kind]
@@ -162,18 +162,19 @@ def test_three_factor_conv_equals_float64_loop():
 # --- STDP variants SpikingJelly does not have -----------------------------------------------------------
 @pytest.mark.parametrize("backend", ["torch", "fused"])
 def test_nearest_spike_stdp_equals_float64_loop(backend):
-    T, B, I, J = 20, 2, 5, 3
-    pre, post = _spikes((T, B, I), 0.35, 7), _spikes((T, B, J), 0.35, 8)
+    T, B, n_in, n_out = 20, 2, 5, 3
+    pre, post = _spikes((T, B, n_in), 0.35, 7), _spikes((T, B, n_out), 0.35, 8)
     p = dict(tau_pre=3.0, tau_post=4.0, a_plus=0.1, a_minus=0.12)
-    syn = torch.nn.Linear(I, J, bias=False).double()
+    syn = torch.nn.Linear(n_in, n_out, bias=False).double()
     w = syn.weight.detach().numpy().copy()
     weights, _ = _drive(syn, STDP(nearest=True, **p), pre, post, backend, step_every=5)
-    x_pre, x_post = np.zeros((B, I)), np.zeros((B, J))
+    x_pre, x_post = np.zeros((B, n_in)), np.zeros((B, n_out))
     for t in range(T):
         s_pre, s_post = pre[t].numpy(), post[t].numpy()
         x_pre = np.where(s_pre > 0, 1.0, x_pre - x_pre / p["tau_pre"])   # a spike resets the trace to 1
         x_post = np.where(s_post > 0, 1.0, x_post - x_post / p["tau_post"])
-        w = w + p["a_plus"] * np.einsum("bj,bi->ji", s_post, x_pre) - p["a_minus"] * np.einsum("bj,bi->ji", x_post, s_pre)
+        w = (w + p["a_plus"] * np.einsum("bj,bi->ji", s_post, x_pre)
+             - p["a_minus"] * np.einsum("bj,bi->ji", x_post, s_pre))
         if (t + 1) % 5 == 0:
             np.testing.assert_allclose(weights[t // 5].numpy(), w, rtol=0, atol=1e-12)
 
@@ -240,13 +241,13 @@ class OddRule(PlasticityRule):
 
 @pytest.mark.parametrize("backend", ["torch", "fused"])
 def test_user_rule_equals_float64_loop(backend):
-    T, B, I, J = 8, 3, 4, 5
-    pre, post = _spikes((T, B, I), 0.5, 11), _spikes((T, B, J), 0.5, 12)
+    T, B, n_in, n_out = 8, 3, 4, 5
+    pre, post = _spikes((T, B, n_in), 0.5, 11), _spikes((T, B, n_out), 0.5, 12)
     p = dict(tau=3.0, c=0.01, d=0.02)
-    syn = torch.nn.Linear(I, J, bias=False).double()
+    syn = torch.nn.Linear(n_in, n_out, bias=False).double()
     w = syn.weight.detach().numpy().copy()
     weights, _ = _drive(syn, OddRule(**p), pre, post, backend)
-    u, v = np.full((B, I), 0.5), np.zeros((B, J))
+    u, v = np.full((B, n_in), 0.5), np.zeros((B, n_out))
     for t in range(T):
         s_pre, s_post = pre[t].numpy(), post[t].numpy()
         u, v = u * math.exp(-1 / p["tau"]) + s_pre, v / 2 + s_post
