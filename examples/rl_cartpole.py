@@ -90,7 +90,7 @@ class ActionSelection(snn.StepModule):
 class Agent:
     """The spiking actor and the linear critic."""
 
-    def __init__(self, fields: int = 10, per_action: int = 10, steps: int = 8, sigma: float = 0.5,
+    def __init__(self, fields: int = 10, per_action: int = 10, steps: int = 8, sigma: float = 1.0,
                  lr: float = 3e-4, tau_e: float = 20.0, p_max: float = 0.8) -> None:
         self.code, self.steps, self.p_max = PopulationCode(fields), steps, p_max
         self.synapse = snn.Linear(4 * fields, 2 * per_action, bias=False)

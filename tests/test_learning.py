@@ -531,3 +531,27 @@ def test_learning_declarations_do_not_import_torch():
             "snnir.lowering.lower_rule(STDP().equations()); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_learners_record_through_optimized_synapse_neuron_groups():
+    """``snnir.optimize`` folds batchnorms and groups synapse + neuron: the learners still see
+    the synapse's input and the neuron's spikes, so they learn exactly as without the passes."""
+    torch.manual_seed(0)
+    net = snn.set_step_mode(torch.nn.Sequential(
+        snn.Conv2d(1, 4, 3, padding=1, bias=False), snn.BatchNorm2d(4), snn.LIF(v_threshold=0.2), snn.Flatten(),
+        snn.Linear(64, 3), snn.IF(v_threshold=0.2)).eval(), "m")
+    learner = Learner(net, STDP(a_plus=0.1), synapse="4", post="5")
+    g = snnir.trace(net, torch.zeros(2, 1, 1, 4, 4))
+    learner.close()
+    optimized = snnir.optimize(g)
+    assert ["_4", "_5"] in optimized.meta.get("groups", []), "the passes grouped the learning synapse"
+    x = _spikes((5, 2, 1, 4, 4), 0.5, 24, torch.float32)
+    deltas = []
+    for graph in (g, optimized):
+        module = snnir.compile(graph)
+        with torch.no_grad():
+            module(x)
+        assert module.learners["_4"].pending_steps == 5
+        deltas.append(module.learners["_4"].step())
+    assert float(deltas[0].abs().sum()) > 0
+    torch.testing.assert_close(deltas[1], deltas[0], rtol=0, atol=1e-6)

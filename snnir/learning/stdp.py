@@ -39,7 +39,7 @@ class STDP(PlasticityRule):
     Example:
         >>> rule = STDP(tau_pre=10.0, a_minus=0.5)
         >>> rule.equations().dw
-        a_plus*post*x_pre - a_minus*pre*x_post
+        post*(a_plus*x_pre) - pre*a_minus*x_post
     """
 
     pre_traces = {"x_pre": 0.0}

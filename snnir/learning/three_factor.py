@@ -22,7 +22,7 @@ class ThreeFactor(PlasticityRule):
     Example:
         >>> rule = ThreeFactor(tau_e=50.0, lr=0.01)
         >>> [name for name, _ in rule.equations().synapse_updates], rule.equations().dw
-        (['e'], lr*reward*e)
+        (['e'], e*(lr*reward))
     """
 
     pre_traces = {"x_pre": 0.0}
