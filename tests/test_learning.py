@@ -555,3 +555,20 @@ def test_learners_record_through_optimized_synapse_neuron_groups():
         deltas.append(module.learners["_4"].step())
     assert float(deltas[0].abs().sum()) > 0
     torch.testing.assert_close(deltas[1], deltas[0], rtol=0, atol=1e-6)
+
+
+def test_learning_mixes_with_autograd_safely():
+    """The update counts as an in-place change of the weight: a graph built on the old weight is
+    refused by backward (as after an optimizer step), a new forward trains normally."""
+    syn, lif = snn.Linear(4, 3, bias=False), snn.LIF(v_threshold=0.1)
+    learner = Learner(syn, STDP(), post=lif)
+    x = torch.ones(2, 4, requires_grad=True)  # the input gradient needs the weight
+    out = lif(syn(x))
+    learner.step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+    snn.reset(lif)
+    learner.disable()
+    lif(syn(torch.ones(2, 4))).sum().backward()
+    assert syn.weight.grad is not None and learner.pending_steps == 0
+    assert learner.step() is None

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.autograd.graph import increment_version
 
 from snnir.errors import GraphError, ShapeError, TraceError
 from snnir.learning.attribute import SYNAPSE_OPS, infer_post, plasticity
@@ -226,14 +227,18 @@ class Learner:
                 "post": filled(lr.post_traces, tuple(post.shape[1:])),
                 "synapse": filled(lr.synapse_states, syn_shape)}
 
-    def _modulators(self, given: Mapping[str, Any], T: int, B: int) -> torch.Tensor:
-        lr, weight = self.compiled.lowered, self.synapse.weight
-        unknown = set(given) - set(lr.modulators)
-        missing = [m for m in lr.modulators if m not in given]
+    def _check_names(self, given: Mapping[str, Any]) -> None:
+        expected = self.compiled.lowered.modulators
+        unknown = set(given) - set(expected)
+        missing = [m for m in expected if m not in given]
         if unknown or missing:
-            raise TypeError(f"Learner on {self.name}: rule {self.rule.name} takes modulators {list(lr.modulators)}"
+            raise TypeError(f"Learner on {self.name}: rule {self.rule.name} takes modulators {list(expected)}"
                             f"{'; missing ' + str(missing) if missing else ''}"
                             f"{'; unknown ' + str(sorted(unknown)) if unknown else ''}")
+
+    def _modulators(self, given: Mapping[str, Any], T: int, B: int) -> torch.Tensor:
+        lr, weight = self.compiled.lowered, self.synapse.weight
+        self._check_names(given)
         out = torch.empty(T, len(lr.modulators), B, dtype=weight.dtype, device=weight.device)
         for i, m in enumerate(lr.modulators):
             value = torch.as_tensor(given[m], dtype=weight.dtype, device=weight.device)
@@ -276,7 +281,7 @@ class Learner:
         if not self._handles:
             raise RuntimeError(f"Learner on {self.name} is closed; create a new one")
         if not self._pre and not self._post:
-            self._modulators(modulators, 0, 0)  # names checked even when there is nothing to learn from
+            self._check_names(modulators)  # even when there is nothing to learn from
             return None
         weight = self.synapse.weight
         try:
@@ -297,16 +302,20 @@ class Learner:
                              f"shape {list(self._state['pre'].shape[2:])}, this call recorded batch {B} with "
                              f"{list(pre.shape[2:])}; call reset() before changing the batch size")
         w2d = weight.data.view(self.geometry.out_channels, -1)
+        delta = None
         if self._backend(weight) == "fused":
             try:
-                return fused_steps(self.compiled, self.geometry, pre, post, self._state, w2d, mods,
-                                   apply).view_as(weight)
+                delta = fused_steps(self.compiled, self.geometry, pre, post, self._state, w2d, mods, apply)
             except KernelBuildError as e:
                 if self.backend == "fused":
                     raise
                 warnings.warn(f"plasticity kernel unavailable, using the torch path: {e}", stacklevel=2)
                 self.backend = "torch"
-        return reference_steps(self.compiled, self.geometry, pre, post, self._state, w2d, mods, apply).view_as(weight)
+        if delta is None:
+            delta = reference_steps(self.compiled, self.geometry, pre, post, self._state, w2d, mods, apply)
+        if apply:  # as an optimizer step would: autograd refuses a graph that saw the old weight
+            increment_version(weight)
+        return delta.view_as(weight)
 
     # --- inspection -------------------------------------------------------------------------------------
     def state(self) -> dict[str, torch.Tensor]:
