@@ -1,16 +1,27 @@
 """Export an snnir graph to NIR (``nir`` package, HDF5), the inverse of ``snnir.frontends.nir``.
 
-Discretisation (forward Euler with step ``dt``, as the importer): a per-step time constant ``tau``
-becomes ``tau * dt`` seconds. ``LIF`` with ``decay_input=True`` is NIR ``LIF`` with ``r = 1``;
-with ``decay_input=False`` (``v - (v - v_reset) / tau + x``) ``r = tau``. ``v_leak = v_reset``.
-``IF`` has ``r = 1 / dt``. ``CubaLIF``: ``r = tau_mem``, ``w_in = tau_syn`` (snnTorch's
-convention). ``ParametricLIF`` is written as ``LIF`` with its current time constant
-``1 / sigmoid(w)``. The ``integrator`` op becomes ``LI`` / ``CubaLI`` / ``I``, ``synapse_filter``
-an ``LI``, ``delay`` a ``Delay`` of ``steps * dt`` seconds, the ``Threshold`` model ``Threshold``.
-``add`` and ``dropout`` disappear (NIR sums the edges into a node). Anything NIR cannot express
-raises ``UnsupportedNodeError`` naming the node and the reason: soft reset, refractory or
-adaptive models (QIF, EIF, Izhikevich, AdaptiveLIF), batchnorm (fold it first with
-``snnir.optimize``), max pooling, ReLU, concatenation, per-sample constants.
+Neurons are recognised by their equations, not their names: ``snnir.neurons.canonical`` reads the
+current decay ``du``, voltage decay ``dv``, input gain ``g``, leak target and reset from the model's
+sympy equations, so a user's own model whose equations are LIF's exports as LIF. Discretisation
+(forward Euler with step ``dt``, as the importer): a decay ``d`` per step is a time constant
+``dt / d`` seconds.
+
+- no synaptic current, ``dv = 1``, ``g = 1``, leak 0 (memoryless, the ``Threshold`` model): ``Threshold``;
+- no current, ``dv = 0``: ``IF`` with ``r = g`` (the per-step gain the peers read; a gain of 1 is
+  written ``r = 1 / dt``, which SpikingJelly requires and the importer reads as 1 as well);
+- no current: ``LIF`` with ``tau = dt / dv``, ``r = g / dv`` (``LIF(decay_input=True)``: ``r = 1``;
+  ``decay_input=False``: ``r = tau`` in steps, snnTorch's convention), ``v_leak`` = the leak target;
+- a current: ``CubaLIF`` with ``tau_syn = dt / du``, ``tau_mem = dt / dv``, ``r = 1 / dv``,
+  ``w_in = g / du`` (snnTorch's ``r = tau_mem``, ``w_in = tau_syn`` for ``CubaLIF``).
+
+``ParametricLIF`` is written with its current time constant ``1 / sigmoid(w)`` (one per neuron if
+``w`` is). The ``integrator`` op becomes ``LI`` / ``CubaLI`` / ``I`` by the same rules,
+``synapse_filter`` an ``LI`` (its coefficients read from its equation), ``delay`` a ``Delay`` of
+``steps * dt`` seconds. ``add`` and ``dropout`` disappear (NIR sums the edges into a node).
+Anything NIR cannot express raises ``UnsupportedNodeError`` naming the node and the reason: soft
+reset, non-linear or adaptive models (QIF, EIF, Izhikevich, AdaptiveLIF), infinite time constants,
+batchnorm (fold it first with ``snnir.optimize``), max pooling, ReLU, concatenation, per-sample
+constants.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ import numpy as np
 
 from snnir.errors import SnnirError
 from snnir.graph import Graph, Node
-from snnir.ops.neuron import per_neuron_params
+from snnir.neurons.canonical import Canonical, NotCanonicalError, canonical, linear_update
 
 
 class UnsupportedNodeError(SnnirError):
@@ -99,8 +110,13 @@ def _unsupported(node: Node, why: str) -> UnsupportedNodeError:
     return UnsupportedNodeError(f"node {node.id!r} ({node.op}{model}) cannot be exported to NIR: {why}")
 
 
-def _full(node: Node, value: float) -> np.ndarray:
-    return np.full(node.shape, value, dtype=np.float64)  # float64: parameters survive a round trip
+def _full(node: Node, value: Any) -> np.ndarray:
+    """A scalar or per-neuron value as an array of the layer's shape (float64: exact round trips)."""
+    value = np.asarray(value, np.float64)
+    try:
+        return np.broadcast_to(value, node.shape).copy()
+    except ValueError:
+        raise _unsupported(node, f"a parameter of shape {value.shape} does not fit the layer {node.shape}") from None
 
 
 Writer = Callable[[Node, float], Any]
@@ -215,71 +231,79 @@ def _delay(node: Node, dt: float) -> Any:
 
 
 @writes("synapse_filter")
-def _synapse_filter(node: Node, dt: float) -> Any:  # i - i / tau + x: a leaky integrator with r = tau
+def _synapse_filter(node: Node, dt: float) -> Any:
     import nir
+    import sympy as sp
 
-    tau = node.attrs["tau"]
-    return nir.LI(tau=_full(node, tau * dt), r=_full(node, tau), v_leak=_full(node, 0.0))
+    from snnir.ops.stateful import synapse_filter_update
 
-
-def _tau_of(node: Node) -> float:
-    if node.attrs["model"] == "ParametricLIF":  # the learnable tau, exported at its current value
-        w = np.asarray(node.params["w"], np.float64)
-        if w.size != 1:
-            raise _unsupported(node, "per-neuron time constants are not supported")
-        return float(1.0 + np.exp(-w.reshape(())))
-    return float(node.attrs["tau"])
+    i, x, tau = sp.symbols("i x tau", real=True)
+    update = synapse_filter_update(i, x, tau)
+    decay, gain, drift = (float(e.subs(tau, node.attrs["tau"])) for e in linear_update(update, "i"))
+    return nir.LI(tau=_full(node, dt / decay), r=_full(node, gain / decay), v_leak=_full(node, drift / decay))
 
 
-def _one_value_per_layer(node: Node) -> None:
-    arrays = per_neuron_params(node)
-    if arrays:
-        raise _unsupported(node, f"parameters given as arrays (per neuron or learnable) {arrays} are not "
-                                 "exported to NIR yet")
+def _canonical(node: Node) -> Canonical:
+    try:
+        return canonical(node)
+    except NotCanonicalError as e:
+        raise _unsupported(node, f"{e}. NIR's neurons are IF, LIF and CubaLIF (and Threshold): linear "
+                                 "equations only") from None
+
+
+def _time_constant(node: Node, what: str, decay: Any, dt: float) -> np.ndarray:
+    d = _full(node, decay)
+    if np.any(d <= 0):
+        raise _unsupported(node, f"its {what} never decays (an infinite time constant), which NIR cannot hold")
+    return dt / d
+
+
+def _if_gain(node: Node, gain: Any, dt: float) -> np.ndarray:
+    g = _full(node, gain)
+    return np.where(g == 1.0, 1.0 / dt, g)  # see the module doc: r = 1 / dt is read as a gain of 1
+
+
+def _is(value: Any, target: float) -> bool:
+    return bool(np.all(np.asarray(value) == target))
 
 
 @writes("neuron")
 def _neuron(node: Node, dt: float) -> Any:
     import nir
 
-    _one_value_per_layer(node)
-    a = node.attrs
-    model = a["model"]
-    if a["v_reset"] is None:
+    c = _canonical(node)
+    if c.current is None and _is(c.voltage_decay, 1.0) and _is(c.input_gain, 1.0) and _is(c.leak, 0.0):
+        return nir.Threshold(threshold=_full(node, c.threshold))  # memoryless: v = x, the reset is moot
+    if c.reset == "soft":
         raise _unsupported(node, "soft reset (subtracting the threshold) has no NIR form; NIR resets to v_reset")
-    th, vr = _full(node, a["v_threshold"]), _full(node, a["v_reset"])
-    if model == "Threshold":
-        return nir.Threshold(threshold=th)
-    if model == "IF":
-        return nir.IF(r=_full(node, 1.0 / dt), v_threshold=th, v_reset=vr)
-    if model in ("LIF", "ParametricLIF"):
-        tau = _tau_of(node)
-        r = 1.0 if a["decay_input"] else tau
-        return nir.LIF(tau=_full(node, tau * dt), r=_full(node, r), v_leak=vr, v_threshold=th, v_reset=vr)
-    if model == "CubaLIF":
-        ts, tm = a["tau_syn"], a["tau_mem"]
-        return nir.CubaLIF(tau_syn=_full(node, ts * dt), tau_mem=_full(node, tm * dt), r=_full(node, tm),
-                           v_leak=vr, v_threshold=th, v_reset=vr, w_in=_full(node, ts))
-    raise _unsupported(node, "NIR's neurons are IF, LIF and CubaLIF (and Threshold); this model's "
-                             "equation has no NIR primitive")
+    if c.reset == "none":
+        raise _unsupported(node, "a neuron without reset has no NIR form")
+    th, vr, leak = _full(node, c.threshold), _full(node, c.reset_value), _full(node, c.leak)
+    if c.current is None:
+        if _is(c.voltage_decay, 0.0):
+            return nir.IF(r=_if_gain(node, c.input_gain, dt), v_threshold=th, v_reset=vr)
+        tau = _time_constant(node, "voltage", c.voltage_decay, dt)
+        return nir.LIF(tau=tau, r=_full(node, c.input_gain) * tau / dt, v_leak=leak, v_threshold=th, v_reset=vr)
+    tau_syn = _time_constant(node, "synaptic current", c.current_decay, dt)
+    tau_mem = _time_constant(node, "voltage", c.voltage_decay, dt)
+    return nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt, v_leak=leak, v_threshold=th, v_reset=vr,
+                       w_in=_full(node, c.input_gain) * tau_syn / dt)
 
 
 @writes("integrator")
 def _integrator(node: Node, dt: float) -> Any:
     import nir
 
-    _one_value_per_layer(node)
-    a = node.attrs
-    model, vl = a["model"], _full(node, a["v_reset"])
-    if model == "IF":
-        if a["v_reset"] != 0.0:
-            raise _unsupported(node, "NIR's I starts at 0")
-        return nir.I(r=_full(node, 1.0 / dt))
-    if model == "LIF":
-        tau = a["tau"]
-        return nir.LI(tau=_full(node, tau * dt), r=_full(node, 1.0 if a["decay_input"] else tau), v_leak=vl)
-    if model == "CubaLIF":
-        ts, tm = a["tau_syn"], a["tau_mem"]
-        return nir.CubaLI(tau_syn=_full(node, ts * dt), tau_mem=_full(node, tm * dt), r=_full(node, tm),
-                          v_leak=vl, w_in=_full(node, ts))
-    raise _unsupported(node, "NIR's integrators are I, LI and CubaLI")
+    c = _canonical(node)
+    leak = _full(node, c.leak)
+    if c.current is None:
+        if _is(c.voltage_decay, 0.0):
+            if node.attrs["v_reset"] != 0.0:
+                raise _unsupported(node, "NIR's I starts at 0")
+            return nir.I(r=_if_gain(node, c.input_gain, dt))
+        tau = _time_constant(node, "voltage", c.voltage_decay, dt)
+        return nir.LI(tau=tau, r=_full(node, c.input_gain) * tau / dt, v_leak=leak)
+    tau_syn = _time_constant(node, "synaptic current", c.current_decay, dt)
+    tau_mem = _time_constant(node, "voltage", c.voltage_decay, dt)
+    return nir.CubaLI(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt, v_leak=leak,
+                      w_in=_full(node, c.input_gain) * tau_syn / dt)

@@ -192,3 +192,38 @@ class StreamingSession:
             self.state[s["name"]] = value
         outs = results[:n_out]
         return outs[0] if n_out == 1 else tuple(outs)
+
+    def run(self, *args: Any) -> Any:
+        """One call, spelled as onnxruntime users expect; the state carries over as with ``session(x)``.
+
+        ``run(x)`` (or ``run(x1, x2)``) returns what ``session(x)`` returns. onnxruntime's own form
+        ``run(output_names, {input_name: x})`` returns the list of the named outputs (all of them
+        for ``None``), as ``InferenceSession.run`` does.
+
+        Example:
+            >>> import numpy as np, snnir, tempfile, os
+            >>> g = snnir.Graph(); x = g.add_input((2,))
+            >>> _ = g.add_output(g.add_node("neuron", [x], attrs={"model": "IF"}, id="if1"))
+            >>> path = os.path.join(tempfile.mkdtemp(), "m.onnx"); snnir.export(g, path, format="onnx")
+            >>> s = StreamingSession(path)
+            >>> s.run(np.full((1, 2), 0.6, np.float32)).tolist(), s.run(None, {"input": np.full((1, 2), 0.6)})
+            ([[0.0, 0.0]], [array([[1., 1.]], dtype=float32)])
+        """
+        if len(args) == 2 and isinstance(args[1], dict) and (args[0] is None or isinstance(args[0], (list, tuple))):
+            names, feed = args
+            unknown = set(feed) - set(self.input_names)
+            missing = set(self.input_names) - set(feed)
+            if unknown or missing:
+                raise ValueError(f"{self.path}: the feed must name exactly the inputs {self.input_names} "
+                                 f"(state inputs are kept by the session); unknown {sorted(unknown)}, "
+                                 f"missing {sorted(missing)}")
+            outs = self(*(feed[n] for n in self.input_names))
+            outs = list(outs) if isinstance(outs, tuple) else [outs]
+            if names is None:
+                return outs
+            index = {n: i for i, n in enumerate(self.output_names)}
+            bad = [n for n in names if n not in index]
+            if bad:
+                raise ValueError(f"{self.path}: unknown output names {bad}; outputs are {self.output_names}")
+            return [outs[index[n]] for n in names]
+        return self(*args)

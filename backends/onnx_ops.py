@@ -163,6 +163,120 @@ def _batchnorm(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str
     return b.op("BatchNormalization", [args[0], b.const(scale), b.const(shift), *stats], epsilon=node.attrs["eps"])
 
 
+# --- tensor ops, activations, attention building blocks ----------------------------------------
+def _i64(values: Any) -> np.ndarray:
+    return np.asarray(values, np.int64).reshape(-1)
+
+
+def _batch_axis(axis: int) -> int:
+    """The ONNX axis of per-sample ``axis`` (the batch comes first; negative axes are kept)."""
+    return axis + 1 if axis >= 0 else axis
+
+
+@lowers("reshape")
+def _reshape(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    return b.op("Reshape", [args[0], b.const(_i64([0, *node.attrs["shape"]]))])
+
+
+@lowers("expand")
+def _expand(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    return b.op("Expand", [args[0], b.const(_i64([1, *node.attrs["shape"]]))])
+
+
+@lowers("transpose")
+def _transpose(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    return b.op("Transpose", args, perm=[0, *(p + 1 for p in node.attrs["perm"])])
+
+
+@lowers("slice")
+def _slice(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    a = node.attrs
+    bounds = [b.const(_i64(v)) for v in (a["start"], a["stop"], _batch_axis(a["axis"] % len(node.in_shape)), a["step"])]
+    return b.op("Slice", [args[0], *bounds])
+
+
+@lowers("mean", "sum")
+def _reduce(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    axes = [_batch_axis(x % len(node.in_shape)) for x in node.attrs["axes"]]
+    keep = int(node.attrs["keepdim"])
+    if node.op == "mean":  # opset 17: ReduceMean takes axes as an attribute, ReduceSum as an input
+        return b.op("ReduceMean", args, axes=axes, keepdims=keep)
+    return b.op("ReduceSum", [args[0], b.const(_i64(axes))], keepdims=keep)
+
+
+@lowers("matmul")
+def _matmul(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    return b.op("MatMul", args)
+
+
+@lowers("mul", "sub", "div")
+def _binary(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    return b.op(node.op.capitalize(), args)
+
+
+_ONNX_UNARY = {"sigmoid": "Sigmoid", "tanh": "Tanh", "erf": "Erf", "exp": "Exp", "sqrt": "Sqrt",
+               "hardswish": "HardSwish"}
+
+
+@lowers(*_ONNX_UNARY)
+def _unary(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    return b.op(_ONNX_UNARY[node.op], args)
+
+
+@lowers("hardsigmoid")
+def _hardsigmoid(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    return b.op("HardSigmoid", args, alpha=1.0 / 6.0, beta=0.5)  # clip(x / 6 + 1/2, 0, 1) = relu6(x + 3) / 6
+
+
+@lowers("silu")
+def _silu(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    return b.op("Mul", [args[0], b.op("Sigmoid", args)])
+
+
+@lowers("gelu")
+def _gelu(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    """Opset 17 has no Gelu: x * 0.5 * (1 + erf(x / sqrt 2)), or the tanh form."""
+    x = args[0]
+    if node.attrs["approximate"] == "tanh":
+        cube = b.op("Mul", [b.op("Mul", [x, x]), x])
+        inner = b.op("Add", [x, b.op("Mul", [cube, b.const(0.044715)])])
+        phi = b.op("Tanh", [b.op("Mul", [inner, b.const(float(np.sqrt(2.0 / np.pi)))])])
+    else:
+        phi = b.op("Erf", [b.op("Mul", [x, b.const(float(1.0 / np.sqrt(2.0)))])])
+    return b.op("Mul", [b.op("Mul", [x, b.const(0.5)]), b.op("Add", [phi, b.const(1.0)])])
+
+
+@lowers("softmax")
+def _softmax(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    return b.op("Softmax", args, axis=_batch_axis(node.attrs["axis"] % len(node.shape)))
+
+
+@lowers("layernorm")
+def _layernorm(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    norm, p = tuple(node.attrs["normalized_shape"]), node.params
+    scale = b.const(_f32(p.get("weight", np.ones(norm))), hint=f"{node.id}.weight")
+    inputs = [args[0], scale] + ([b.const(_f32(p["bias"]), hint=f"{node.id}.bias")] if "bias" in p else [])
+    return b.op("LayerNormalization", inputs, axis=-len(norm), epsilon=node.attrs["eps"])
+
+
+@lowers("upsample")
+def _upsample(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    """``Resize``: torch's legacy nearest is asymmetric + floor; linear modes are pytorch_half_pixel
+    or align_corners. A scale factor is passed as ``scales`` (torch maps coordinates with it),
+    a size as ``sizes`` (the map uses in/out, as torch's)."""
+    a = node.attrs
+    if a["mode"] == "nearest":
+        kw = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    else:
+        kw = {"mode": "linear",
+              "coordinate_transformation_mode": "align_corners" if a["align_corners"] else "pytorch_half_pixel"}
+    if a["scale"] is not None:
+        return b.op("Resize", [args[0], "", b.const(np.asarray([1.0, 1.0, *a["scale"]], np.float32))], **kw)
+    lead = b.op("Slice", [b.op("Shape", args), b.const(_i64(0)), b.const(_i64(2))])
+    sizes = b.op("Concat", [lead, b.const(_i64(a["size"]))], axis=0)
+    return b.op("Resize", [args[0], "", "", sizes], **kw)
+
+
 @lowers("synapse_filter")
 def _synapse_filter(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
     i = state[f"{node.id}.i"]  # i - i / tau + x, as the torch module

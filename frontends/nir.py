@@ -10,7 +10,10 @@ the snnTorch and SpikingJelly exporters) every equation ``tau dv/dt = f`` become
   ``decay_input=True``, ``v[t] = v + (x - (v - v_reset)) / tau`` with ``x = r I``. An input gain
   other than 1 and a leak potential ``v_leak != v_reset`` become an ``affine`` node before the
   neuron (``x = gain I + offset``), so the leak still targets ``v_leak``.
-- ``IF`` (``dv/dt = r I``): snnir ``IF`` with ``x = r dt I``. ``I``: the same as an ``integrator``.
+- ``IF`` (``dv/dt = r I``): snnir ``IF`` with ``x = r I`` per step, *not* ``r dt I``: the peers
+  (Sinabs, Norse, snnTorch) read ``r`` as the per-step gain and write ``r = 1`` for ``v += I``.
+  SpikingJelly writes ``r = 1 / dt`` for that same neuron (NIR's Euler form), so ``r = 1 / dt``
+  (``r dt = 1``) is read as a gain of 1 too. ``I``: the same, as an ``integrator``.
 - ``CubaLIF`` (``tau_syn dI/dt = -I + w_in S``, ``tau_mem dv/dt = (v_leak - v) + r I``): snnir
   ``CubaLIF`` with ``tau_syn / dt``, ``tau_mem / dt``; the current is kept in units of voltage per
   step, so the input gain is ``(r dt / tau_mem) (w_in dt / tau_syn)`` (1 for snnTorch's
@@ -28,14 +31,18 @@ time constants in steps are rounded to 12 significant digits; a time constant sh
 NIR's text: snnir fires when ``v >= v_threshold`` (NIR and the peers: ``v > v_threshold``;
 spikes differ only when ``v`` lands exactly on the threshold), and every voltage starts at
 ``v_reset`` (NIR leaves the initial state open; the peers start at 0).
-Neuron time constants, thresholds and reset potentials must be equal across a layer (snnir's
-neuron parameters are per layer); ``r``, ``w_in`` and ``v_leak`` may vary per channel.
+Time constants, thresholds, reset and leak potentials may differ per neuron (Spyx writes a ``tau``
+per neuron): they become per-neuron parameter arrays of the snnir neuron; the input gains ``r`` and
+``w_in`` (and a leak offset) become an ``affine`` node, so they may vary per channel (axis 0).
 Several edges into one node are summed (an ``add`` node); a cycle becomes an snnir cycle whose
-closing edge reads the previous step (zero before the first step). NIR's feedback path at the
-first step is its response to silent neurons, which for an ``Affine`` is its bias: a fed-back
-Affine's bias therefore becomes a ``constant`` input of the sum, added at every step. Nested
-``NIRGraph`` nodes are inlined with ids ``<graph>_<node>``. An ``Input`` type with a leading 1
-that its consumer does not accept (a batch axis some exporters write) is dropped.
+closing edge reads the previous step (zero before the first step). A fed-back ``Affine`` is
+computed on the previous step's spikes, so its bias enters from the second step on, as in Norse's
+and SpikingJelly's importers (the feedback is 0, bias included, at the first step). Nested
+``NIRGraph`` nodes are inlined with ids ``<graph>_<node>``. Leading 1s on ``Input``/``Output``
+types (batch or time axes some exporters write: Rockpool's ``(1, 1, 1)`` Output for a ``(1,)``
+signal) are dropped where unambiguous: an Input keeps the rank its consumer takes (Affine/Linear 1,
+Conv1d 2, Conv2d 3), an Output may declare the received shape with leading 1s.
+Import is linear in the size of the graph (shapes are inferred once per node).
 """
 
 from __future__ import annotations
@@ -46,16 +53,21 @@ from typing import Any
 
 import numpy as np
 
-from snnir.errors import GraphError
+from snnir.errors import GraphError, ShapeError
 from snnir.graph import Graph
+from snnir.validation import check_loaded
 
-from .nir_graph import SUPPORTED, contract_pass_throughs, flatten, read_nir
+from .nir_graph import SUPPORTED, contract_pass_throughs, flatten, nir_errors, read_nir
 
 
-def from_nir(source: str | os.PathLike | Any, dt: float = 1e-4, name: str | None = None) -> Graph:
+def from_nir(source: str | os.PathLike | Any, dt: float = 1e-4, name: str | None = None,
+             safe: bool | None = None) -> Graph:
     """Import a NIR graph (a ``.nir`` file or a ``nir.NIRGraph``) as an snnir graph.
 
     ``dt`` is the time step (seconds) of the forward-Euler discretisation (see the module docs).
+    A file is read with its sizes checked against ``snnir.limits``; ``safe=True`` (default: the
+    limits' ``safe``) parses the HDF5 in a child process (``snnir.isolation``). Every defect of a
+    file raises ``FormatError`` naming the file and the node.
 
     Example:
         >>> import nir, numpy as np
@@ -73,13 +85,14 @@ def from_nir(source: str | os.PathLike | Any, dt: float = 1e-4, name: str | None
     where = "<NIRGraph>"
     if isinstance(source, (str, os.PathLike)):
         where = str(source)
-        graph = read_nir(where)
+        graph = read_nir(where, safe=safe)
     elif isinstance(source, nir.NIRGraph):
         graph = source
     else:
         raise TypeError(f"from_nir takes a path or a nir.NIRGraph, got {type(source).__name__}")
-    nodes, edges = flatten(graph)
-    return _Builder(nodes, edges, dt, where).build(name or "nir")
+    with nir_errors(where, from_file=where != "<NIRGraph>"):
+        nodes, edges = flatten(graph)
+        return check_loaded(_Builder(nodes, edges, dt, where).build(name or "nir"))
 
 
 # --- building ---------------------------------------------------------------------------------------
@@ -92,6 +105,15 @@ def _arr(value: Any, node: str, field: str) -> np.ndarray:
     if not np.isfinite(out).all():
         raise GraphError(f"NIR node {node!r}: field {field!r} has NaN or Inf values")
     return out
+
+
+def _value(node: str, field: str, value: Any) -> float | np.ndarray:
+    """One value for the layer (a float), or per-neuron values (a float64 array that broadcasts to the
+    layer; the caller has checked that): neuron parameters may be either."""
+    a = _arr(value, node, field)
+    if a.size == 0:
+        raise GraphError(f"NIR node {node!r}: {field} is empty")
+    return float(a.flat[0]) if np.all(a == a.flat[0]) else a
 
 
 def _uniform(node: str, field: str, value: Any) -> float:
@@ -120,8 +142,10 @@ def _per_channel(node: str, field: str, a: np.ndarray, shape: tuple[int, ...]) -
     return per[:, 0].astype(np.float32)
 
 
-def _steps(seconds: float, dt: float) -> float:
+def _steps(seconds: float | np.ndarray, dt: float) -> float | np.ndarray:
     """``seconds / dt`` to 12 significant digits (undoes the float error of ``tau * dt / dt``)."""
+    if isinstance(seconds, np.ndarray):
+        return np.vectorize(lambda s: float(f"{s / dt:.12g}"), otypes=[np.float64])(seconds)
     return float(f"{seconds / dt:.12g}")
 
 
@@ -136,7 +160,12 @@ class _Builder:
         self.edges = contract_pass_throughs(nodes, list(dict.fromkeys(edges)))
         self.g = Graph()
         self.out: dict[str, str] = {}  # NIR name -> snnir id of its value
-        self.split_bias: set[str] = set()  # fed-back Affines whose bias is added within the step
+        self.shapes: dict[str, tuple[int, ...]] = {}  # snnir id -> inferred shape (once per node)
+        self.preds: dict[str, list[str]] = {n: [] for n in nodes}
+        self.succs: dict[str, list[str]] = {n: [] for n in nodes}
+        for a, b in self.edges:
+            self.preds[b].append(a)
+            self.succs[a].append(b)
 
     def _id(self, name: str) -> str:
         base, k = _safe_id(name), 1
@@ -149,9 +178,7 @@ class _Builder:
         """Reverse DFS post-order from the inputs: every edge goes forward except cycle-closing ones."""
         import nir
 
-        succ: dict[str, list[str]] = {n: [] for n in self.nodes}
-        for a, b in self.edges:
-            succ[a].append(b)
+        succ = self.succs
         roots = [n for n, v in self.nodes.items() if isinstance(v, nir.Input)]
         if not roots:
             raise GraphError(f"{self.where}: the NIR graph has no Input node")
@@ -181,10 +208,8 @@ class _Builder:
         order = self._order()
         pos = {n: i for i, n in enumerate(order)}
         pending: list[tuple[str, str, int]] = []
-        self.split_bias = {a for a, b in self.edges if pos[a] >= pos[b] and type(self.nodes[a]).__name__ == "Affine"
-                           and np.any(_arr(self.nodes[a].bias, a, "bias"))}
         for node_name in order:
-            preds = [a for a, b in self.edges if b == node_name]
+            preds = self.preds[node_name]
             forward = [a for a in preds if pos[a] < pos[node_name]]
             back = [a for a in preds if pos[a] >= pos[node_name]]
             if isinstance(self.nodes[node_name], _input_type()):
@@ -196,10 +221,6 @@ class _Builder:
                 src = self.out[forward[0]]
             else:  # NIR sums the inputs of a node
                 inputs = [self.out[a] for a in forward]
-                for a in back:  # a fed-back Affine's bias is added within the step (see the module doc)
-                    if a in self.split_bias:
-                        bias = _arr(self.nodes[a].bias, a, "bias").astype(np.float32)
-                        inputs.append(self.g.add_node("constant", params={"value": bias}, id=self._id(f"{a}_bias")))
                 src = self.g.add_node("add", inputs, id=self._id(f"{node_name}_sum"))
                 forward = inputs
                 pending += [(a, src, len(forward) + i) for i, a in enumerate(back)]
@@ -208,6 +229,9 @@ class _Builder:
             except GraphError as e:
                 msg = str(e) if node_name in str(e) else f"NIR node {node_name!r}: {e}"
                 raise GraphError(msg) from None
+            except Exception as e:  # odd values in a node: named here, a FormatError for a file (nir_errors)
+                raise GraphError(f"NIR node {node_name!r} ({type(self.nodes[node_name]).__name__}): "
+                                 f"{type(e).__name__}: {e}") from None
         for a, dst, port in pending:
             self.g.add_edge(self.out[a], dst, port, offset=1)  # a cycle's closing edge: previous step
         try:
@@ -222,7 +246,7 @@ class _Builder:
             raise GraphError(f"NIR node {name!r} has unsupported type {kind}; snnir reads {', '.join(SUPPORTED)}")
         fields = [f for f in _ELEMENTWISE if getattr(node, f, None) is not None]
         if src is not None and fields:  # per-neuron parameters must fit the layer they act on
-            shape = _infer(self.g, src)
+            shape = self._shape(src)
             for field in fields:
                 a = _arr(getattr(node, field), name, field)
                 try:
@@ -232,27 +256,54 @@ class _Builder:
                                      f"has shape {shape}") from None
         return getattr(self, f"_{kind.lower()}")(name, node, src)
 
+    def _shape(self, node_id: str) -> tuple[int, ...]:
+        """The shape of ``node_id``, inferred once per node from its inputs' (no graph walk)."""
+        stack = [node_id]
+        while stack:
+            current = stack[-1]
+            if current in self.shapes:
+                stack.pop()
+                continue
+            preds = self.g.predecessors(current)
+            missing = [p for p in preds if p not in self.shapes]
+            if missing:
+                stack.extend(missing)
+                continue
+            node = self.g.node(current)
+            try:
+                shape = node.attrs["shape"] if node.op == "input" else \
+                    node.spec.infer_shape(node.attrs, node.params, [self.shapes[p] for p in preds])
+            except GraphError as e:
+                raise type(e)(f"node {current!r} ({node.op}): {e}") from None
+            except Exception as e:  # noqa: BLE001 - a shape rule failing on odd values names the node
+                raise ShapeError(f"node {current!r} ({node.op}): cannot infer the output shape "
+                                 f"({type(e).__name__}: {e})") from None
+            self.shapes[current] = tuple(int(d) for d in shape)
+            stack.pop()
+        return self.shapes[node_id]
+
     def _input(self, name: str, node: Any, src: None) -> str:
         shape = tuple(int(s) for s in np.asarray(node.input_type["input"]).reshape(-1))
-        consumers = [self.nodes[b] for a, b in self.edges if a == name]
-        if len(shape) > 1 and shape[0] == 1 and consumers and _drops_batch(consumers[0], shape):
-            shape = shape[1:]
+        ranks = {_consumer_rank(self.nodes[b]) for b in self.succs[name]}
+        if len(ranks) == 1 and None not in ranks:  # leading 1s beyond what the consumer takes: batch/time axes
+            rank = ranks.pop()
+            while len(shape) > rank and shape[0] == 1:
+                shape = shape[1:]
         return self.g.add_input(shape, id=self._id(name))
 
     def _output(self, name: str, node: Any, src: str) -> str:
         declared = (node.output_type or {}).get("output")
         if declared is not None and np.size(declared):
             declared = tuple(int(d) for d in np.asarray(declared).reshape(-1))
-            shape = _infer(self.g, src)
-            if declared not in (shape, (1, *shape)):  # (1, ...): a batch axis some exporters write
+            shape = self._shape(src)
+            extra = len(declared) - len(shape)  # leading 1s: batch/time axes some exporters write
+            if extra < 0 or declared[extra:] != shape or any(d != 1 for d in declared[:extra]):
                 raise GraphError(f"NIR node {name!r} (Output) declares shape {declared}, but receives {shape}")
         return self.g.add_output(src, id=self._id(name))
 
     def _affine(self, name: str, node: Any, src: str) -> str:
         w = _arr(node.weight, name, "weight").astype(np.float32)
         params = {"weight": w, "bias": _arr(node.bias, name, "bias").astype(np.float32)}
-        if name in self.split_bias:
-            del params["bias"]
         return self.g.add_node("linear", [src], params=params, id=self._id(name))
 
     def _linear(self, name: str, node: Any, src: str) -> str:
@@ -314,14 +365,14 @@ class _Builder:
         return self.g.add_node("delay", [src], attrs={"steps": int(round(steps))}, id=self._id(name))
 
     def _threshold(self, name: str, node: Any, src: str) -> str:
-        attrs = {"model": "Threshold", "v_threshold": _uniform(name, "threshold", node.threshold)}
-        return self.g.add_node("neuron", [src], attrs=attrs, id=self._id(name))
+        attrs = {"model": "Threshold", "v_threshold": _value(name, "threshold", node.threshold)}
+        return self._neuron(name, src, "neuron", attrs)
 
     # --- neurons ---------------------------------------------------------------------------------
     def _gain(self, name: str, src: str, gain: np.ndarray | float, offset: np.ndarray | float,
               final: bool = False) -> str:
         """``x -> gain x + offset`` before a neuron (nothing when it is the identity)."""
-        shape = _infer(self.g, src)
+        shape = self._shape(src)
         gain = np.asarray(gain, np.float64)
         gain = np.where(np.abs(gain - 1.0) <= 1e-6, 1.0, gain)  # float rounding of r = tau / dt, r = 1 / dt
         g = _per_channel(name, "input gain", gain, shape)
@@ -335,19 +386,25 @@ class _Builder:
         params = {"weight": np.asarray(g, np.float32), "bias": np.asarray(o, np.float32)}
         return self.g.add_node("affine", [src], params=params, id=node_id)
 
-    def _tau(self, name: str, field: str, value: Any) -> float:
-        """A time constant in steps; forward Euler overshoots (and diverges) when it is under one."""
-        seconds = _uniform(name, field, value)
+    def _tau(self, name: str, field: str, value: Any) -> float | np.ndarray:
+        """A time constant in steps (one per layer or per neuron); forward Euler overshoots (and
+        diverges) when it is under one."""
+        seconds = _value(name, field, value)
         steps = _steps(seconds, self.dt)
-        if steps < 1.0:
-            raise GraphError(f"NIR node {name!r}: {field} = {seconds:g} s is shorter than dt = {self.dt:g} s; "
+        if np.any(np.asarray(steps) < 1.0):
+            shortest = float(np.min(seconds))
+            raise GraphError(f"NIR node {name!r}: {field} = {shortest:g} s is shorter than dt = {self.dt:g} s; "
                              "forward Euler needs tau >= dt (import with a smaller dt)")
         return steps
 
     def _neuron(self, name: str, src: str, op: str, attrs: dict[str, Any]) -> str:
-        return self.g.add_node(op, [src], attrs=attrs, id=self._id(name))
+        """A neuron/integrator node; per-neuron values (arrays) are its params, the rest attributes."""
+        params = {k: np.asarray(v, np.float64) for k, v in attrs.items() if isinstance(v, np.ndarray)}
+        attrs = {k: v for k, v in attrs.items() if k not in params}
+        return self.g.add_node(op, [src], attrs=attrs, params=params, id=self._id(name))
 
-    def _leaky(self, name: str, node: Any, src: str, v_reset: float, op: str, extra: dict[str, Any]) -> str:
+    def _leaky(self, name: str, node: Any, src: str, v_reset: float | np.ndarray, op: str,
+               extra: dict[str, Any]) -> str:
         tau = self._tau(name, "tau", node.tau)
         r, v_leak = _arr(node.r, name, "r"), _arr(node.v_leak, name, "v_leak")
         if np.allclose(r / tau, 1.0, rtol=0, atol=1e-6):  # snnTorch: x is not scaled by dt / tau
@@ -360,41 +417,47 @@ class _Builder:
         return self._neuron(name, x, op, attrs)
 
     def _lif(self, name: str, node: Any, src: str) -> str:
-        v_reset = _uniform(name, "v_reset", node.v_reset)
+        v_reset = _value(name, "v_reset", node.v_reset)
         return self._leaky(name, node, src, v_reset, "neuron",
-                           {"v_threshold": _uniform(name, "v_threshold", node.v_threshold)})
+                           {"v_threshold": _value(name, "v_threshold", node.v_threshold)})
 
     def _li(self, name: str, node: Any, src: str) -> str:
-        v_leak = _uniform(name, "v_leak", node.v_leak)
+        v_leak = _value(name, "v_leak", node.v_leak)
         return self._leaky(name, node, src, v_leak, "integrator", {})
 
+    def _step_gain(self, name: str, node: Any) -> np.ndarray:
+        """IF/I's per-step input gain: ``r``, or 1 where ``r = 1 / dt`` (see the module doc)."""
+        r = _arr(node.r, name, "r")
+        return np.where(np.isclose(r * self.dt, 1.0, rtol=1e-6, atol=0.0), 1.0, r)
+
     def _if(self, name: str, node: Any, src: str) -> str:
-        x = self._gain(name, src, _arr(node.r, name, "r") * self.dt, 0.0)
-        attrs = {"model": "IF", "v_threshold": _uniform(name, "v_threshold", node.v_threshold),
-                 "v_reset": _uniform(name, "v_reset", node.v_reset)}
+        x = self._gain(name, src, self._step_gain(name, node), 0.0)
+        attrs = {"model": "IF", "v_threshold": _value(name, "v_threshold", node.v_threshold),
+                 "v_reset": _value(name, "v_reset", node.v_reset)}
         return self._neuron(name, x, "neuron", attrs)
 
     def _i(self, name: str, node: Any, src: str) -> str:
-        x = self._gain(name, src, _arr(node.r, name, "r") * self.dt, 0.0)
+        x = self._gain(name, src, self._step_gain(name, node), 0.0)
         return self._neuron(name, x, "integrator", {"model": "IF", "v_reset": 0.0})
 
-    def _cuba(self, name: str, node: Any, src: str, v_reset: float, op: str, extra: dict[str, Any]) -> str:
+    def _cuba(self, name: str, node: Any, src: str, v_reset: float | np.ndarray, op: str,
+              extra: dict[str, Any]) -> str:
         tau_syn, tau_mem = self._tau(name, "tau_syn", node.tau_syn), self._tau(name, "tau_mem", node.tau_mem)
         v_leak = _arr(node.v_leak, name, "v_leak")
         if not np.all(v_leak == v_reset):
-            raise GraphError(f"NIR node {name!r}: v_leak {np.unique(v_leak)[:5]} differs from v_reset {v_reset}; "
-                             "snnir's CubaLIF leaks towards v_reset")
+            raise GraphError(f"NIR node {name!r}: v_leak {np.unique(v_leak)[:5]} differs from v_reset "
+                             f"{np.unique(v_reset)[:5]}; snnir's CubaLIF leaks towards v_reset")
         gain = (_arr(node.r, name, "r") / tau_mem) * (_arr(node.w_in, name, "w_in") / tau_syn)
         x = self._gain(name, src, gain, 0.0)
         attrs = {"model": "CubaLIF", "tau_syn": tau_syn, "tau_mem": tau_mem, "v_reset": v_reset, **extra}
         return self._neuron(name, x, op, attrs)
 
     def _cubalif(self, name: str, node: Any, src: str) -> str:
-        return self._cuba(name, node, src, _uniform(name, "v_reset", node.v_reset), "neuron",
-                          {"v_threshold": _uniform(name, "v_threshold", node.v_threshold)})
+        return self._cuba(name, node, src, _value(name, "v_reset", node.v_reset), "neuron",
+                          {"v_threshold": _value(name, "v_threshold", node.v_threshold)})
 
     def _cubali(self, name: str, node: Any, src: str) -> str:
-        return self._cuba(name, node, src, _uniform(name, "v_leak", node.v_leak), "integrator", {})
+        return self._cuba(name, node, src, _value(name, "v_leak", node.v_leak), "integrator", {})
 
 
 _ELEMENTWISE = ("tau", "tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in", "threshold", "delay",
@@ -416,30 +479,14 @@ def _ints(value: Any, n: int) -> tuple[int, ...]:
     return tuple(int(v) for v in a)
 
 
-def _infer(g: Graph, node_id: str) -> tuple[int, ...]:
-    """The shape of ``node_id`` from the nodes built so far (a partial graph cannot validate)."""
-    import networkx as nx
-
-    sub = g.copy()
-    for n in list(sub.nx.nodes):
-        if n != node_id and sub.node(n).op == "output":
-            sub.remove_node(n)
-    sub.add_output(node_id, id="_probe")
-    keep = {node_id, "_probe"} | set(nx.ancestors(sub.nx, node_id))
-    for n in list(sub.nx.nodes):
-        if n not in keep:
-            sub.remove_node(n)
-    return tuple(sub.validate().node(node_id).shape)
-
-
-def _drops_batch(consumer: Any, shape: tuple[int, ...]) -> bool:
-    """Whether ``shape``'s leading 1 is a batch axis that ``consumer`` does not take."""
+def _consumer_rank(consumer: Any) -> int | None:
+    """The input rank a NIR node takes (Affine/Linear 1, Conv1d 2, Conv2d 3), or None if any."""
     import nir
 
     if isinstance(consumer, (nir.Affine, nir.Linear)):
-        return len(shape) == 2
+        return 1
     if isinstance(consumer, nir.Conv2d):
-        return len(shape) == 4
+        return 3
     if isinstance(consumer, nir.Conv1d):
-        return len(shape) == 3
-    return False
+        return 2
+    return None

@@ -8,52 +8,113 @@ own Input/Output nodes, returning leaf nodes and edges.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
-from snnir.errors import FormatError, GraphError
+import numpy as np
+
+from snnir.errors import FormatError, GraphError, SnnirError, file_errors
 
 SUPPORTED = ("Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d",
              "Flatten", "Delay", "Threshold", "I", "IF", "LI", "LIF", "CubaLI", "CubaLIF", "NIRGraph")
 
 
 # --- reading ---------------------------------------------------------------------------------------
-def read_nir(path: str) -> Any:
-    """The ``nir.NIRGraph`` in the file at ``path`` (``FormatError`` naming the node if it is bad)."""
-    import h5py
+def read_nir(path: str, safe: bool | None = None) -> Any:
+    """The ``nir.NIRGraph`` in the file at ``path`` (``FormatError`` naming the node if it is bad).
 
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise FormatError(f"{path}: cannot open a NIR (HDF5) file ({e})") from None
-    with f:
-        if "node" not in f:
-            raise FormatError(f"{path}: not a NIR file (no 'node' group at the root)")
-        return _read_group(f["node"], path, "node")
+    The HDF5 file is read into arrays first (``snnir.hdf5_tree``: every declared size checked
+    against ``snnir.limits`` and the file size; in a child process when ``safe``), then each node
+    is built by ``nir``'s own reader from those arrays.
+    """
+    from snnir.hdf5_tree import load_tree
+
+    tree = load_tree(path, safe=safe, roots=("node",))
+    root = tree.get("node")
+    if not isinstance(root, dict):
+        raise FormatError(f"{path}: not a NIR file (no 'node' group at the root)")
+    return _read_group(root, path, "node", 0)
 
 
-def _read_group(group: Any, path: str, where: str) -> Any:
+def _read_group(group: dict[str, Any], path: str, where: str, depth: int) -> Any:
     import nir
     from nir.serialization import read_node
 
-    if "type" not in group:
-        raise FormatError(f"{path}: NIR node {where!r} has no 'type' field")
-    kind = group["type"][()]
-    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    from snnir import limits
+
+    limits.check_depth(path, f"NIR graph {where!r}", depth)  # also bounds this recursion
+    kind = _text(group.get("type"), path, where, "type")
     if kind not in SUPPORTED:
         raise FormatError(f"{path}: NIR node {where!r} has unknown type {kind!r}; snnir reads {', '.join(SUPPORTED)}")
     if kind == "NIRGraph":
-        for field in ("nodes", "edges"):
-            if field not in group:
-                raise FormatError(f"{path}: NIR graph {where!r} has no {field!r} field")
-        nodes = {k: _read_group(v, path, f"{where}/nodes/{k}") for k, v in group["nodes"].items()}
-        edges = [(a.decode(), b.decode()) for a, b in group["edges"][()]] if len(group["edges"]) else []
-        return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+        nodes, edges = group.get("nodes"), group.get("edges")
+        if not isinstance(nodes, dict):
+            raise FormatError(f"{path}: NIR graph {where!r} has no 'nodes' group")
+        limits.check_count(path, f"nodes in NIR graph {where!r}", len(nodes))
+        children = {}
+        for k, v in nodes.items():
+            if not isinstance(v, dict):
+                raise FormatError(f"{path}: NIR node '{where}/nodes/{k}' is a dataset, expected a group")
+            children[k] = _read_group(v, path, f"{where}/nodes/{k}", depth + 1)
+        return nir.NIRGraph(nodes=children, edges=_edges(edges, path, where, set(children)), type_check=False)
     try:
         return read_node(group)
     except KeyError as e:
         raise FormatError(f"{path}: NIR node {where!r} ({kind}) is missing a field: {e}") from None
-    except (ValueError, AssertionError, TypeError) as e:
-        raise FormatError(f"{path}: NIR node {where!r} ({kind}) is inconsistent: {e or 'shapes differ'}") from None
+    except Exception as e:  # nir's constructors check shapes with assert/ValueError, or fail on odd values
+        raise FormatError(f"{path}: NIR node {where!r} ({kind}) is inconsistent: "
+                          f"{type(e).__name__}: {e or 'shapes differ'}") from None
+
+
+def _text(value: Any, path: str, where: str, field: str) -> str:
+    """A string field (a 0-d bytes array in the tree)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind == "S":
+        try:
+            return value[()].decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    raise FormatError(f"{path}: NIR node {where!r} has no text {field!r} field")
+
+
+def _edges(value: Any, path: str, where: str, names: set[str]) -> list[tuple[str, str]]:
+    """``edges`` as ``(source, target)`` names: a list of byte-string pairs (or nothing)."""
+    if value is None:
+        raise FormatError(f"{path}: NIR graph {where!r} has no 'edges' field")
+    if isinstance(value, np.ndarray) and value.size == 0:
+        return []
+    if isinstance(value, np.ndarray) and value.dtype.kind == "S" and value.ndim == 2:
+        value = value.tolist()
+    if not isinstance(value, list):
+        raise FormatError(f"{path}: NIR graph {where!r}: 'edges' must be pairs of node names")
+    from snnir import limits
+
+    limits.check_count(path, f"edges in NIR graph {where!r}", len(value))
+    out = []
+    for i, pair in enumerate(value):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, bytes) for p in pair)):
+            raise FormatError(f"{path}: NIR graph {where!r}: edge {i} is {str(pair)[:80]}, expected two node names")
+        try:
+            out.append((pair[0].decode("utf-8"), pair[1].decode("utf-8")))
+        except UnicodeDecodeError:
+            raise FormatError(f"{path}: NIR graph {where!r}: edge {i} names are not UTF-8") from None
+    return out
+
+
+@contextlib.contextmanager
+def nir_errors(where: str, from_file: bool) -> Iterator[None]:
+    """Around an import: from a file, every error is a ``FormatError`` naming the file (a graph snnir
+    refuses: ``InvalidGraphFileError``); from a ``NIRGraph`` object, raw errors become ``GraphError``."""
+    if from_file:
+        with file_errors(where, "NIR import"):
+            yield
+            return
+    try:
+        yield
+    except SnnirError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise GraphError(f"{where}: {type(e).__name__}: {e}") from e
 
 
 # --- flattening nested graphs ----------------------------------------------------------------------
@@ -68,8 +129,8 @@ def flatten(graph: Any, prefix: str = "") -> tuple[dict[str, Any], list[tuple[st
         ...                             "y": nir.Output(output_type=np.array([2]))},
         ...                      edges=[("x", "sub"), ("sub", "y")])
         >>> nodes, edges = flatten(outer)
-        >>> contract_pass_throughs(nodes, edges), sorted(nodes)
-        ([('x', 'sub.li'), ('sub.li', 'y')], ['sub.li', 'x', 'y'])
+        >>> sorted(contract_pass_throughs(nodes, edges)), sorted(nodes)
+        ([('sub.li', 'y'), ('x', 'sub.li')], ['sub.li', 'x', 'y'])
     """
     import nir
 
@@ -103,9 +164,31 @@ def flatten(graph: Any, prefix: str = "") -> tuple[dict[str, Any], list[tuple[st
 
 
 def contract_pass_throughs(nodes: dict[str, Any], edges: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    for p in [k for k, v in nodes.items() if v is None]:
-        ins = [a for a, b in edges if b == p]
-        outs = [b for a, b in edges if a == p]
-        edges = [(a, b) for a, b in edges if p not in (a, b)] + [(a, b) for a in ins for b in outs]
+    """Remove the pass-through nodes (``None``): an edge into one goes to each real node it leads to;
+    linear in the number of edges (plus the joined ones), keeping the edge order."""
+    through = {k for k, v in nodes.items() if v is None}
+    if not through:
+        return edges
+    outs: dict[str, list[str]] = {p: [] for p in through}
+    for a, b in edges:
+        if a in through:
+            outs[a].append(b)
+    reached: dict[str, list[str]] = {}
+
+    def consumers(p: str) -> list[str]:  # the real nodes a pass-through leads to (chains followed)
+        if p not in reached:
+            reached[p] = []
+            found: list[str] = []
+            for b in outs[p]:
+                found += consumers(b) if b in through else [b]
+            reached[p] = found
+        return reached[p]
+
+    result: list[tuple[str, str]] = []
+    for a, b in edges:
+        if a in through:
+            continue
+        result += [(a, c) for c in consumers(b)] if b in through else [(a, b)]
+    for p in through:
         del nodes[p]
-    return edges
+    return result

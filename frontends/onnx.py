@@ -1,21 +1,30 @@
 """ANNs from ONNX files: read with ``onnx`` (protobuf; no code runs), mapped to snnir ops.
 
-Supported operators: Conv (1-d/2-d, symmetric pads), Gemm, MatMul (+ Add of a bias), Add (two
-tensors), BatchNormalization, Relu, Clip (ReLU6), MaxPool, AveragePool, GlobalAveragePool,
-Flatten, Reshape (to ``[batch, -1]``, also when the target is computed from ``Shape``), Concat,
-Dropout and Identity (removed). The first axis of every tensor is the batch; snnir shapes are per
-sample. Shape arithmetic (``Shape``, ``Gather``, ``Unsqueeze``, ``Concat`` of shapes, as exporters
-emit for ``x.view(x.size(0), -1)``) is evaluated symbolically with the batch as ``"N"``.
+The first axis of every activation is the batch; snnir shapes are per sample. A ``Transpose`` may
+move the batch behind per-sample axes (attention code does, before a ``Gather`` picks q, k or v),
+as long as it comes back before a reshape. Shape arithmetic (``Shape``, ``Gather``, ``Slice``,
+``Unsqueeze``, ``Concat``, ``Mul``, ... of shapes, as exporters emit for ``x.view(x.size(0), -1)``)
+is evaluated with the batch as ``"N"``. Initializers reached through ``Identity`` (torch's exporter
+deduplicates shared weights that way) and ``Constant`` nodes are constants.
+
+Supported operators, one handler each (``_OPS``): Conv (1-d/2-d, groups, symmetric pads), Gemm,
+MatMul (activation x constant, activation x activation), Add, Sub, Mul, Div, Neg, Pow (2, 0.5),
+Sqrt, BatchNormalization, LayerNormalization, Relu, Clip, Sigmoid, Tanh, Erf, Exp, Gelu, HardSwish,
+HardSigmoid, Softmax, MaxPool, AveragePool, GlobalAveragePool, ReduceMean, ReduceSum, Flatten,
+Reshape, Transpose, Squeeze, Unsqueeze, Concat, Split, Slice, Gather, Expand, Resize (nearest as
+torch's, linear with align_corners or half-pixel), Cast (to float), Dropout and Identity.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 import numpy as np
 
-from snnir.errors import FormatError, GraphError, SnnirError
+from snnir.errors import FormatError, GraphError, SnnirError, file_errors
+from snnir.frontends.values import TraceContext, Value, arith, constant, matmul, split, transpose
 from snnir.graph import Graph
 
 
@@ -26,7 +35,11 @@ class UnsupportedOpError(SnnirError):
 def _attrs(node: Any) -> dict[str, Any]:
     import onnx
 
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    out = {}
+    for a in node.attribute:
+        v = onnx.helper.get_attribute_value(a)
+        out[a.name] = v.decode() if isinstance(v, bytes) else v
+    return out
 
 
 def from_onnx(model: str | os.PathLike | Any, name: str | None = None) -> Graph:
@@ -41,50 +54,124 @@ def from_onnx(model: str | os.PathLike | Any, name: str | None = None) -> Graph:
         ['input', 'flatten', 'linear', 'relu', 'output']
     """
     import onnx
-    from onnx import numpy_helper
 
     where = "<ModelProto>"
     if not isinstance(model, onnx.ModelProto):
         where = str(model)
-        try:
-            model = onnx.load(str(model))
-        except Exception as e:  # protobuf decode errors, missing files
-            raise FormatError(f"{where}: cannot read an ONNX model ({e})") from None
+        model = _load_model(where)
+    with file_errors(where, "the model"):  # a raw exception or GraphError outside a node names the file
+        return _import(model, where, name)
+
+
+def _import(model: Any, where: str, name: str | None) -> Graph:
+    import onnx
+
     try:
         onnx.checker.check_model(model)
     except Exception as e:
         raise FormatError(f"{where}: invalid ONNX model: {e}") from None
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     graph_proto = model.graph
-    consts = {t.name: numpy_helper.to_array(t) for t in graph_proto.initializer}
-    for node in graph_proto.node:  # Constant nodes are initializers too
-        if node.op_type == "Constant":
-            consts[node.output[0]] = numpy_helper.to_array(_attrs(node)["value"])
+    consts = _constants(graph_proto, where)
     g = Graph(name or graph_proto.name or "onnx")
     g.meta["training"] = False  # a checkpoint is an inference graph: compile() gives an eval-mode module
-    env: dict[str, str] = {}
+    inputs = []
     for inp in graph_proto.input:
         if inp.name in consts:
             continue
         dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
         if len(dims) < 2 or any(d <= 0 for d in dims[1:]):
             raise FormatError(f"{where}: input {inp.name!r} needs a static shape [batch, ...], got {dims}")
-        env[inp.name] = g.add_input(dims[1:], id=_ident(g, inp.name))
-    mapper = _OnnxMapper(g, env, consts, where, opset)
+        inputs.append((inp.name, dims))
+    batch = inputs[0][1][0] if inputs and inputs[0][1][0] > 0 else None
+    mapper = _OnnxMapper(g, consts, where, opset, batch)
+    for inp_name, dims in inputs:
+        mapper.vals[inp_name] = Value(("N",), tuple(dims[1:]), g.add_input(dims[1:], id=_ident(g, inp_name)))
     for node in graph_proto.node:
-        for name in node.input:
-            mapper.uses[name] = mapper.uses.get(name, 0) + 1
+        for n in node.input:
+            mapper.uses[n] = mapper.uses.get(n, 0) + 1
+    for out in graph_proto.output:
+        mapper.uses[out.name] = mapper.uses.get(out.name, 0) + 1
     for node in graph_proto.node:
         if node.op_type != "Constant":
             mapper.map(node)
     for out in graph_proto.output:
-        if out.name not in env:
+        v = mapper.vals.get(out.name)
+        if v is None and out.name in mapper.consts and out.name in mapper.producer:
+            raise mapper.unsupported(mapper.producer[out.name], f"graph output {out.name!r} is a constant (it does "
+                                     "not depend on the input); snnir graphs compute their outputs from inputs")
+        if v is None:
             raise FormatError(f"{where}: graph output {out.name!r} is not produced by a supported node")
-        g.add_output(env[out.name], id=_ident(g, "output"))
+        if v.pos:
+            raise UnsupportedOpError(f"{where}: graph output {out.name!r} has its batch axis at dim {v.pos}; "
+                                     "snnir outputs are [batch, ...]")
+        g.add_output(v.node, id=_ident(g, "output"))
     try:
-        return g.validate()
+        from snnir.validation import check_loaded
+
+        return check_loaded(g.validate())
     except GraphError as e:
         raise FormatError(f"{where}: the imported graph is inconsistent: {e}") from None
+
+
+def _load_model(where: str) -> Any:
+    """The ModelProto in file ``where``: its size, and that of external data, checked against the limits."""
+    import onnx
+    from onnx import external_data_helper as ext
+
+    from snnir import limits
+
+    try:
+        limits.check_bytes(where, "the file", os.path.getsize(where))
+        model = onnx.load(where, load_external_data=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError, FormatError):
+        raise
+    except Exception as e:  # protobuf decode errors
+        raise FormatError(f"{where}: cannot read an ONNX model ({e})") from None
+    tensors = [t for t in ext._get_all_tensors(model) if ext.uses_external_data(t)]
+    if tensors:
+        budget = limits.Budget(where)
+        base = os.path.dirname(os.path.abspath(where))
+        for t in tensors:
+            with file_errors(where, f"external data of tensor {t.name!r}"):
+                try:
+                    info = ext.ExternalDataInfo(t)
+                    stored = os.path.getsize(os.path.join(base, info.location))
+                except OSError as e:  # a file the model names, not the one the caller gave
+                    raise FormatError(f"{where}: tensor {t.name!r} keeps its data in a file that cannot be read "
+                                      f"({e})") from None
+                budget.take(f"external data of tensor {t.name!r}", info.length or max(0, stored - (info.offset or 0)))
+        with file_errors(where, "external tensor data"):
+            ext.load_external_data_for_model(model, base)  # onnx checks the paths stay inside base
+    return model
+
+
+def _constants(graph_proto: Any, where: str) -> dict[str, np.ndarray]:
+    """Numeric initializers and Constant node values by name (others are not constants to snnir)."""
+    from onnx import numpy_helper
+
+    consts: dict[str, np.ndarray] = {}
+    for t in graph_proto.initializer:
+        with file_errors(where, f"initializer {t.name!r}"):
+            value = numpy_helper.to_array(t)
+        if value.dtype.kind in "biuf":
+            consts[t.name] = value
+    for node in graph_proto.node:  # Constant nodes are initializers too
+        if node.op_type != "Constant" or not node.output:
+            continue
+        with file_errors(where, f"node {node.name!r} (Constant)"):
+            a = _attrs(node)
+            if "value" in a:
+                value = numpy_helper.to_array(a["value"])
+            elif "value_float" in a or "value_floats" in a:
+                value = np.asarray(a.get("value_float", a.get("value_floats")), dtype=np.float32)
+            elif "value_int" in a or "value_ints" in a:
+                value = np.asarray(a.get("value_int", a.get("value_ints")), dtype=np.int64)
+            else:
+                continue  # strings, sparse tensors: not numbers snnir uses
+        if value.dtype.kind in "biuf":
+            consts[node.output[0]] = value
+    return consts
 
 
 def _ident(g: Graph, name: str) -> str:
@@ -92,52 +179,168 @@ def _ident(g: Graph, name: str) -> str:
 
 
 class _OnnxMapper:
-    def __init__(self, g: Graph, env: dict[str, str], consts: dict[str, np.ndarray], where: str, opset) -> None:
-        self.g, self.env, self.consts, self.where, self.opset = g, env, consts, where, opset
+    """Per-model state: activations (``vals``), constants, shape values (``shapes``, "N" the batch)."""
+
+    def __init__(self, g: Graph, consts: dict[str, np.ndarray], where: str, opset: int | None,
+                 batch: int | None) -> None:
+        self.g, self.consts, self.where, self.opset, self.batch = g, consts, where, opset, batch
+        self.vals: dict[str, Value] = {}
         self.uses: dict[str, int] = {}
-        self.shapes: dict[str, list] = {}  # symbolic shape values ("N" is the batch)
+        self.shapes: dict[str, list] = {}
+        self.ctx = TraceContext(g, {"T": 1, "N": batch or 1}, error=UnsupportedOpError, invalid=FormatError)
+        self.node: Any = None
+        self.producer: dict[str, Any] = {}  # tensor name -> the node that computes it
 
     def unsupported(self, node: Any, why: str = "") -> UnsupportedOpError:
         return UnsupportedOpError(f"{self.where}: ONNX op {node.op_type!r} (node {node.name!r}, opset {self.opset}) "
                                   f"is not supported{': ' + why if why else ''}. Supported: {', '.join(sorted(_OPS))}")
 
-    def act(self, name: str, node: Any) -> str:
-        if name not in self.env:
-            raise self.unsupported(node, f"input {name!r} is not an activation snnir knows")
-        return self.env[name]
-
-    def emit(self, node: Any, op: str, inputs: list[str], attrs: dict | None = None, params: dict | None = None):
-        try:
-            self.env[node.output[0]] = self.g.add_node(op, inputs, attrs=attrs, params=params,
-                                                       id=_ident(self.g, node.name or op))
-        except GraphError as e:
-            raise FormatError(f"{self.where}: node {node.name!r} ({node.op_type}): {e}") from None
-
     def map(self, node: Any) -> None:
-        handler = _OPS.get(node.op_type)
-        if handler is None:
-            raise self.unsupported(node)
-        handler(self, node, _attrs(node))
+        self.node = node
+        self.producer.update({out: node for out in node.output})
+        what = f"node {node.name!r} ({node.op_type})"
+        with file_errors(self.where, what):  # every handler: no raw exception escapes, the node is named
+            if _fold_constants(self, node):
+                return
+            handler = _OPS.get(node.op_type)
+            if handler is None or node.domain not in ("", "ai.onnx"):
+                raise self.unsupported(node)
+            self.ctx.where = f"{self.where}: {what}"
+            self.ctx.name = node.name or node.op_type.lower()
+            try:
+                handler(self, node, _attrs(node))
+            except KeyError as e:
+                raise FormatError(f"{self.where}: {what} refers to {e}, which it does not have (a missing attribute, "
+                                  "or an input that is not a constant initializer or a known activation)") from None
+
+    # --- inputs --------------------------------------------------------------------------------------
+    def value(self, name: str) -> Value:
+        """An input as an activation or a constant."""
+        if name in self.vals:
+            return self.vals[name]
+        if name in self.consts:
+            return constant(self.consts[name])
+        raise self.unsupported(self.node, f"input {name!r} is not an activation or constant snnir knows")
+
+    def act(self, name: str) -> Value:
+        v = self.value(name)
+        if v.is_const:
+            raise self.unsupported(self.node, f"input {name!r} is a constant where an activation is expected")
+        return v
+
+    def const(self, name: str) -> np.ndarray:
+        """A constant input (a ``KeyError`` otherwise, which ``map`` reports naming the node)."""
+        return self.consts[name]
+
+    def optional(self, node: Any, i: int) -> str | None:
+        return node.input[i] if len(node.input) > i and node.input[i] else None
+
+    def is_shape(self, name: str) -> bool:
+        return name in self.shapes
+
+    # --- outputs -------------------------------------------------------------------------------------
+    def set(self, name: str, v: Value) -> None:
+        if v.is_const:
+            self.consts[name] = np.asarray(v.const)
+        else:
+            self.vals[name] = v
+
+    def emit(self, node: Any, op: str, inputs: list[Value], attrs: dict | None = None, params: dict | None = None,
+             pos: int | None = None) -> Value:
+        v = self.ctx.emit(op, inputs, attrs, params, pos=pos)
+        self.set(node.output[0], v)
+        return v
+
+    def sample_axis(self, v: Value, axis: int) -> int:
+        return self.ctx.axis(v, int(axis), self.node.op_type)
+
+    def conv_input(self, name: str) -> Value:
+        v = self.act(name)
+        if v.pos:
+            raise self.unsupported(self.node, "the batch axis must come first here")
+        return v
 
 
-def _pads(mapper: _OnnxMapper, node: Any, a: dict, n: int) -> tuple[int, ...]:
-    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise mapper.unsupported(node, "auto_pad; export with explicit pads")
+# Shape arithmetic an exporter leaves in a dynamic-batch graph ((C // heads) ** -0.5 computed from
+# Shape, chunk bounds, ...): with all inputs constant it is evaluated by onnx's reference
+# implementation: ops whose output is no larger than their inputs, and ConstantOfShape of a small
+# shape (checked before it allocates), on small inputs.
+_FOLDABLE = {
+    "ConstantOfShape", "Cast", "Pow", "Sqrt", "Div", "Mul", "Add", "Sub", "Neg", "Mod", "Floor", "Ceil", "Abs", "Min",
+    "Max", "Unsqueeze", "Squeeze", "Concat", "Slice", "Gather", "Reshape", "Equal", "Where", "Not", "Less", "Greater",
+    "Identity", "Transpose", "Flatten", "Reciprocal", "Sign",
+}
+_FOLD_LIMIT = 1 << 16  # elements over all inputs
+
+
+_BROADCASTING = {"Add", "Sub", "Mul", "Div", "Pow", "Mod", "Min", "Max", "Equal", "Where", "Less", "Greater"}
+
+
+def _folded_size(node: Any, values: list[np.ndarray]) -> int:
+    """An upper bound of the elements ``node`` makes from ``values`` (checked before it allocates)."""
+    if node.op_type == "ConstantOfShape":
+        return math.prod(int(d) for d in values[0].reshape(-1))
+    if node.op_type in _BROADCASTING:
+        try:
+            return math.prod(np.broadcast_shapes(*(v.shape for v in values)))
+        except ValueError:
+            return 0  # evaluation names the mismatch
+    if node.op_type == "Gather":
+        data, idx = values
+        return idx.size * (data.size // max(1, data.shape[_attrs(node).get("axis", 0)] if data.ndim else 1))
+    return sum(v.size for v in values)
+
+
+def _fold_constants(m: _OnnxMapper, node: Any) -> bool:
+    names = [i for i in node.input if i]
+    if node.op_type not in _FOLDABLE or not names or not all(i in m.consts for i in names):
+        return False
+    values = [m.consts[i] for i in names]
+    if sum(v.size for v in values) > _FOLD_LIMIT:
+        return False
+    if _folded_size(node, values) > _FOLD_LIMIT:
+        raise m.unsupported(node, f"its constant result would hold more than {_FOLD_LIMIT} values")
+    from onnx.reference import ReferenceEvaluator
+
+    try:
+        results = ReferenceEvaluator(node).run(None, dict(zip(names, values)))
+    except Exception as e:  # noqa: BLE001 (a malformed constant computation: name the node)
+        raise m.unsupported(node, f"evaluating it on its constant inputs failed ({e})") from None
+    for out, value in zip(node.output, results):
+        if out:
+            m.consts[out] = np.asarray(value)
+    return True
+
+
+def _set_shape(m: _OnnxMapper, name: str, values: list) -> None:
+    """A shape value: a list holding "N" for the batch size, else an int64 constant."""
+    if "N" in values:
+        m.shapes[name] = list(values)
+    else:
+        m.consts[name] = np.asarray(values, np.int64)
+
+
+# --- synapses and normalization ----------------------------------------------------------------------
+def _pads(m: _OnnxMapper, node: Any, a: dict, n: int) -> tuple[int, ...]:
+    if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        raise m.unsupported(node, f"auto_pad={a['auto_pad']}; export with explicit pads")
     pads = list(a.get("pads", [0] * 2 * n))
     if pads[:n] != pads[n:]:
-        raise mapper.unsupported(node, f"asymmetric pads {pads}")
+        raise m.unsupported(node, f"asymmetric pads {pads}")
     return tuple(int(p) for p in pads[:n])
 
 
 def _conv(m: _OnnxMapper, node: Any, a: dict) -> None:
-    w = m.consts[node.input[1]]
+    w = m.const(node.input[1])
     n = w.ndim - 2
+    if n not in (1, 2):
+        raise m.unsupported(node, f"{n}-d convolution (1-d and 2-d are supported)")
     params = {"weight": w.astype(np.float32)}
-    if len(node.input) > 2 and node.input[2]:
-        params["bias"] = m.consts[node.input[2]].astype(np.float32)
+    if m.optional(node, 2):
+        params["bias"] = m.const(node.input[2]).astype(np.float32)
     attrs = {"stride": tuple(a.get("strides", [1] * n)), "padding": _pads(m, node, a, n),
              "dilation": tuple(a.get("dilations", [1] * n)), "groups": int(a.get("group", 1))}
-    m.emit(node, f"conv{n}d", [m.act(node.input[0], node)], attrs, params)
+    m.emit(node, f"conv{n}d", [m.conv_input(node.input[0])], attrs, params)
 
 
 def _gemm(m: _OnnxMapper, node: Any, a: dict) -> None:
@@ -146,50 +349,116 @@ def _gemm(m: _OnnxMapper, node: Any, a: dict) -> None:
     w = m.consts[node.input[1]].astype(np.float64) * a.get("alpha", 1.0)
     w = w if a.get("transB", 0) else w.T
     params = {"weight": w.astype(np.float32)}
-    if len(node.input) > 2 and node.input[2]:
-        bias = m.consts[node.input[2]].astype(np.float64) * a.get("beta", 1.0)
-        params["bias"] = bias.astype(np.float32).reshape(-1)
-    m.emit(node, "linear", [m.act(node.input[0], node)], {}, params)
+    if m.optional(node, 2):
+        bias = m.const(node.input[2]).astype(np.float64) * a.get("beta", 1.0)
+        params["bias"] = np.broadcast_to(bias.astype(np.float32).reshape(-1), (w.shape[0],)).copy()
+    m.emit(node, "linear", [m.act(node.input[0])], {}, params)
 
 
 def _matmul(m: _OnnxMapper, node: Any, a: dict) -> None:
-    if node.input[1] not in m.consts:
-        raise m.unsupported(node, "MatMul of two activations")
-    m.emit(node, "linear", [m.act(node.input[0], node)], {}, {"weight": m.consts[node.input[1]].T.astype(np.float32)})
-
-
-def _add(m: _OnnxMapper, node: Any, a: dict) -> None:
-    x, y = node.input
-    if x in m.consts:
-        x, y = y, x
-    if y in m.consts:  # a bias: fold into the MatMul/Gemm/Conv that produced x, else an affine
-        src = m.g.node(m.act(x, node))
-        bias = m.consts[y].astype(np.float32)
-        if src.op == "linear" and bias.size == src.params["weight"].shape[0] and m.uses.get(x) == 1:
-            src.params["bias"] = src.params.get("bias", np.zeros_like(bias.reshape(-1))) + bias.reshape(-1)
-            m.env[node.output[0]] = src.id
-            return
-        m.emit(node, "affine", [src.id], {}, {"weight": np.array(1.0, np.float32), "bias": bias.reshape(-1)
-                                              if bias.size > 1 else bias.reshape(())})
-        return
-    m.emit(node, "add", [m.act(x, node), m.act(y, node)])
+    m.set(node.output[0], matmul(m.ctx, m.value(node.input[0]), m.value(node.input[1])))
 
 
 def _batchnorm(m: _OnnxMapper, node: Any, a: dict) -> None:
-    scale, bias, mean, var = (m.consts[i].astype(np.float32) for i in node.input[1:5])
-    m.emit(node, "batchnorm", [m.act(node.input[0], node)], {"eps": float(a.get("epsilon", 1e-5))},
+    scale, bias, mean, var = (m.const(i).astype(np.float32) for i in node.input[1:5])
+    m.emit(node, "batchnorm", [m.conv_input(node.input[0])], {"eps": float(a.get("epsilon", 1e-5))},
            {"weight": scale, "bias": bias, "running_mean": mean, "running_var": var})
+
+
+def _layernorm(m: _OnnxMapper, node: Any, a: dict) -> None:
+    x = m.act(node.input[0])
+    first = int(a.get("axis", -1)) % x.rank
+    if first <= x.pos:
+        raise m.unsupported(node, f"normalizing from axis {a.get('axis', -1)} includes the batch axis")
+    norm = x.shape[first - 1:]
+    params = {"weight": np.broadcast_to(m.const(node.input[1]), norm).astype(np.float32)}
+    if m.optional(node, 2):
+        params["bias"] = np.broadcast_to(m.const(node.input[2]), norm).astype(np.float32)
+    m.emit(node, "layernorm", [x], {"normalized_shape": norm, "eps": float(a.get("epsilon", 1e-5))}, params)
+
+
+# --- element-wise ------------------------------------------------------------------------------------------
+def _arith(kind: str):
+    def handler(m: _OnnxMapper, node: Any, a: dict) -> None:
+        x, y = node.input
+        if m.is_shape(x) or m.is_shape(y):
+            return _shape_arith(m, node, kind)
+        if kind == "add" and _fold_bias(m, node):
+            return None
+        m.set(node.output[0], arith(m.ctx, kind, m.value(x), m.value(y)))
+    return handler
+
+
+def _fold_bias(m: _OnnxMapper, node: Any) -> bool:
+    """``MatMul`` then ``Add`` of a bias vector (torch's export of a Linear on a sequence): one linear."""
+    x, y = node.input
+    if x in m.consts:
+        x, y = y, x
+    if y not in m.consts or x not in m.vals:
+        return False
+    src, bias = m.vals[x], m.consts[y].astype(np.float32)
+    if src.is_const or m.uses.get(x) != 1:
+        return False
+    n = m.g.node(src.node)
+    if n.op != "linear" or bias.size != n.params["weight"].shape[0] or bias.ndim > 1 and bias.shape[-1] != bias.size:
+        return False
+    n.params["bias"] = n.params.get("bias", np.zeros(bias.size, np.float32)) + bias.reshape(-1)
+    m.vals[node.output[0]] = src
+    return True
+
+
+def _unary(op: str):
+    def handler(m: _OnnxMapper, node: Any, a: dict) -> None:
+        m.emit(node, op, [m.act(node.input[0])])
+    return handler
+
+
+def _gelu(m: _OnnxMapper, node: Any, a: dict) -> None:
+    m.emit(node, "gelu", [m.act(node.input[0])], {"approximate": a.get("approximate", "none")})
+
+
+def _hardsigmoid(m: _OnnxMapper, node: Any, a: dict) -> None:
+    alpha, beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
+    x = m.act(node.input[0])
+    if math.isclose(alpha, 1 / 6, rel_tol=1e-6) and beta == 0.5:
+        m.emit(node, "hardsigmoid", [x])
+        return
+    y = m.ctx.emit("affine", [x], {}, {"weight": np.array(alpha, np.float32), "bias": np.array(beta, np.float32)})
+    m.emit(node, "clip", [y], {"min": 0.0, "max": 1.0})
 
 
 def _clip(m: _OnnxMapper, node: Any, a: dict) -> None:
     lo, hi = a.get("min"), a.get("max")  # opset < 11: attributes; >= 11: optional inputs
-    if len(node.input) > 1 and node.input[1]:
-        lo = float(m.consts[node.input[1]])
-    if len(node.input) > 2 and node.input[2]:
-        hi = float(m.consts[node.input[2]])
-    m.emit(node, "clip", [m.act(node.input[0], node)], {"min": lo, "max": hi})
+    if m.optional(node, 1):
+        lo = float(m.const(node.input[1]))
+    if m.optional(node, 2):
+        hi = float(m.const(node.input[2]))
+    m.emit(node, "clip", [m.act(node.input[0])], {"min": lo, "max": hi})
 
 
+def _neg(m: _OnnxMapper, node: Any, a: dict) -> None:
+    m.emit(node, "scale", [m.act(node.input[0])], {"factor": -1.0})
+
+
+def _pow(m: _OnnxMapper, node: Any, a: dict) -> None:
+    x, e = m.act(node.input[0]), m.const(node.input[1])
+    if e.size != 1 or float(e.reshape(())) not in (0.5, 1.0, 2.0):
+        raise m.unsupported(node, f"exponent {e.reshape(-1)[:4]} (2, 1 and 0.5 are supported)")
+    k = float(e.reshape(()))
+    m.set(node.output[0], x if k == 1 else m.ctx.emit("sqrt", [x]) if k == 0.5 else m.ctx.emit("mul", [x, x]))
+
+
+def _softmax(m: _OnnxMapper, node: Any, a: dict) -> None:
+    x = m.act(node.input[0])
+    default = -1 if (m.opset or 13) >= 13 else 1
+    axis = int(a.get("axis", default)) % x.rank
+    if (m.opset or 13) < 13 and axis != x.rank - 1:
+        raise m.unsupported(node, "before opset 13 Softmax normalizes the flattened trailing axes; only the last "
+                                  "axis is supported")
+    m.emit(node, "softmax", [x], {"axis": m.sample_axis(x, axis)})
+
+
+# --- pooling, reductions, resampling -------------------------------------------------------------------
 def _pool(kind: str):
     def handler(m: _OnnxMapper, node: Any, a: dict) -> None:
         k = tuple(a["kernel_shape"])
@@ -202,80 +471,336 @@ def _pool(kind: str):
                 raise m.unsupported(node, "MaxPool indices output")
         else:
             attrs["count_include_pad"] = bool(a.get("count_include_pad", 0))
-        m.emit(node, f"{kind}pool{n}d", [m.act(node.input[0], node)], attrs)
+        m.emit(node, f"{kind}pool{n}d", [m.conv_input(node.input[0])], attrs)
     return handler
 
 
 def _global_avg(m: _OnnxMapper, node: Any, a: dict) -> None:
-    x = m.act(node.input[0], node)
-    rank = len(m.g.infer_shapes().node(x).shape) - 1
+    x = m.conv_input(node.input[0])
+    rank = len(x.shape) - 1
     m.emit(node, f"adaptive_avgpool{rank}d", [x], {"output_size": (1,) * rank})
 
 
-def _flatten(m: _OnnxMapper, node: Any, a: dict) -> None:
-    if a.get("axis", 1) != 1:
-        raise m.unsupported(node, f"Flatten axis {a.get('axis')} (only 1: keep the batch axis)")
-    m.emit(node, "flatten", [m.act(node.input[0], node)], {"start": 0, "end": -1})
+def _reduce(kind: str):
+    def handler(m: _OnnxMapper, node: Any, a: dict) -> None:
+        x = m.act(node.input[0])
+        axes = a.get("axes")
+        if m.optional(node, 1):
+            axes = [int(v) for v in m.const(node.input[1]).reshape(-1)]
+        if not axes:
+            raise m.unsupported(node, "a reduction over all axes includes the batch axis")
+        samples = tuple(sorted({m.sample_axis(x, d) for d in axes}))
+        keep = bool(a.get("keepdims", 1))
+        pos = x.pos if keep else x.pos - sum(1 for i in samples if i < x.pos)
+        m.emit(node, kind, [x], {"axes": samples, "keepdim": keep}, pos=pos)
+    return handler
 
 
+def _resize(m: _OnnxMapper, node: Any, a: dict) -> None:
+    x = m.conv_input(node.input[0])
+    mode, ctm = a.get("mode", "nearest"), a.get("coordinate_transformation_mode", "half_pixel")
+    if node.op_type == "Upsample":
+        ctm = "asymmetric"
+    spatial = x.shape[1:]
+    if mode == "nearest":
+        if ctm != "asymmetric" or a.get("nearest_mode", "round_prefer_floor") != "floor":
+            raise m.unsupported(node, f"nearest with {ctm}/{a.get('nearest_mode', 'round_prefer_floor')} "
+                                      "(torch's asymmetric/floor is supported)")
+        align = None
+    elif mode == "linear" and ctm in ("align_corners", "pytorch_half_pixel", "half_pixel"):
+        align = ctm == "align_corners"
+    else:
+        raise m.unsupported(node, f"mode {mode!r} with coordinate_transformation_mode {ctm!r}")
+    if a.get("antialias") or a.get("axes") or a.get("exclude_outside"):
+        raise m.unsupported(node, "antialias, axes and exclude_outside are not supported")
+    scales_name = node.input[1] if node.op_type == "Upsample" else m.optional(node, 2)
+    sizes_name = None if node.op_type == "Upsample" else m.optional(node, 3)
+    scales = None if scales_name is None else m.const(scales_name).astype(np.float64)
+    if scales is not None and scales.size:
+        if list(scales[:2]) != [1.0, 1.0]:
+            raise m.unsupported(node, f"scales {scales.tolist()} resize the batch or channel axis")
+        factors = tuple(float(s) for s in scales[2:])
+        size, scale = tuple(math.floor(n * f) for n, f in zip(spatial, factors)), factors
+    elif sizes_name is not None:
+        sizes = m.shapes.get(sizes_name) or [int(v) for v in m.const(sizes_name).reshape(-1)]
+        if len(sizes) != x.rank or sizes[1] != x.shape[0]:
+            raise m.unsupported(node, f"sizes {sizes} must keep the batch and channel axes")
+        size, scale = tuple(int(s) for s in sizes[2:]), None
+    else:
+        raise m.unsupported(node, "neither scales nor sizes is given")
+    if ctm == "half_pixel" and min(size) == 1:
+        raise m.unsupported(node, "half_pixel to an output size of 1 differs from torch's bilinear")
+    m.emit(node, "upsample", [x], {"size": size, "mode": "nearest" if mode == "nearest" else
+                                   ("linear" if len(size) == 1 else "bilinear"), "align_corners": align,
+                                   "scale": scale})
+
+
+# --- shapes -------------------------------------------------------------------------------------------
 def _shape(m: _OnnxMapper, node: Any, a: dict) -> None:
-    x = m.act(node.input[0], node)
-    m.shapes[node.output[0]] = ["N", *m.g.infer_shapes().node(x).shape]
+    x = m.act(node.input[0])
+    full = [*x.shape[:x.pos], "N", *x.shape[x.pos:]]
+    start, end = a.get("start", 0), a.get("end", len(full))
+    _set_shape(m, node.output[0], full[start:end])
 
 
 def _shape_value(m: _OnnxMapper, name: str) -> list | None:
     if name in m.shapes:
         return list(m.shapes[name])
     if name in m.consts:
-        return [int(v) for v in np.atleast_1d(m.consts[name])]
+        return [int(v) for v in np.atleast_1d(m.consts[name]).reshape(-1)]
     return None
 
 
+def _shape_arith(m: _OnnxMapper, node: Any, kind: str) -> None:
+    x, y = (_shape_value(m, i) for i in node.input)
+    if x is None or y is None or "N" in x or "N" in y:
+        raise m.unsupported(node, "arithmetic on the batch size or on a non-constant shape")
+    fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.floor_divide}[kind]
+    _set_shape(m, node.output[0], [int(v) for v in np.atleast_1d(fn(np.asarray(x), np.asarray(y)))])
+
+
+def _mod(m: _OnnxMapper, node: Any, a: dict) -> None:
+    x, y = (_shape_value(m, i) if m.is_shape(i) else m.consts.get(i) for i in node.input)
+    if x is None or y is None or "N" in np.ravel(np.asarray(x, object)).tolist():
+        raise m.unsupported(node, "Mod of activations or of the batch size")
+    out = np.fmod(x, y) if a.get("fmod") else np.mod(x, y)
+    _set_shape(m, node.output[0], [int(v) for v in np.atleast_1d(out)])
+
+
 def _gather(m: _OnnxMapper, node: Any, a: dict) -> None:
-    data, idx = _shape_value(m, node.input[0]), m.consts.get(node.input[1])
-    if data is None or idx is None or a.get("axis", 0) != 0 or node.input[0] not in m.shapes:
-        raise m.unsupported(node, "Gather is supported on shape values only")
-    picked = [data[int(i)] for i in np.atleast_1d(idx)]
-    m.shapes[node.output[0]] = picked
+    idx = m.const(node.input[1])
+    if m.is_shape(node.input[0]):
+        data = m.shapes[node.input[0]]
+        picked = [data[int(i)] for i in np.atleast_1d(idx)]
+        if "N" in picked:
+            m.shapes[node.output[0]] = picked
+        else:  # a scalar index gives a scalar
+            m.consts[node.output[0]] = np.asarray(picked, np.int64).reshape(np.shape(idx))
+        return
+    x = m.value(node.input[0])
+    if x.is_const:
+        axis = int(a.get("axis", 0)) % max(x.const.ndim, 1)
+        m.ctx.folded("Gather", (*x.const.shape[:axis], *np.shape(idx), *x.const.shape[axis + 1:]), x.const, idx)
+        m.consts[node.output[0]] = np.take(x.const, idx, axis=axis)
+        return
+    axis = m.sample_axis(x, int(a.get("axis", 0)))
+    size = x.shape[axis]
+    flat = [int(i) % size for i in np.atleast_1d(idx).reshape(-1)]
+    if flat != list(range(flat[0], flat[0] + len(flat))):
+        raise m.unsupported(node, "Gather of non-contiguous indices")
+    piece = split(m.ctx, x, axis, [(flat[0], flat[0] + len(flat))]).get(0)
+    shape = (*x.shape[:axis], *np.shape(idx), *x.shape[axis + 1:])
+    pos = x.pos - 1 if idx.ndim == 0 and axis < x.pos else x.pos
+    m.set(node.output[0], m.ctx.reshape(piece, shape, pos=pos))
+
+
+def _axes_input(m: _OnnxMapper, node: Any, a: dict) -> list[int] | None:
+    if m.optional(node, 1):
+        return [int(v) for v in m.const(node.input[1]).reshape(-1)]
+    return a.get("axes")
 
 
 def _unsqueeze(m: _OnnxMapper, node: Any, a: dict) -> None:
-    value = _shape_value(m, node.input[0])
-    if value is None or node.input[0] not in m.shapes:
-        raise m.unsupported(node, "Unsqueeze is supported on shape values only")
-    m.shapes[node.output[0]] = value
+    axes = _axes_input(m, node, a)
+    if m.is_shape(node.input[0]):
+        m.shapes[node.output[0]] = m.shapes[node.input[0]]
+        return
+    x = m.value(node.input[0])
+    if x.is_const:
+        m.consts[node.output[0]] = np.expand_dims(x.const, tuple(axes))
+        return
+    out_rank = x.rank + len(axes)
+    new = sorted(d % out_rank for d in axes)
+    dims = iter([*x.shape[:x.pos], "N", *x.shape[x.pos:]])
+    full = [1 if i in new else next(dims) for i in range(out_rank)]
+    pos = full.index("N")
+    m.set(node.output[0], m.ctx.reshape(x, tuple(d for d in full if d != "N"), suffix="", pos=pos))
+
+
+def _squeeze(m: _OnnxMapper, node: Any, a: dict) -> None:
+    axes = _axes_input(m, node, a)
+    if m.is_shape(node.input[0]):
+        m.shapes[node.output[0]] = m.shapes[node.input[0]]
+        return
+    x = m.value(node.input[0])
+    if x.is_const:
+        m.consts[node.output[0]] = np.squeeze(x.const, tuple(axes) if axes else None)
+        return
+    drop = [i for i, s in enumerate(x.shape) if s == 1] if not axes else [m.sample_axis(x, d) for d in axes]
+    shape = tuple(s for i, s in enumerate(x.shape) if i not in drop)
+    m.set(node.output[0], m.ctx.reshape(x, shape, suffix="", pos=x.pos - sum(1 for i in drop if i < x.pos)))
 
 
 def _reshape(m: _OnnxMapper, node: Any, a: dict) -> None:
-    shape = _shape_value(m, node.input[1])
-    x = m.act(node.input[0], node)
-    per_sample = m.g.infer_shapes().node(x).shape
-    if shape is None or len(shape) != 2 or shape[1] not in (-1, int(np.prod(per_sample))):
-        raise m.unsupported(node, f"Reshape to {None if shape is None else list(shape)} (only [batch, -1])")
-    m.emit(node, "flatten", [x], {"start": 0, "end": -1})
+    target = _shape_value(m, node.input[1])
+    x = m.value(node.input[0])
+    if target is None:
+        raise m.unsupported(node, "the target shape is computed at run time")
+    if x.is_const:
+        m.consts[node.output[0]] = np.reshape(x.const, [d for d in target])
+        return
+    if x.pos:
+        raise m.unsupported(node, "reshape while the batch axis is not first (transpose it back first)")
+    full = ["N", *x.shape]
+    if not a.get("allowzero", 0):
+        target = [full[i] if d == 0 else d for i, d in enumerate(target)]
+    first, rest = target[0], list(target[1:])
+    numel = math.prod(x.shape)
+    if "N" in rest or any(not isinstance(d, int) or d < -1 for d in rest) or rest.count(-1) > 1 \
+            or (first == -1 and -1 in rest):
+        raise m.unsupported(node, f"Reshape to {target} mixes the batch axis with per-sample axes")
+    if -1 in rest:
+        known = math.prod(d for d in rest if d != -1)
+        if known == 0 or numel % known:
+            raise m.unsupported(node, f"cannot reshape a sample of shape {x.shape} to {target}")
+        rest[rest.index(-1)] = numel // known
+    batch_ok = first in ("N", -1) or (m.batch is not None and first == m.batch)
+    if not batch_ok or math.prod(rest) != numel:
+        raise m.unsupported(node, f"Reshape of [batch, {', '.join(map(str, x.shape))}] to {target} mixes the batch "
+                                  "axis with per-sample axes (snnir shapes are per sample)")
+    m.set(node.output[0], m.ctx.reshape(x, tuple(rest), suffix=""))
+
+
+def _flatten(m: _OnnxMapper, node: Any, a: dict) -> None:
+    x = m.act(node.input[0])
+    if a.get("axis", 1) != 1 or x.pos:
+        raise m.unsupported(node, f"Flatten axis {a.get('axis')} (only 1: keep the batch axis)")
+    m.set(node.output[0], m.ctx.reshape(x, (math.prod(x.shape),), suffix=""))
+
+
+def _transpose(m: _OnnxMapper, node: Any, a: dict) -> None:
+    x = m.value(node.input[0])
+    perm = [int(p) for p in a.get("perm", range(x.rank - 1, -1, -1))]
+    if x.is_const:
+        m.consts[node.output[0]] = np.transpose(x.const, perm)
+        return
+    per_sample = [p if p < x.pos else p - 1 for p in perm if p != x.pos]
+    m.set(node.output[0], transpose(m.ctx, x, tuple(per_sample), pos=perm.index(x.pos)))
 
 
 def _concat(m: _OnnxMapper, node: Any, a: dict) -> None:
-    if any(i in m.shapes for i in node.input):  # building a shape: [N] ++ [-1]
+    if any(m.is_shape(i) for i in node.input):  # building a shape: [N] ++ [-1]
         parts = [_shape_value(m, i) for i in node.input]
         if any(p is None for p in parts):
             raise m.unsupported(node, "Concat of a shape with a non-constant")
-        m.shapes[node.output[0]] = [v for p in parts for v in p]
+        _set_shape(m, node.output[0], [v for p in parts for v in p])
         return
-    axis = int(a["axis"])
-    if axis == 0:
-        raise m.unsupported(node, "Concat over the batch axis")
-    m.emit(node, "cat", [m.act(i, node) for i in node.input], {"axis": axis - 1 if axis > 0 else axis})
+    values = [m.value(i) for i in node.input]
+    tensors = [v for v in values if not v.is_const]
+    if not tensors:
+        m.consts[node.output[0]] = np.concatenate([v.const for v in values], axis=int(a["axis"]))
+        return
+    ref = tensors[0]
+    if any((v.pos, len(v.shape)) != (ref.pos, len(ref.shape)) for v in tensors):
+        raise m.unsupported(node, "Concat of tensors with different layouts")
+    values = [m.ctx.sample_of_const(v, ref) if v.is_const else v for v in values]
+    m.emit(node, "cat", values, {"axis": m.sample_axis(ref, int(a["axis"]))})
+
+
+def _split(m: _OnnxMapper, node: Any, a: dict) -> None:
+    x = m.act(node.input[0])
+    axis = m.sample_axis(x, int(a.get("axis", 0)))
+    size = x.shape[axis]
+    sizes = a.get("split")
+    if m.optional(node, 1):
+        sizes = [int(v) for v in m.const(node.input[1]).reshape(-1)]
+    if sizes is None:
+        count = int(a.get("num_outputs", len(node.output)))
+        step = math.ceil(size / count)
+        sizes = [min(step, size - i * step) for i in range(count)]
+    if sum(sizes) != size or len(sizes) != len(node.output):
+        raise m.unsupported(node, f"split sizes {sizes} do not fit an axis of size {size} and {len(node.output)} "
+                                  "outputs")
+    starts = np.cumsum([0, *sizes])
+    pieces = split(m.ctx, x, axis, [(int(b), int(e)) for b, e in zip(starts[:-1], starts[1:])])
+    for i, out in enumerate(node.output):
+        if out and m.uses.get(out):
+            m.ctx.name = f"{node.name or 'split'}_{i}"
+            m.set(out, pieces.get(i))
+
+
+def _slice(m: _OnnxMapper, node: Any, a: dict) -> None:
+    if (m.opset or 13) < 10:
+        starts, ends, axes, steps = a["starts"], a["ends"], a.get("axes"), None
+    else:
+        starts, ends = (m.const(node.input[i]).reshape(-1).tolist() for i in (1, 2))
+        axes = m.const(node.input[3]).reshape(-1).tolist() if m.optional(node, 3) else None
+        steps = m.const(node.input[4]).reshape(-1).tolist() if m.optional(node, 4) else None
+    axes = axes if axes is not None else list(range(len(starts)))
+    steps = steps if steps is not None else [1] * len(starts)
+    if m.is_shape(node.input[0]):
+        if len(starts) != 1 or steps[0] != 1:
+            raise m.unsupported(node, "Slice of a shape along more than one axis or with a step")
+        data = m.shapes[node.input[0]]
+        _set_shape(m, node.output[0], data[slice(*slice(int(starts[0]), int(ends[0])).indices(len(data)))])
+        return
+    x = m.value(node.input[0])
+    if x.is_const:
+        index = [slice(None)] * x.const.ndim
+        for s, e, ax, st in zip(starts, ends, axes, steps):
+            index[int(ax)] = slice(int(s), int(e), int(st))
+        m.consts[node.output[0]] = np.asarray(x.const)[tuple(index)]
+        return
+    out = x
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        ax = int(ax) % x.rank
+        if ax == x.pos:
+            if int(s) != 0 or int(e) < (m.batch or 2 ** 62) or st != 1:
+                raise m.unsupported(node, "Slice along the batch axis")
+            continue
+        axis = m.sample_axis(x, ax)
+        start, stop, step = slice(int(s), int(e), int(st)).indices(x.shape[axis])
+        if step < 1 or stop <= start:
+            raise m.unsupported(node, f"Slice [{s}:{e}:{st}] is empty or reversed")
+        if (start, stop, step) != (0, x.shape[axis], 1):
+            out = m.ctx.emit("slice", [out], {"axis": axis, "start": start, "stop": stop, "step": step})
+    m.set(node.output[0], out)
+
+
+def _expand(m: _OnnxMapper, node: Any, a: dict) -> None:
+    x = m.act(node.input[0])
+    target = _shape_value(m, node.input[1])
+    if target is None or x.pos:
+        raise m.unsupported(node, "Expand to a computed shape, or with the batch axis not first")
+    full = [1] * (len(target) - x.rank) + ["N", *x.shape]
+    if len(full) != x.rank or target[0] not in ("N", 1, -1) + ((m.batch,) if m.batch else ()):
+        raise m.unsupported(node, f"Expand to {target} adds axes before the batch axis or changes it")
+    shape = tuple(s if t in (1, -1) else int(t) for s, t in zip(x.shape, target[1:]))
+    m.set(node.output[0], x if shape == x.shape else m.ctx.emit("expand", [x], {"shape": shape}))
 
 
 def _identity(m: _OnnxMapper, node: Any, a: dict) -> None:
-    m.env[node.output[0]] = m.act(node.input[0], node)
+    src, out = node.input[0], node.output[0]
+    if src in m.consts:  # torch's exporter reaches shared initializers through Identity
+        m.consts[out] = m.consts[src]
+    elif src in m.shapes:
+        m.shapes[out] = m.shapes[src]
+    else:
+        m.set(out, m.act(src))
+
+
+def _cast(m: _OnnxMapper, node: Any, a: dict) -> None:
+    import onnx
+
+    to = a.get("to")
+    if node.input[0] in m.shapes or node.input[0] in m.consts:
+        return _identity(m, node, a)
+    if to not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
+        raise m.unsupported(node, f"Cast of an activation to {onnx.TensorProto.DataType.Name(to)}")
+    _identity(m, node, a)
 
 
 _OPS = {
-    "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "Add": _add, "BatchNormalization": _batchnorm,
-    "Relu": lambda m, n, a: m.emit(n, "relu", [m.act(n.input[0], n)]), "Clip": _clip,
+    "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _batchnorm,
+    "LayerNormalization": _layernorm,
+    "Add": _arith("add"), "Sub": _arith("sub"), "Mul": _arith("mul"), "Div": _arith("div"), "Neg": _neg,
+    "Pow": _pow, "Sqrt": _unary("sqrt"),
+    "Relu": _unary("relu"), "Clip": _clip, "Sigmoid": _unary("sigmoid"), "Tanh": _unary("tanh"),
+    "Erf": _unary("erf"), "Exp": _unary("exp"), "Gelu": _gelu, "HardSwish": _unary("hardswish"),
+    "HardSigmoid": _hardsigmoid, "Softmax": _softmax,
     "MaxPool": _pool("max"), "AveragePool": _pool("avg"), "GlobalAveragePool": _global_avg,
-    "Flatten": _flatten, "Reshape": _reshape, "Concat": _concat, "Dropout": _identity, "Identity": _identity,
-    "Shape": _shape, "Gather": _gather, "Unsqueeze": _unsqueeze,
+    "ReduceMean": _reduce("mean"), "ReduceSum": _reduce("sum"), "Resize": _resize, "Upsample": _resize,
+    "Flatten": _flatten, "Reshape": _reshape, "Transpose": _transpose, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze,
+    "Concat": _concat, "Split": _split, "Slice": _slice, "Gather": _gather, "Expand": _expand,
+    "Shape": _shape, "Mod": _mod, "Cast": _cast, "Dropout": _identity, "Identity": _identity,
 }

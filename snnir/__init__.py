@@ -8,7 +8,17 @@ from snnir import _checkout
 
 _checkout.install()
 
-from snnir.errors import FormatError, GraphError, LoihiMappingError, ShapeError, SnnirError, TraceError  # noqa: E402
+from snnir import limits  # noqa: E402
+from snnir.errors import (  # noqa: E402
+    FormatError,
+    GraphError,
+    LimitError,
+    LoihiMappingError,
+    NonFiniteError,
+    ShapeError,
+    SnnirError,
+    TraceError,
+)
 from snnir.faces import compile, convert, export, trace  # noqa: E402
 from snnir.graph import Graph, Node  # noqa: E402
 from snnir.inspect import inspect, render  # noqa: E402
@@ -17,9 +27,10 @@ from snnir.passes import PassCheckError, optimize  # noqa: E402
 from snnir.serialization import load, save  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["FormatError", "Graph", "GraphError", "LoihiMappingError", "NeuronModel", "Node", "PassCheckError",
+__all__ = ["FormatError", "Graph", "GraphError", "LimitError", "LoihiMappingError", "NeuronModel", "Node",
+           "NonFiniteError", "PassCheckError",
            "ShapeError", "SnnirError", "TraceError", "compile", "convert", "export", "inspect", "load", "optimize",
-           "render", "save", "trace", "nn", "analysis"]
+           "render", "save", "trace", "nn", "analysis", "limits"]
 
 
 def __getattr__(name: str):

@@ -16,6 +16,7 @@ import numpy as np
 from snnir.errors import GraphError
 from snnir.graph import Graph
 from snnir.passes import optimize
+from snnir.passes.ann_to_snn import check_convertible
 
 _MAX_SAMPLES = 2_000_000  # activations kept per layer (per channel: per channel) for percentiles
 
@@ -145,6 +146,7 @@ def convert(model: Any, calibration: Iterable | None = None, mode: str | float =
     g = _ann_graph(model, batches[0] if batches else None)
     if any(n.stateful for n in g):
         raise GraphError(f"graph {g.name!r} already has stateful nodes; convert takes an ANN")
+    check_convertible(g)  # before calibration: say what cannot convert without running the data
     g = optimize(g, ["eliminate_dead", "fold_batchnorm", "fuse_elementwise"])
     g.meta["calibration"] = calibrate(g, batches, mode, channel_wise, decode, progress)
     g.meta["T"] = T

@@ -11,7 +11,7 @@ from typing import Any
 
 from snnir.graph import Graph
 
-BACKENDS = {"torch": "snnir.backends.torch", "lava": "snnir.backends.lava"}
+BACKENDS = {"torch": "snnir.backends.torch", "cupy": "snnir.backends.cupy", "lava": "snnir.backends.lava"}
 FRONTENDS = {"torch": "snnir.frontends.torch"}
 # Each exporter module has ``export(graph, path, **kwargs) -> None``.
 EXPORTERS = {"lava": "snnir.backends.lava", "nir": "snnir.backends.nir", "onnx": "snnir.backends.onnx"}
@@ -49,7 +49,21 @@ def convert(model: Any, calibration: Any = None, **kwargs: Any) -> Graph:
 
 
 def compile(graph: Graph, backend: str = "torch", **kwargs: Any) -> Any:
-    """Lower ``graph`` to ``backend`` (``"torch"``: a trainable ``torch.nn.Module``).
+    """Lower ``graph`` to ``backend`` and return something that runs it.
+
+    Backends (``snnir.faces.BACKENDS``; keyword arguments go to the backend's ``compile``):
+
+    - ``"torch"``: a trainable ``torch.nn.Module`` (``GraphModule``) executing the graph's schedule
+      on CPU or GPU, fused neuron kernels on CPU; ``step_mode="m"`` (``[T, N, ...]`` per call, the
+      default) or ``"s"`` (one step per call). See ``snnir.backends.torch``.
+    - ``"cupy"``: the torch backend's module on a CUDA device with the neurons running CUDA kernels
+      generated from their equations (needs CuPy and a GPU; ``CudaUnavailableError`` otherwise).
+      See ``snnir.backends.cupy``.
+    - ``"lava"``: maps the graph onto Loihi's fixed-point grid (``to_loihi``) and returns a
+      bit-accurate ``LoihiSimulator`` (``.run(x)`` on ``[T, N, ...]`` spikes). See
+      ``snnir.backends.lava``.
+
+    Interchange formats (ONNX, NIR, netx files) are written by ``snnir.export``, not compiled.
 
     Training mode: the torch module starts in the mode of the model that was traced, so a model
     traced in ``eval()`` mode compiles to an eval-mode module (BatchNorm uses its running

@@ -14,6 +14,7 @@ Example:
 
 from snnir import surrogate
 from snnir.backends.torch.base import StepModule
+from snnir.backends.torch.distributed import DistributedDataParallel, state_buffer_names
 from snnir.backends.torch.encoding import (
     DirectEncoder,
     LatencyEncoder,
@@ -63,10 +64,10 @@ from snnir.backends.torch.surrogate import spike
 
 __all__ = [
     "EIF", "IF", "LIF", "QIF", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveLIF", "Add", "Affine",
-    "Delay", "Recurrent", "SynapseFilter",
+    "Delay", "DistributedDataParallel", "Recurrent", "SynapseFilter",
     "AvgPool1d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Cat", "Conv1d", "Conv2d", "CubaLIF",
     "DirectEncoder", "Dropout", "Dropout2d", "Flatten", "Izhikevich", "LatencyEncoder", "Linear",
     "MaxPool1d", "MaxPool2d", "Neuron", "ParametricLIF", "PeriodicEncoder", "PoissonEncoder", "ReLU",
     "Scale", "StepModule", "direct", "latency", "multi_step", "neuron_class", "periodic", "poisson",
-    "reset", "set_step_mode", "spike", "step_mode", "surrogate",
+    "reset", "set_step_mode", "spike", "state_buffer_names", "step_mode", "surrogate",
 ]

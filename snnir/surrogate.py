@@ -252,3 +252,63 @@ class PiecewiseLeakyReLU(Surrogate):
     @staticmethod
     def derivative(x, w, c):
         return sp.Piecewise((1 / (2 * w), sp.Abs(x) < w), (c, True))
+
+
+class NonzeroSignLogAbs(Surrogate):
+    """g(x) = sign(x)·log(α|x| + 1);  g'(x) = 1 / (1/α + |x|)  (SpikingJelly's ``NonzeroSignLogAbs``)."""
+
+    params = {"alpha": 1.0}
+
+    @staticmethod
+    def primitive(x, alpha):
+        return sp.Piecewise((-sp.log(1 - alpha * x), x < 0), (sp.log(1 + alpha * x), True))
+
+    @staticmethod
+    def derivative(x, alpha):
+        return 1 / (1 / alpha + sp.Abs(x))
+
+
+class QPseudoSpike(Surrogate):
+    """g'(x) = (1 + 2|x|/(α - 1))^(-α): a heavy-tailed window, α > 1 (Herranz-Celotti & Rouat 2022;
+    SpikingJelly's ``QPseudoSpike``)."""
+
+    params = {"alpha": 2.0}
+
+    @staticmethod
+    def primitive(x, alpha):
+        return sp.Piecewise(((1 - 2 / (alpha - 1) * x) ** (1 - alpha) / 2, x < 0),
+                            (1 - (1 + 2 / (alpha - 1) * x) ** (1 - alpha) / 2, True))
+
+    @staticmethod
+    def derivative(x, alpha):
+        return (1 + 2 / (alpha - 1) * sp.Abs(x)) ** (-alpha)
+
+
+class S2NN(Surrogate):
+    """g'(x) = α·sg(αx)·(1 - sg(αx)) for x < 0, β / (x + 1) for x >= 0 (Suetake et al. 2023;
+    SpikingJelly's ``S2NN``)."""
+
+    params = {"alpha": 4.0, "beta": 1.0}
+
+    @staticmethod
+    def primitive(x, alpha, beta):
+        return sp.Piecewise((_sigmoid(alpha * x), x < 0), (beta * sp.log(x + 1) + _HALF, True))
+
+    @staticmethod
+    def derivative(x, alpha, beta):
+        return sp.Piecewise((alpha * _sigmoid(alpha * x) * (1 - _sigmoid(alpha * x)), x < 0), (beta / (x + 1), True))
+
+
+class LeakyKReLU(Surrogate):
+    """g'(x) = k for x >= 0, ``leak`` below (SpikingJelly's ``LeakyKReLU``). ``leak = k = 1`` is the
+    straight-through estimator; ``leak = k = 0`` passes no gradient."""
+
+    params = {"leak": 0.0, "k": 1.0}
+
+    @staticmethod
+    def primitive(x, leak, k):
+        return sp.Piecewise((k * x, x >= 0), (leak * x, True))
+
+    @staticmethod
+    def derivative(x, leak, k):
+        return sp.Piecewise((k, x >= 0), (leak, True))

@@ -3,6 +3,7 @@
 from fractions import Fraction
 
 import h5py
+import netx_files
 import numpy as np
 import pytest
 import torch
@@ -32,8 +33,17 @@ def ref_rtz(x: int, n: int) -> int:
     return int(Fraction(x, 2 ** n))  # int() of a Fraction truncates toward zero
 
 
+def ref_wrap32(x: int) -> int:
+    return (x + 2 ** 31) % 2 ** 32 - 2 ** 31
+
+
 def ref_wrap24(x: int) -> int:
-    return (x + 2 ** 23) % 2 ** 24 - 2 ** 23
+    """Lava's current wrap (lava.proc.lif PyLifModelBitAcc): one step of 2^24, +2^23 stays."""
+    if x > 2 ** 23:
+        return x - 2 ** 24
+    if x <= -(2 ** 23):
+        return x + 2 ** 24
+    return x
 
 
 def ref_shift(a: int, e: int) -> int:
@@ -60,13 +70,13 @@ def ref_conv_input(w, e, spikes, shape_in, shape_out, stride, pad, groups):
                             iy, ix = y * stride - pad + ky, x * stride - pad + kx
                             if 0 <= iy < H and 0 <= ix < W:
                                 total += int(w[o, c, ky, kx]) * int(spikes[((g * cg + c) * H + iy) * W + ix])
-                out.append(ref_shift(total, e))
+                out.append((ref_shift(total, e) + 2 ** 23) % 2 ** 24 - 2 ** 23)  # Lava's signed_clamp
     return out
 
 
 def ref_neuron(u, v, a, i_decay, v_decay, vth, bias, bias_exp):
     """One Loihi CUBA neuron step in plain ints: returns (u, v, spike)."""
-    u = ref_wrap24(ref_rtz(u * (4096 - i_decay), 12) + a * 64)
+    u = ref_wrap24(ref_wrap32(ref_rtz(u * (4096 - i_decay), 12) + ref_wrap32(a * 64)))
     v = ref_rtz(v * (4096 - v_decay), 12) + u + bias * 2 ** bias_exp
     v = max(-(2 ** 23 - 1), min(2 ** 23 - 1, v))
     if v > vth * 64:
@@ -89,10 +99,15 @@ def ref_run(program: LoihiProgram, x: np.ndarray):
             cur = []
             for li, layer in enumerate(layers):
                 c = layer.neuron
-                if li == 0:
-                    a = [0] * size[0]
-                    inp = x[t, n].reshape(-1)
-                    bias = [int(2 * 64 * float(b) - 64) for b in inp]
+                if li == 0 and c is None:  # the input spikes pass on
+                    out = [int(b) for b in x[t, n].reshape(-1)]
+                    spikes[0][t, n], volts[0][t, n] = out, out
+                    cur.append(out)
+                    continue
+                if li == 0:  # input neurons: current trunc(weight x + bias)
+                    w_in, b_in = layer.extra.get("weight", 64), layer.extra.get("bias", 0)
+                    a = [int(w_in * float(b) + b_in) for b in x[t, n].reshape(-1)]  # int() truncates
+                    bias = [0] * size[0]
                 else:
                     if layer.kind == "dense":
                         a = ref_dense_input(layer.weight, layer.weight_exp, prev[li - 1])
@@ -106,7 +121,7 @@ def ref_run(program: LoihiProgram, x: np.ndarray):
                 out = []
                 for k in range(size[li]):
                     u[li][k], v[li][k], s = ref_neuron(u[li][k], v[li][k], a[k], c.i_decay, c.v_decay, c.vth_mant,
-                                                      bias[k], c.bias_exp if li else 6)
+                                                      bias[k], c.bias_exp)
                     out.append(s)
                     spikes[li][t, n, k], volts[li][t, n, k] = s, v[li][k]
                 cur.append(out)
@@ -115,7 +130,7 @@ def ref_run(program: LoihiProgram, x: np.ndarray):
 
 
 def _input_layer(shape) -> Layer:
-    return Layer("input", shape, Cuba(4096, 4096, 0), name="in")
+    return Layer("input", shape, None, name="in")
 
 
 def _random_dense_program(rng, i_decay, v_decay, weight_exp, bias_exp, recurrent=False) -> LoihiProgram:
@@ -209,8 +224,8 @@ def test_aligned_output_is_shifted_by_the_synaptic_delays():
 def _conv_program(rng) -> LoihiProgram:
     return LoihiProgram([
         _input_layer((2, 6, 6)),
-        Layer("conv", (4, 3, 3), Cuba(4096, 1024, 300), rng.integers(-128, 128, (4, 2, 3, 3)), 1,
-              stride=(2, 2), padding=(1, 1), name="c1"),
+        Layer("conv", (4, 3, 3), Cuba(4096, 1024, 300, np.repeat([-7, 12, 0, 31], 9)),
+              rng.integers(-128, 128, (4, 2, 3, 3)), 1, stride=(2, 2), padding=(1, 1), name="c1"),
         Layer("dense", (5,), Cuba(2048, 512, 400), rng.integers(-128, 128, (5, 36)), 1,
               rec_weight=rng.integers(-128, 128, (5, 5)), flatten=True, name="rec"),
         Layer("dense", (3,), Cuba(4096, 0, 200, rng.integers(-100, 100, 3), 6), rng.integers(-128, 128, (3, 5)), 0,
@@ -228,7 +243,9 @@ def test_netx_round_trip_and_layout(tmp_path):
         types = [f[f"layer/{i}/type"] for i in range(5)]
         assert all(t.dtype == np.dtype("S10") and t.shape == (1,) for t in types)
         assert [t[0] for t in types] == [b"input", b"conv", b"flatten", b"dense_rec", b"dense"]
+        assert set(f["layer/0"].keys()) == {"type", "shape"}  # net.inp feeds the first synapse
         conv, rec, dense = f["layer/1"], f["layer/3"], f["layer/4"]
+        np.testing.assert_array_equal(conv["bias"][()], [-7, 12, 0, 31])  # per channel, as netx stores it
         assert conv["weight"].dtype == np.float32 and conv["weight"].shape == (4, 2, 3, 3)
         np.testing.assert_array_equal(conv["weight"][()], program.layers[1].weight * 2)  # mantissa << exponent
         assert [conv[k][()].tolist() for k in ("stride", "padding", "dilation")] == [[2, 2], [1, 1], [1, 1]]
@@ -242,8 +259,9 @@ def test_netx_round_trip_and_layout(tmp_path):
         assert {"refDelay", "gradedSpike"} <= set(neuron.keys())
     back = read_netx(path)
     assert [layer.kind for layer in back.layers] == ["input", "conv", "dense", "dense"]
+    assert back.layers[0].neuron is None
     for a, b in zip(program.layers[1:], back.layers[1:]):
-        np.testing.assert_array_equal(a.weight << a.weight_exp, b.weight << b.weight_exp)
+        np.testing.assert_array_equal(a.effective_weight(), b.effective_weight())
         assert (a.stride, a.padding, a.neuron.i_decay, a.neuron.v_decay, a.neuron.vth_mant) == \
                (b.stride, b.padding, b.neuron.i_decay, b.neuron.v_decay, b.neuron.vth_mant)
     x = (rng.random((8, 2, 2, 6, 6)) < 0.5).astype(np.float32)
@@ -259,24 +277,63 @@ def _corrupt(path, edit):
         edit(f)
 
 
+def _replace(group, key, **kwargs):
+    if key in group:
+        del group[key]
+    group.create_dataset(key, **kwargs)
+
+
 @pytest.mark.parametrize("edit,message", [
-    (lambda f: f["layer/1"].__delitem__("weight"), r"layer/1: missing dataset 'weight'"),
-    (lambda f: (f["layer/1"].__delitem__("weight"), f["layer/1"].create_dataset("weight", data=np.array([b"x"]))),
-     r"layer/1: 'weight' must be numeric"),
-    (lambda f: (f["layer/3"].__delitem__("type"), f["layer/3"].create_dataset("type", (1,), "S10", [b"spiral"])),
-     r"layer/3: unknown layer type 'spiral'"),
-    (lambda f: (f["layer/3"].__delitem__("type"), f["layer/3"].create_dataset("type", (1,), "S10", [b"pool"])),
-     r"layer/3: layer type 'pool' is not implemented by netx"),
-    (lambda f: (f["layer/4"].__delitem__("weight"), f["layer/4"].create_dataset("weight", data=np.full((3, 5), .5))),
-     r"layer/4: 'weight' must hold integers"),
-    (lambda f: (f["layer/4"].__delitem__("weight"), f["layer/4"].create_dataset("weight", data=np.ones((3, 4)))),
-     r"layer/4: 'weight' has shape \(3, 4\), expected \(3, 5\)"),
-    (lambda f: f["layer/1/neuron"].__delitem__("vDecay"), r"layer/1/neuron: missing dataset 'vDecay'"),
-    (lambda f: (f["layer/1/neuron"].__delitem__("iDecay"), f["layer/1/neuron"].create_dataset("iDecay", data=5000)),
-     r"iDecay=5000 is outside the 12-bit decay range"),
+    (lambda f: f["layer/1"].__delitem__("weight"), r"layer/1/weight: missing"),
+    (lambda f: _replace(f["layer/4"], "weight", data=np.array([b"x"] * 15)), r"layer/4/weight: must be numeric"),
+    (lambda f: _replace(f["layer/3"], "type", shape=(1,), dtype="S10", data=[b"spiral"]),
+     r"layer/3/type: unknown layer type 'spiral'"),
+    (lambda f: _replace(f["layer/3"], "type", shape=(1,), dtype="S10", data=[b"pool"]),
+     r"layer/3/type: layer type 'pool' is not implemented by netx"),
+    (lambda f: _replace(f["layer/3"], "type", data=np.array([7])), r"layer/3/type: must be one string"),
+    (lambda f: _replace(f["layer/3"], "type", shape=(1,), dtype="S10", data=[b"input"]),
+     r"layer/3/type: only the first layer may be of type 'input'"),
+    (lambda f: _replace(f["layer/4"], "weight", data=np.full((3, 5), .5)), r"layer/4/weight: must hold integers"),
+    (lambda f: _replace(f["layer/4"], "weight", data=np.full((3, 5), np.nan)), r"layer/4/weight: must hold integers"),
+    (lambda f: _replace(f["layer/4"], "weight", data=np.ones((3, 4))),
+     r"layer/4/weight: has shape \(3, 4\), expected \(3, 5\)"),
+    (lambda f: _replace(f["layer/4"], "weight", data=np.full((3, 5), 300.0)),
+     r"layer/4/weight: weights in \[300, 300\] are beyond what netx loads"),
+    (lambda f: _replace(f["layer/4"], "weight", data=np.zeros((3, 5))), r"layer/4/weight: every weight is 0"),
+    (lambda f: _replace(f["layer/4"], "weight", shape=(1 << 31,), dtype="f4", chunks=(1 << 16,)),
+     r"layer/4/weight: declares 2147483648 elements"),
+    (lambda f: _replace(f["layer/4"], "delay", data=np.ones(3)), r"layer/4/delay: synaptic delays"),
+    (lambda f: (f["layer/4"].__delitem__("weight"), f["layer/4"].create_dataset("weight/real", data=np.ones((3, 5)))),
+     r"layer/4/weight: complex weights"),
+    (lambda f: _replace(f["layer/4"], "bias", data=np.full(3, 5000.0)), r"layer/4/bias: value 5000 is above 4095"),
+    (lambda f: _replace(f["layer/4"], "bias", data=np.ones(2)), r"layer/4/bias: a dense bias has one value per neuron"),
+    (lambda f: _replace(f["layer/4"], "shape", data=np.array([1 << 40])), r"layer/4/shape: value 1099511627776 is "),
+    (lambda f: _replace(f["layer/4"], "shape", data=np.array([4096, 4096, 4096])),
+     r"layer/4/shape: \(4096, 4096, 4096\) declares more than"),
+    (lambda f: _replace(f["layer/1"], "shape", data=np.array([4, 0, 3])), r"layer/1/shape: value 0 is below 1"),
+    (lambda f: _replace(f["layer/1"], "shape", data=np.array([4, 4, 4])), r"layer/1/shape: \(4, 4, 4\) does not match"),
+    (lambda f: _replace(f["layer/1"], "stride", data=np.array([0, 2])), r"layer/1/stride: value 0 is below 1"),
+    (lambda f: _replace(f["layer/1"], "padding", data=np.array([1, 1, 1])), r"layer/1/padding: declares 3 elements"),
+    (lambda f: _replace(f["layer/1"], "groups", data=3), r"layer/1/weight: weight \(4, 2, 3, 3\) with groups=3"),
+    (lambda f: _replace(f["layer/1"], "bias", data=np.ones(5)), r"layer/1/bias: a conv bias has one value per channel"),
+    (lambda f: _replace(f["layer/1"], "weight", data=np.ones((4, 2, 3))), r"layer/1/weight: conv weights must be"),
+    (lambda f: f["layer/1"].__delitem__("neuron"), r"layer/1/neuron: missing \(netx needs a neuron group"),
+    (lambda f: f["layer/1/neuron"].__delitem__("vDecay"), r"layer/1/neuron/vDecay: missing"),
+    (lambda f: _replace(f["layer/1/neuron"], "iDecay", data=5000), r"layer/1/neuron/iDecay: value 5000 is above 4096"),
+    (lambda f: _replace(f["layer/1/neuron"], "vThMant", data=-1), r"layer/1/neuron/vThMant: value -1 is below 0"),
+    (lambda f: _replace(f["layer/1/neuron"], "vDecay", data=np.ones(3)), r"layer/1/neuron/vDecay: declares 3 elements"),
+    (lambda f: _replace(f["layer/1/neuron"], "type", shape=(1,), dtype="S10", data=[b"SDNN"]),
+     r"layer/1/neuron/type: neuron type 'SDNN' is not supported"),
+    (lambda f: _replace(f["layer/1/neuron"], "messageBits", data=16), r"layer/1/neuron/messageBits: graded spikes"),
+    (lambda f: (f["layer/1"].__delitem__("neuron"), f["layer/1"].create_dataset("neuron", data=1)),
+     r"layer/1/neuron: must be a group"),
     (lambda f: f.__delitem__("layer/2"), r"layers must be numbered 0..3"),
+    (lambda f: f["layer"].create_group("x"), r"layers must be numbered 0..5"),
+    (lambda f: (f.__delitem__("layer/2"), f["layer"].create_dataset("2", data=1)), r"layer/2: must be a group"),
 ])
 def test_netx_reader_rejects_malformed_files(tmp_path, edit, message):
+    """Every malformed field is a FormatError naming the file and layer/<i>/<field>; nothing is allocated
+    for a huge declared size (a 2^31-element chunked dataset occupies a few bytes on disk)."""
     path = tmp_path / "net.h5"
     write_netx(_conv_program(np.random.default_rng(2)), path)
     _corrupt(path, edit)
@@ -297,7 +354,7 @@ def test_netx_reader_rejects_truncated_and_foreign_files(tmp_path):
         read_netx(tmp_path / "text.h5")
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f.create_dataset("x", data=1)
-    with pytest.raises(FormatError, match="missing group 'layer'"):
+    with pytest.raises(FormatError, match="layer: missing group"):
         read_netx(tmp_path / "other.h5")
 
 
@@ -326,8 +383,8 @@ def test_reads_a_slayer_style_file(tmp_path):
         layer(2, "flatten", [48], neuron=False)
         layer(3, "dense", [2]).create_dataset("weight", data=w_dense)
     program = read_netx(path)
-    np.testing.assert_array_equal(program.layers[1].weight << program.layers[1].weight_exp, w_conv[..., 0])
-    np.testing.assert_array_equal(program.layers[2].weight << program.layers[2].weight_exp, w_dense)
+    np.testing.assert_array_equal(program.layers[1].effective_weight(), w_conv[..., 0])
+    np.testing.assert_array_equal(program.layers[2].effective_weight(), w_dense)
     assert program.layers[2].flatten and program.layers[1].neuron.vth_mant == 80
     g = read(path)
     conv = g.node(next(n.id for n in g if n.op == "conv2d"))
@@ -362,8 +419,8 @@ def _chain(model_attrs, *, pool=False, relu=False, bias=False, conv1d=False):
 @pytest.mark.parametrize("kwargs,node,reason", [
     ({"model_attrs": {"model": "LIF", "v_reset": None}}, "lif", "soft reset"),
     ({"model_attrs": {"model": "LIF", "v_reset": -0.5}}, "lif", "v_reset=-0.5"),
-    ({"model_attrs": {"model": "QIF"}}, "lif", "QIF has no Loihi equivalent"),
-    ({"model_attrs": {"model": "LIF", "tau": 0.5}}, "lif", "outside Loihi's 12-bit range"),
+    ({"model_attrs": {"model": "QIF"}}, "lif", r"QIF: the update of 'v' is non-linear \(term v\*\*2\)"),
+    ({"model_attrs": {"model": "AdaptiveLIF"}}, "lif", "the update of 'w' must depend on itself and the input"),
     ({"model_attrs": {"model": "LIF"}, "pool": True}, "pool", "use a strided conv"),
     ({"model_attrs": {"model": "LIF"}, "relu": True}, "act", "ReLU"),
     ({"model_attrs": {"model": "LIF"}, "conv1d": True}, "conv", "convolutions are 2-d"),
@@ -505,3 +562,129 @@ def test_recurrent_dense_layer_maps_to_dense_rec(tmp_path):
         assert f["layer/1/type"][0] == b"dense_rec" and f["layer/1/weight_rec"].shape == (5, 5)
     np.testing.assert_array_equal(snnir.compile(read(tmp_path / "rec.h5"), backend="lava").run(spikes),
                                   snnir.compile(g, backend="lava").run(spikes))
+
+
+# --- files in the layouts lava-dl slayer writes (tests/netx_files.py; the same run in real Lava in
+# --- tests/test_lava_oracle.py) ---
+
+
+@pytest.mark.parametrize("name", [*netx_files.SLAYER_LAYOUTS, *netx_files.LIMITS])
+def test_slayer_layouts_read_simulate_and_round_trip(tmp_path, name):
+    """Each file reads, simulates as the independent integer loop does, and its graph view exports
+    back to a file that simulates identically (input neurons, their transform and decays kept)."""
+    path, x = {**netx_files.SLAYER_LAYOUTS, **netx_files.LIMITS}[name](tmp_path)
+    program = read_netx(path)
+    _assert_matches_reference(program, x)
+    g = read(path)
+    snnir.export(g, tmp_path / "again.h5", format="lava")
+    again = LoihiSimulator(read_netx(tmp_path / "again.h5"))
+    first = LoihiSimulator(program)
+    np.testing.assert_array_equal(again.run(x, aligned=False), first.run(x, aligned=False))
+    assert [s.sum() for s in again.spikes.values()] == [s.sum() for s in first.spikes.values()]
+
+
+def test_slayer_input_neuron_keeps_its_dynamics_and_transform(tmp_path):
+    """slayer's Input block: the neurons keep their decays and threshold; weight/bias (written as (1,)
+    arrays) are the input transform only - the current is trunc(96 x + 6), no neuron bias."""
+    path, x = netx_files.tiny_conv(tmp_path)
+    program = read_netx(path)
+    first = program.layers[0]
+    assert (first.neuron.i_decay, first.neuron.v_decay, first.neuron.vth_mant) == (1024, 123, 64)
+    assert first.extra == {"weight": 96, "bias": 6} and first.neuron.bias is None
+    sim = LoihiSimulator(program)
+    x = np.zeros((1, 1, 2, 8, 8))
+    x[0, 0, 0] = 0.5  # graded input: trunc(96 * 0.5 + 6) = 54
+    sim.run(x, aligned=False, record_voltage=True)
+    v = sim.voltages["layer0"][0, 0]  # after one step v = u = current << 6, below the threshold 64 << 6
+    assert np.all(v[0] == 54 << 6) and np.all(v[1] == 6 << 6)
+    g = read(path)
+    assert [g.node(n).op for n in ("layer0_transform", "layer0")] == ["affine", "neuron"]
+    assert g.node("layer0_transform").params["weight"] == 1.5 and g.node("layer0_transform").params["bias"] == 6 / 64
+
+
+def test_dense_shape_n11_default_neuron_and_zero_decays(tmp_path):
+    path, x = netx_files.decays_and_defaults(tmp_path)
+    program = read_netx(path)
+    assert program.layers[1].shape == (5,)  # slayer's (5, 1, 1): netx uses the product
+    c = program.layers[2].neuron  # no neuron group: netx's non-leaky integrator that never fires
+    assert (c.i_decay, c.v_decay, c.vth_mant) == (0, 4096, 1 << 17)
+    g = read(path)  # decays of 0 are infinite time constants: CubaLIFDecay (decay factors of 1) holds them
+    assert g.node("layer1").attrs["model"] == "CubaLIFDecay" and g.node("layer1").attrs["c_decay"] == 1.0
+    sim = LoihiSimulator(program)
+    sim.run(x, aligned=False)
+    assert sim.spikes["layer1"].sum() > 0 and sim.spikes["layer2"].sum() == 0
+
+
+def test_lava_weight_handling_at_the_limits(tmp_path):
+    """What Lava's Dense does with file weights (measured with real Lava, tests/test_lava_oracle.py):
+    -256 in a matrix without positive weights acts as -254; a mixed matrix is clipped to [-256, 254];
+    odd weights get exponent -1 and stay exact; 255 in an all-positive matrix stays."""
+    program = read_netx(netx_files.inhibitory_256(tmp_path)[0])
+    w = program.layers[1]
+    with h5py.File(tmp_path / "inhibitory.net") as f:
+        raw = f["layer/1/weight"][()].astype(int)
+    expected = raw.copy()
+    expected[raw == -256] = -254
+    np.testing.assert_array_equal(w.float_weight(), expected)
+    program = read_netx(netx_files.clipped_and_odd(tmp_path)[0])
+    with h5py.File(tmp_path / "clipped.net") as f:
+        raws = [f[f"layer/{i}/weight"][()].astype(int) for i in (1, 2, 3)]
+    np.testing.assert_array_equal(program.layers[1].float_weight(), np.clip(raws[0], -256, 254))
+    assert program.layers[2].weight_exp == -1
+    np.testing.assert_array_equal(program.layers[2].float_weight(), raws[1])
+    np.testing.assert_array_equal(program.layers[3].float_weight(), raws[2])
+
+
+def test_current_wraps_as_lava_does(tmp_path):
+    """The current reaches exactly +2^23 and -2^23 at step 128: Lava keeps +2^23 and maps -2^23 to
+    +2^23, so both spike (a modular wrap makes both -2^23: silent); a step later neuron 0 wraps negative."""
+    path, x = netx_files.current_wrap(tmp_path)
+    sim = LoihiSimulator(read_netx(path))
+    sim.run(x, aligned=False, record_voltage=True)
+    assert [sim.spikes["layer1"][t, 0].tolist() for t in (127, 128, 129)] == [[1, 0], [1, 1], [0, 1]]
+
+
+def test_reader_input_shape_for_a_strided_first_conv(tmp_path):
+    with h5py.File(tmp_path / "c.net", "w") as f:
+        netx_files.layer(f, 0, "conv", [3, 4, 4], {"iDecay": 4096, "vDecay": 0, "vThMant": 10},
+                         **netx_files.conv_fields(np.random.default_rng(0), 3, 2))
+    with pytest.raises(FormatError, match="pass input_shape"):
+        read_netx(tmp_path / "c.net")
+    assert read_netx(tmp_path / "c.net", input_shape=(2, 8, 8)).input_shape == (2, 8, 8)
+    with pytest.raises(FormatError, match=r"does not match the convolution's output"):
+        read_netx(tmp_path / "c.net", input_shape=(2, 20, 20))
+
+
+def test_writer_refuses_weights_lava_would_change(tmp_path):
+    base = [_input_layer((3,)), Layer("dense", (2,), Cuba(4096, 0, 10), np.array([[127, -128, 5], [0, 1, 2]]), 2)]
+    with pytest.raises(LoihiMappingError, match="would clip these weights"):
+        write_netx(LoihiProgram(base), tmp_path / "x.h5")  # 127 << 2 = 508
+    inhibitory = [_input_layer((3,)), Layer("dense", (2,), Cuba(4096, 0, 10), np.array([[-128, -3, 0], [-1, 0, 0]]), 1)]
+    with pytest.raises(LoihiMappingError, match="must not contain -256"):
+        write_netx(LoihiProgram(inhibitory), tmp_path / "x.h5")
+    zero = [_input_layer((3,)), Layer("dense", (2,), Cuba(4096, 0, 10), np.zeros((2, 3), int), 0)]
+    with pytest.raises(LoihiMappingError, match="every weight is 0"):
+        write_netx(LoihiProgram(zero), tmp_path / "x.h5")
+    assert not (tmp_path / "x.h5").exists()  # checked before anything is written
+
+
+def test_example_netx_in_lava_runs_without_lava(monkeypatch):
+    import sys
+    from pathlib import Path
+
+    monkeypatch.delenv("SNNIR_LAVA_PYTHON", raising=False)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    import netx_in_lava
+
+    rows = netx_in_lava.main(T=10)
+    assert all(sim > 0 and lava is None for sim, lava, _ in rows.values()), rows
+
+
+@pytest.mark.parametrize("name", ["tiny_conv", "pilotnet", "no_input"])
+def test_graph_view_of_slayer_files_runs_in_torch_like_the_chip(tmp_path, name):
+    """``read`` gives the float network (input neurons included); torch runs it within float rounding
+    of the fixed-point chip (rounding toward zero of the decays is the difference)."""
+    path, x = netx_files.SLAYER_LAYOUTS[name](tmp_path)
+    rows = compare(read(path), x, verbose=False)
+    assert all(r.agreement > 0.95 for r in rows), rows
+    assert all(r.fixed_rate > 0 for r in rows)

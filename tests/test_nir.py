@@ -42,8 +42,8 @@ def _euler(kind, p, current, dt):
         if kind in ("CubaLI", "CubaLIF"):
             syn = syn + dt / p["tau_syn"] * (-syn + p["w_in"] * i_in)
             i_in = syn
-        if kind in ("I", "IF"):
-            v = v + dt * p["r"] * i_in
+        if kind in ("I", "IF"):  # r is the per-step gain (Sinabs, Norse, snnTorch), not r dt
+            v = v + p["r"] * i_in
         else:
             tau = p["tau"] if "tau" in p else p["tau_mem"]
             v = v + dt / tau * ((p["v_leak"] - v) + p["r"] * i_in)
@@ -62,7 +62,7 @@ def _params(kind, n, rng):
     if kind == "I":
         return {"r": r}
     if kind == "IF":
-        return {"r": r / DT, "v_threshold": np.full(n, 1.0), "v_reset": np.full(n, 0.0)}
+        return {"r": r, "v_threshold": np.full(n, 1.0), "v_reset": np.full(n, 0.0)}
     leak = {"v_leak": np.full(n, 0.2)}
     if kind == "LI":
         return {"tau": np.full(n, 2e-3), "r": r * 20, **leak}
@@ -205,9 +205,11 @@ def test_parametric_lif_exports_its_current_tau(tmp_path):
 # --- what NIR cannot express ---------------------------------------------------------------------
 @pytest.mark.parametrize("attrs, why", [
     ({"model": "LIF", "v_reset": None}, "soft reset"),
-    ({"model": "QIF"}, "no NIR primitive"),
-    ({"model": "Izhikevich"}, "no NIR primitive"),
-    ({"model": "AdaptiveLIF"}, "no NIR primitive"),
+    ({"model": "QIF"}, r"non-linear \(term v\*\*2\)"),
+    ({"model": "EIF"}, "not a polynomial"),
+    ({"model": "Izhikevich"}, "the update of 'u' must depend on itself and the input"),
+    ({"model": "AdaptiveLIF"}, "the update of 'w' must depend on itself and the input"),
+    ({"model": "CubaLIFDecay", "c_decay": 1.0}, "infinite time constant"),
 ])
 def test_export_refuses_what_nir_cannot_express(tmp_path, attrs, why):
     from snnir.backends.nir import UnsupportedNodeError
@@ -272,11 +274,45 @@ def test_inconsistent_shapes_name_the_node():
     with pytest.raises(GraphError, match=r"'output' \(Output\) declares shape \(3,\), but receives \(2,\)"):
         from_nir(_graph(nir.Input(input_type=np.array([3])), nir.Linear(weight=np.ones((2, 3), np.float32)),
                         nir.Output(output_type=np.array([3]))))
-    mixed = nir.LIF(tau=np.array([1e-3, 2e-3]), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2))
-    with pytest.raises(GraphError, match="NIR node 'lif'.*tau must be one value"):
-        from_nir(nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([2])), "lif": mixed,
+    short = nir.LIF(tau=np.array([1e-3, 5e-5]), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2))
+    with pytest.raises(GraphError, match="NIR node 'lif'.*tau = 5e-05 s is shorter than dt"):
+        from_nir(nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([2])), "lif": short,
                                      "output": nir.Output(output_type=np.array([2]))},
                               edges=[("input", "lif"), ("lif", "output")]))
+
+
+@pytest.mark.parametrize("kind", ["LIF", "CubaLIF", "LI", "IF"])
+def test_per_neuron_parameters_import_exactly_and_round_trip(tmp_path, kind):
+    """Spyx writes a time constant per neuron: time constants, thresholds and reset potentials per
+    neuron are imported as per-neuron parameter arrays, follow the float64 Euler reference, and export
+    back to the same NIR values."""
+    rng = np.random.default_rng(2)
+    n = 6
+    p = _params(kind, n, rng)
+    for field in ("tau", "tau_syn", "tau_mem"):
+        if field in p:
+            p[field] = p[field] * rng.integers(1, 5, n)  # one time constant per neuron
+    if "v_threshold" in p:
+        p["v_threshold"] = rng.integers(6, 12, n) / 8
+        p["v_reset"] = rng.integers(-2, 2, n) / 8
+        if kind == "CubaLIF":
+            p["v_leak"] = p["v_reset"]
+    node = getattr(nir, kind)(**p)
+    g = from_nir(_graph(nir.Input(input_type=np.array([n])), node, nir.Output(output_type=np.array([n]))), dt=DT)
+    neuron = next(x for x in g if x.op in ("neuron", "integrator"))
+    assert neuron.params, "per-neuron values are parameter arrays"
+    current = rng.uniform(0, 2.0, (80, 3, n))
+    ours, ref = _run(g, torch.tensor(current)).numpy(), _euler(kind, p, current, DT)
+    if kind == "LI":
+        np.testing.assert_allclose(ours, ref, rtol=1e-7, atol=1e-12)
+    else:
+        assert 10 < ref.sum() < ref.size - 10
+        np.testing.assert_array_equal(ours, ref)
+    snnir.export(g, tmp_path / "per_neuron.nir", format="nir", dt=DT)
+    back = nir.read(str(tmp_path / "per_neuron.nir")).nodes[neuron.id]
+    for field in ("tau", "tau_syn", "tau_mem", "v_threshold", "v_reset"):
+        if field in p:
+            np.testing.assert_allclose(np.asarray(getattr(back, field)), p[field], rtol=1e-12, err_msg=field)
 
 
 def test_time_constant_shorter_than_dt_is_refused():
@@ -318,3 +354,29 @@ def test_nested_graph_is_inlined_like_the_flat_graph():
     x = torch.rand(30, 2, 4) * 2
     out = _run(nested, x)
     assert out.sum() > 10 and torch.equal(out, _run(ref, x))
+
+
+def test_import_is_linear_in_the_graph_size(monkeypatch):
+    """Shapes are inferred once per node: importing a chain neither copies the graph nor re-infers
+    shapes per node (that made 2,000 nodes take minutes; see benchmarks/nir_import_scaling.py)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from nir_import_scaling import chain
+
+    calls = {"copy": 0, "infer": 0}
+    copy, infer = snnir.Graph.copy, snnir.Graph.infer_shapes
+
+    def counting_copy(self):
+        calls["copy"] += 1
+        return copy(self)
+
+    def counting_infer(self):
+        calls["infer"] += 1
+        return infer(self)
+
+    monkeypatch.setattr(snnir.Graph, "copy", counting_copy)
+    monkeypatch.setattr(snnir.Graph, "infer_shapes", counting_infer)
+    g = from_nir(chain(600))
+    assert len(g) == 602 and calls["copy"] == 0 and calls["infer"] <= 2

@@ -17,7 +17,8 @@ the spikes must be identical. Conventions the peers break are stated and tested 
 - Norse's ``to_nir(dt)`` writes ``tau = dt / tau_inv``: the time constant only for ``dt=1``; we
   export with ``dt=1.0`` and import with the cell's step (0.001). Norse's ``LIFCell`` adds input to
   a current that is not scaled by ``dt / tau_syn``, but writes ``w_in = 1``: NIR's CubaLIF needs
-  ``w_in = tau_syn / dt``; likewise its ``IAFCell`` (``v + x``) needs ``r = 1 / dt``, not 1.
+  ``w_in = tau_syn / dt``. Its ``IAFCell`` (``v + x``) writes ``r = 1``, which snnir reads as Norse
+  does (IF's ``r`` is the per-step gain, see ``snnir.frontends.nir``).
   Norse exports no pooling and no recurrent cell: the recurrent graph is
   built from ``LIFRecurrentCell``'s parameters. Norse's graphs hold 0-d parameters, which
   ``nir.write`` cannot store (h5py refuses compression on scalar datasets): they are imported
@@ -144,10 +145,11 @@ def test_snntorch_recurrent_cubalif(tmp_path):
     from snntorch import utils
 
     utils.reset(syn)
-    spikes, prev = [], torch.zeros(5, n)
+    spikes, feedback = [], torch.zeros(5, n)
     with torch.no_grad():
-        for xt in x:  # NIR's recurrence: the current gets W s[t-1]
-            prev = syn(fc_in(xt) + w_rec(prev))
+        for xt in x:  # NIR's recurrence as Norse and SpikingJelly import it: W s[t-1] + b, and 0 at t = 0
+            prev = syn(fc_in(xt) + feedback)
+            feedback = w_rec(prev)
             spikes.append(prev)
     _assert_same_spikes(torch.stack(spikes), _run_snnir(g, x))
 
@@ -224,8 +226,9 @@ def test_norse_feedforward_lifbox_and_cubalif():
 
 
 def test_norse_li_and_if():
-    """LIBoxCell -> LI (the voltage, to float32 rounding). IAFCell integrates ``v + x`` but is written
-    with ``r = 1``, which NIR reads as ``v += dt r I``: its ``r`` must be ``1 / dt``."""
+    """LIBoxCell -> LI (the voltage, to float32 rounding). IAFCell integrates ``v + x`` and is written
+    with ``r = 1``: snnir reads IF's ``r`` as the per-step gain, as Norse, Sinabs and snnTorch do;
+    ``r = 1 / dt`` (SpikingJelly's form of the same neuron) reads the same."""
     torch.manual_seed(9)
     x = torch.rand(40, 4, 8) * 3
     li = norse.SequentialState(torch.nn.Linear(8, 6), norse.LIBoxCell())
@@ -234,7 +237,7 @@ def test_norse_li_and_if():
     iaf = norse.SequentialState(torch.nn.Linear(8, 6), norse.IAFCell())
     graph = norse.to_nir(iaf, torch.randn(1, 8), dt=1.0)
     ref = _run_norse(iaf, x)
-    assert not torch.equal(ref, _run_snnir(from_nir(graph, dt=1e-3), x))
+    _assert_same_spikes(ref, _run_snnir(from_nir(graph, dt=1e-3), x))
     graph.nodes["1"].r = np.full(6, 1 / 1e-3)
     _assert_same_spikes(ref, _run_snnir(from_nir(graph, dt=1e-3), x))
 

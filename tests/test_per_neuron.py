@@ -291,11 +291,15 @@ def test_bad_parameter_arrays_are_named():
         snnir.Graph.from_dict(structure, arrays).validate()
 
 
-def test_exporters_that_take_one_value_per_layer_refuse_by_name():
-    pytest.importorskip("nir", reason="nir is a test dependency")
+def test_per_neuron_tau_exports_to_nir_and_loihi_refuses_it_by_name(tmp_path):
+    """NIR holds one value per neuron (written as such); Loihi has one decay per layer (refused)."""
+    nir = pytest.importorskip("nir", reason="nir is a test dependency")
     g = snnir.Graph()
     x = g.add_input((3,))
-    g.add_output(g.add_node("neuron", [x], attrs={"model": "LIF"}, params={"tau": np.array([2.0, 3.0, 4.0])},
-                           id="lif1"))
-    with pytest.raises(snnir.errors.SnnirError, match=r"lif1.*\['tau'\]"):
-        snnir.export(g, "unused.nir", format="nir")
+    lin = g.add_node("linear", [x], params={"weight": np.eye(3, dtype=np.float32)})
+    g.add_output(g.add_node("neuron", [lin], attrs={"model": "LIF"}, params={"tau": np.array([2.0, 3.0, 4.0])},
+                            id="lif1"))
+    snnir.export(g, tmp_path / "m.nir", format="nir", dt=1e-4)
+    np.testing.assert_allclose(nir.read(str(tmp_path / "m.nir")).nodes["lif1"].tau, [2e-4, 3e-4, 4e-4])
+    with pytest.raises(snnir.errors.LoihiMappingError, match=r"lif1.*differs across neurons"):
+        snnir.export(g, tmp_path / "m.h5", format="lava")

@@ -28,6 +28,12 @@ ANALYTIC = {
     "PiecewiseLeakyReLU": (S.PiecewiseLeakyReLU(w=1.0, c=0.01),
                            lambda x: torch.where(x.abs() < 1.0, torch.full_like(x, 1 / (2 * 1.0)),
                                                  torch.full_like(x, 0.01))),
+    "NonzeroSignLogAbs": (S.NonzeroSignLogAbs(alpha=1.5), lambda x: 1 / (1 / 1.5 + x.abs())),
+    "QPseudoSpike": (S.QPseudoSpike(alpha=3.0), lambda x: (1 + 2 / (3.0 - 1) * x.abs()) ** -3.0),
+    "S2NN": (S.S2NN(alpha=4.0, beta=0.5),
+             lambda x: torch.where(x < 0, 4.0 * torch.sigmoid(4.0 * x) * (1 - torch.sigmoid(4.0 * x)), 0.5 / (x + 1))),
+    "LeakyKReLU": (S.LeakyKReLU(leak=0.1, k=0.8),
+                   lambda x: torch.where(x >= 0, torch.full_like(x, 0.8), torch.full_like(x, 0.1))),
 }
 
 

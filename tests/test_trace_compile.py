@@ -193,9 +193,9 @@ class SharedLayer(nn.Module):
         return self.fc(self.relu(self.fc(self.relu(x))))  # ReLU reuse is fine, fc reuse is not
 
 
-class WithSigmoid(nn.Module):
+class WithCumsum(nn.Module):
     def forward(self, x):
-        return torch.sigmoid(x)
+        return torch.cumsum(x, -1)
 
 
 class Squares(nn.Module):
@@ -206,18 +206,18 @@ class Squares(nn.Module):
 class ReadsParameter(nn.Module):
     def __init__(self):
         super().__init__()
-        self.w = nn.Parameter(torch.ones(4))
+        self.w = nn.Parameter(torch.ones(3, 4))
 
     def forward(self, x):
-        return x * self.w
+        return x * self.w  # [T, N, 4] * [3, 4]: the parameter would grow a per-sample axis in front of N
 
 
 @pytest.mark.parametrize("model,match", [
     (WithLSTM(), r"fx node 'body_1' \(module 'body.1', class torch.nn.modules.rnn.LSTM\): no snnir op.*Supported: "),
-    (SharedLayer(), r"module 'fc' \(Linear\) is called 2 times \(fx nodes \['fc', 'fc_1'\]\)"),
-    (WithSigmoid(), r"fx node 'sigmoid' \(call_function sigmoid\): no snnir op for call_function 'sigmoid'.*Wrap"),
+    (SharedLayer(), r"module 'fc' \(Linear\) is called more than once \(fx nodes \['fc', 'fc_1'\]\)"),
+    (WithCumsum(), r"fx node 'cumsum' \(call_function cumsum\): no snnir op for call_function 'cumsum'.*Wrap"),
     (Squares(), r"fx node 'pow.*no snnir op for call_function 'pow'"),
-    (ReadsParameter(), r"reads attribute 'w' directly"),
+    (ReadsParameter(), r"fx node 'mul' .*constant of shape \(3, 4\) varies along the batch axis"),
     (nn.Sequential(snn.PoissonEncoder(4), snn.LIF()), r"PoissonEncoder creates the time axis"),
     (nn.Sequential(nn.Flatten(0), snn.LIF()), r"would merge the batch axis"),
     (nn.Sequential(nn.Linear(8, 2), snn.LIF()), r"linear expects a last axis of 8 features, got input shape \(4,\)"),

@@ -12,7 +12,7 @@
 writes the netx file that ``lava.lib.dl.netx.hdf5.Network`` loads; ``read`` loads a netx file
 (ours or one written by lava-dl slayer) as an snnir graph; ``compare`` prints the float versus
 fixed-point spike agreement per layer; ``run_lava`` runs a netx file through Lava when
-``lava-nc``/``lava-dl`` are importable (Python < 3.11).
+``lava-nc``/``lava-dl`` are importable (``tests/lava_oracle/build_env.sh`` builds such a Python).
 """
 
 from __future__ import annotations
@@ -56,9 +56,12 @@ def export(graph: Graph, path: str | os.PathLike) -> None:
     write_netx(program_from_graph(ensure_mapped(graph)), path)
 
 
-def read(path: str | os.PathLike) -> Graph:
-    """Load a netx HDF5 file as an snnir graph (float values in slayer's units)."""
-    return program_to_graph(read_netx(path), name=os.path.splitext(os.path.basename(os.fspath(path)))[0])
+def read(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None) -> Graph:
+    """Load a netx HDF5 file (snnir's or lava-dl slayer's) as an snnir graph, in slayer's float units
+    (weights, bias, threshold = integer / 64; decays = integer / 4096). ``input_shape`` is needed only
+    for a file without an input layer that starts with a strided convolution (see ``read_netx``)."""
+    return program_to_graph(read_netx(path, input_shape),
+                            name=os.path.splitext(os.path.basename(os.fspath(path)))[0])
 
 
 __all__ = ["Cuba", "LavaUnavailableError", "Layer", "LayerAgreement", "LoihiMappingError", "LoihiProgram",

@@ -55,10 +55,13 @@ def compare(g: Graph, x: Any, verbose: bool = True) -> list[LayerAgreement]:
     sim.run(x)
     module = compile(mapped, backend="torch").eval()
     names = list(sim.spikes)
-    module.capture = set(names[1:])
+    spiking_input = sim.program.layers[0].neuron is None
+    module.capture = set(names[1:] if spiking_input else names)
     with torch.no_grad():
         module(torch.from_numpy(x))
-    floats = {names[0]: (x > 0.5).astype(np.float32), **{k: v.numpy() for k, v in module.captured.items()}}
+    floats = {k: v.numpy() for k, v in module.captured.items()}
+    if spiking_input:  # the input layer passes the spikes on
+        floats[names[0]] = (x > 0.5).astype(np.float32)
     rows = []
     for name in names:
         fixed = sim.spikes[name].astype(np.float32)

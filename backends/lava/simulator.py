@@ -27,7 +27,7 @@ ACTIVATION_SHIFT = 6
 THRESHOLD_SHIFT = 6
 STATE_BITS = 24
 V_MAX = 2 ** (STATE_BITS - 1) - 1
-INPUT_WEIGHT = 64  # netx's default input weight: bias = 2 w x - w
+INPUT_WEIGHT = 64  # netx's default input weight: an input neuron's current is 64 x
 
 
 def rtz(x: np.ndarray, n: int) -> np.ndarray:
@@ -36,9 +36,21 @@ def rtz(x: np.ndarray, n: int) -> np.ndarray:
 
 
 def wrap(x: np.ndarray, bits: int = STATE_BITS) -> np.ndarray:
-    """Two's-complement wrap into a signed ``bits``-bit range (Loihi's current register)."""
+    """Two's-complement wrap into a signed ``bits``-bit range (Lava's ``signed_clamp`` of a conv's output)."""
     half = 1 << (bits - 1)
     return ((x + half) & ((1 << bits) - 1)) - half
+
+
+def wrap_current(x: np.ndarray) -> np.ndarray:
+    """Lava's 24-bit current wrap: one step of ``2^24`` down above ``2^23`` and up at or below ``-2^23``."""
+    half = 1 << (STATE_BITS - 1)
+    out = np.where(x > half, x - 2 * half, x)
+    return np.where(out <= -half, x + 2 * half, out)
+
+
+def int32(x: np.ndarray) -> np.ndarray:
+    """Two's-complement wrap to int32 (Lava holds ``u`` and the activation in int32)."""
+    return wrap(np.asarray(x, np.int64), 32)
 
 
 def shift(a: np.ndarray, exponent: int) -> np.ndarray:
@@ -61,7 +73,7 @@ def cuba_step(u: np.ndarray, v: np.ndarray, a: np.ndarray, c: Cuba,
         >>> u.tolist(), v.tolist(), s.tolist()                  # v = 6000 / 2 + 101 * 64 = 9464 > 6400
         ([5120, 6464], [5120, 0], [False, True])
     """
-    u = wrap(rtz(u * (4096 - c.i_decay), DECAY_SHIFT) + (a << ACTIVATION_SHIFT))
+    u = wrap_current(int32(int32(rtz(u * (4096 - c.i_decay), DECAY_SHIFT)) + int32(a << ACTIVATION_SHIFT)))
     v = rtz(v * (4096 - c.v_decay), DECAY_SHIFT) + u + (np.asarray(bias, np.int64) << c.bias_exp)
     v = np.clip(v, -V_MAX, V_MAX)
     s = v > (c.vth_mant << THRESHOLD_SHIFT)
@@ -95,8 +107,8 @@ def _synaptic_input(layer: Layer, s_in: np.ndarray, s_self: np.ndarray) -> np.nd
         if layer.rec_weight is not None:
             a = a + shift(dense(s_self, layer.rec_weight), layer.weight_exp).reshape(a.shape)
         return a
-    return shift(conv2d(s_in, layer.weight, layer.stride, layer.padding, layer.dilation, layer.groups),
-                 layer.weight_exp)
+    return wrap(shift(conv2d(s_in, layer.weight, layer.stride, layer.padding, layer.dilation, layer.groups),
+                      layer.weight_exp))
 
 
 class LoihiSimulator:
@@ -146,26 +158,33 @@ class LoihiSimulator:
             raise ValueError("LoihiSimulator input holds NaN or Inf")
         T, N = x.shape[:2]
         steps = T + self.delay if aligned else T
+        first = layers[0]
+        if first.neuron is None and not np.all((x == 0) | (x == 1)):
+            raise ValueError("LoihiSimulator: this network's input layer passes spikes on, so the input must be 0/1 "
+                             "spikes (a layer of input neurons takes graded input)")
         u = [np.zeros((N, *layer.shape), np.int64) for layer in layers]
         v = [np.zeros((N, *layer.shape), np.int64) for layer in layers]
         s = [np.zeros((N, *layer.shape), bool) for layer in layers]
-        biases = [0 if layer.neuron.bias is None else layer.neuron.bias.reshape(layer.shape) for layer in layers]
-        extra_bias = int(layers[0].extra.get("bias", 0))
-        in_weight = int(layers[0].extra.get("weight", INPUT_WEIGHT))
+        biases = [0 if layer.neuron is None or layer.neuron.bias is None else layer.neuron.bias.reshape(layer.shape)
+                  for layer in layers]
+        in_weight = float(first.extra.get("weight", INPUT_WEIGHT))
+        in_bias = float(first.extra.get("bias", 0))
         record = [np.zeros((steps, N, *layer.shape), np.int8) for layer in layers]
         volts = [np.zeros((steps if record_voltage else 0, N, *layer.shape), np.int64) for layer in layers]
         for t in tqdm(range(steps), desc="Loihi simulation", disable=not progress):
             xt = x[t] if t < T else np.zeros_like(x[0])
-            # netx's input transform; astype(int) truncates toward zero as netx does
-            in_bias = (2 * in_weight * xt.astype(np.float64) - in_weight + extra_bias).astype(np.int64)
             prev = s
             s = []
             for i, layer in enumerate(layers):
-                if i == 0:
-                    a, bias = np.zeros_like(u[0]), in_bias + biases[0]
+                if i == 0 and layer.neuron is None:  # spikes go straight to the first synapse
+                    spikes = xt.astype(bool)
+                    v[0] = xt.astype(np.int64)
                 else:
-                    a, bias = _synaptic_input(layer, prev[i - 1], prev[i]), biases[i]
-                u[i], v[i], spikes = cuba_step(u[i], v[i], a, layer.neuron, bias)
+                    if i == 0:  # netx's input transform, truncated toward zero as astype(int) does
+                        a = np.trunc(in_weight * xt.astype(np.float64) + in_bias).astype(np.int64)
+                    else:
+                        a = _synaptic_input(layer, prev[i - 1], prev[i])
+                    u[i], v[i], spikes = cuba_step(u[i], v[i], a, layer.neuron, biases[i])
                 s.append(spikes)
                 record[i][t] = spikes
                 if record_voltage:

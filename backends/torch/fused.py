@@ -21,13 +21,15 @@ other device (``CompositeExplicitAutograd``) runs the kernels a backend installs
 ``register_device_kernels`` (the CUDA backend: ``register_device_kernels("cuda", ...)``), else the
 same lowered step printed as torch ops (``torch_loop``). The fake (meta) implementations give
 shapes for ``torch.compile``. Neuron modules call the op on the devices of ``fused_devices()``
-(CPU, and those with installed kernels) and take the per-step reference path elsewhere.
+(CPU, and those with installed kernels: ``has_fused_kernels`` installs a device's on its first
+tensor, CUDA's from ``snnir.backends.cupy``) and take the per-step reference path elsewhere.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib
 import math
 import sys
 import threading
@@ -81,9 +83,11 @@ class Config:
     def pack(self, params: dict[str, Any], dtype: torch.dtype, sample: tuple[int, ...]
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """The kernel's uniforms from raw parameter values (``p_<name>`` -> float or tensor):
-        ``prm`` (float64, one per uniform; 0 for per-neuron ones) and ``arrays[A, M]`` (``dtype``),
-        the per-neuron uniforms broadcast to one sample's ``M`` neurons."""
+        ``prm`` (float64, one per uniform; 0 for per-neuron ones) and ``arrays[A, M]`` (in the
+        compute type of ``dtype``, ``compute_dtype``), the per-neuron uniforms broadcast to one
+        sample's ``M`` neurons."""
         M = math.prod(sample)
+        dtype = compute_dtype(dtype)
         if not any(isinstance(v, torch.Tensor) for v in params.values()):
             key = tuple(params.items())
             prm = self._prm_cache.get(key) if not torch.compiler.is_compiling() else None
@@ -173,6 +177,13 @@ def _abi(config: Config, x, state0, prm, arrays):
     return x.contiguous(), state0.to(x.dtype).contiguous(), prm.contiguous(), arrays.to(x.dtype).contiguous()
 
 
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The type kernels compute in for tensors of ``dtype``: float32 for the 16-bit types (whose
+    kernels load, compute in float32 and round what they store), else ``dtype``. Uniforms are
+    rounded to it, as any parameter."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 # --- configurations and kernels -------------------------------------------------------------------------
 # One registry per process, shared by every copy of this module (pytest's doctest collection imports
 # the file a second time as ``backends.torch.fused``): the ops are defined once and find their
@@ -184,6 +195,7 @@ if not hasattr(_STATE, "configs"):
     _STATE.cpu_kernels = {}      # (key, dtype) -> CpuKernel
     _STATE.unavailable = set()   # (key, dtype) whose C kernel failed to build
     _STATE.device_kernels = {}   # device type -> (forward, backward)
+    _STATE.probed = set()        # device types whose kernel backend was asked to install itself
     _STATE.lock = threading.Lock()
     _STATE.defined = False
 
@@ -239,6 +251,23 @@ def register_device_kernels(device_type: str, forward: Callable, backward: Calla
 def fused_devices() -> set[str]:
     """Device types on which neuron modules take the fused path by default."""
     return {"cpu", *_STATE.device_kernels}
+
+
+# Backends that install the kernels of a device type, imported on the first tensor of that type a
+# fused neuron sees (so CuPy loads only when a CUDA tensor arrives); each has ``install() -> bool``.
+DEVICE_BACKENDS = {"cuda": "snnir.backends.cupy"}
+
+
+def has_fused_kernels(device_type: str) -> bool:
+    """Whether neuron modules take the fused path on ``device_type``; the first call for a device
+    type asks its backend (``DEVICE_BACKENDS``) to install its kernels."""
+    if device_type == "cpu" or device_type in _STATE.device_kernels:
+        return True
+    backend = DEVICE_BACKENDS.get(device_type)
+    if backend is not None and device_type not in _STATE.probed:
+        _STATE.probed.add(device_type)
+        importlib.import_module(backend).install()
+    return device_type in _STATE.device_kernels
 
 
 # --- the ops -------------------------------------------------------------------------------------------
@@ -360,5 +389,5 @@ def fused_steps(key: str, x_seq: torch.Tensor, state0: list[torch.Tensor], prm: 
     return spikes.view(x_seq.shape), states, (v_seq.view(x_seq.shape) if want_v else None)
 
 
-__all__ = ["Config", "config_key", "fused_devices", "fused_steps", "neuron_backward", "neuron_forward",
-           "register_device_kernels"]
+__all__ = ["DEVICE_BACKENDS", "Config", "compute_dtype", "config_key", "fused_devices", "fused_steps",
+           "has_fused_kernels", "neuron_backward", "neuron_forward", "register_device_kernels"]

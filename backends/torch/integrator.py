@@ -46,6 +46,9 @@ class Integrator(StepModule):
                 self.v_reset = value
             else:
                 self.params[name] = value
+        self.model.check_params({"v_reset": self.v_reset, **self.params,
+                                 **{k: getattr(self, k) for k in self._tensor_params}},
+                                who=f"Integrator({self.model.name})")
         self.step_mode = check_step_mode(step_mode)
         for name in self.model.state:
             self.register_buffer(name, None, persistent=False)

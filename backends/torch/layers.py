@@ -190,7 +190,7 @@ class Constant(StepModule):
 
     def __init__(self, value: torch.Tensor, step_mode: str = "s") -> None:
         super().__init__()
-        self.register_buffer("value", torch.as_tensor(value).clone())
+        self.register_buffer("value", torch.as_tensor(value, dtype=torch.float32).clone())  # as Affine's params
         _init_step(self, step_mode)
 
     def forward(self, like: torch.Tensor) -> torch.Tensor:
@@ -207,6 +207,8 @@ class Clip(StepModule):
         _init_step(self, step_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.min is None and self.max is None:  # both sides open: the identity (torch.clamp refuses it)
+            return x
         return torch.clamp(x, self.min, self.max)
 
     def extra_repr(self) -> str:

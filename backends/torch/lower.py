@@ -8,6 +8,7 @@ sequence before the next; loops run step by step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from snnir.surrogate import surrogate_from_dict
 
 from . import layers as L
 from . import stateful as S
+from . import tensor_ops as X
 from .base import StepModule, check_step_mode
 from .functional import reset, set_step_mode
 from .neuron import Neuron, neuron_for
@@ -137,6 +139,63 @@ def _clip(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     return L.Clip(node.attrs["min"], node.attrs["max"])
 
 
+@builds("reshape")
+def _reshape(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Reshape(node.attrs["shape"])
+
+
+@builds("expand")
+def _expand(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Expand(node.attrs["shape"])
+
+
+@builds("transpose")
+def _transpose(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Transpose(node.attrs["perm"])
+
+
+@builds("slice")
+def _slice(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Slice(**node.attrs)
+
+
+@builds("mean", "sum")
+def _reduce(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Reduce(node.op, node.attrs["axes"], node.attrs["keepdim"])
+
+
+@builds("matmul")
+def _matmul(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.MatMul()
+
+
+@builds("sigmoid", "tanh", "erf", "exp", "sqrt", "silu", "hardswish", "hardsigmoid", "gelu")
+def _elementwise(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Elementwise(node.op, **node.attrs)
+
+
+@builds("mul", "sub", "div")
+def _binary(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Binary(node.op)
+
+
+@builds("softmax")
+def _softmax(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Softmax(node.attrs["axis"])
+
+
+@builds("layernorm")
+def _layernorm(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    m = X.LayerNorm(node.attrs["normalized_shape"], node.attrs["eps"], elementwise_affine="weight" in node.params,
+                    bias="bias" in node.params)
+    return _load_params(m, node)
+
+
+@builds("upsample")
+def _upsample(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return X.Upsample(**node.attrs)
+
+
 @builds("spiking_maxpool2d")
 def _spiking_maxpool(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     return L.SpikingMaxPool2d(**node.attrs)
@@ -187,10 +246,16 @@ class GraphModule(StepModule):
     (in both modes, like the neurons' state), so a sequence fed in chunks gives the outputs of
     one call. ``layers[node_id]`` holds each node's module; a graph without a plan gets one from
     the ``schedule`` pass.
+
+    Inputs are tensors or numpy arrays (converted: floating arrays to the module's dtype, integer
+    and boolean spike arrays to float). ``check_finite=True`` checks every node's output and raises
+    ``NonFiniteError`` naming the first node (in execution order), the time step and the element
+    where NaN or Inf appear (off by default: one attribute test per node call).
     """
 
-    def __init__(self, graph: Graph, step_mode: str = "m") -> None:
+    def __init__(self, graph: Graph, step_mode: str = "m", check_finite: bool = False) -> None:
         super().__init__()
+        self.check_finite = bool(check_finite)
         graph = graph.copy().validate()
         if "schedule" not in graph.meta:
             graph = schedule_pass(graph)
@@ -274,6 +339,42 @@ class GraphModule(StepModule):
     def _zeros(self, node_id: str, like: torch.Tensor, lead: tuple[int, ...]) -> torch.Tensor:
         return torch.zeros(*lead, *self._shape[node_id], dtype=like.dtype, device=like.device)
 
+    def _as_input(self, name: str, x: Any) -> torch.Tensor:
+        """``x`` as a tensor: numpy arrays are converted, other types refused naming the input."""
+        if isinstance(x, np.ndarray):
+            if x.dtype.kind not in "biuf":
+                raise TypeError(f"graph {self.graph_name!r}: input {name!r} is a numpy array of dtype {x.dtype}; "
+                                "expected numbers")
+            ref = next((p for p in self.parameters() if p.is_floating_point()), None)
+            dtype = ref.dtype if ref is not None else torch.get_default_dtype()
+            x = torch.from_numpy(np.ascontiguousarray(x)).to(dtype)
+        elif not isinstance(x, torch.Tensor):
+            raise TypeError(f"graph {self.graph_name!r}: input {name!r} must be a torch.Tensor or numpy array, "
+                            f"got {type(x).__name__}")
+        return x
+
+    def _finite(self, node_id: str, value: torch.Tensor, t0: int = 0, step: int | None = None) -> None:
+        """Raise NonFiniteError if ``value`` (node ``node_id``'s output) holds NaN or Inf."""
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            return
+        with torch.no_grad():  # one reduction: NaN and Inf survive a sum (an overflow is re-checked below)
+            if math.isfinite(float(value.sum(dtype=torch.float64))) or bool(torch.isfinite(value).all()):
+                return
+        from snnir.errors import NonFiniteError
+
+        bad = ~torch.isfinite(value.detach())
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        first = float(value.detach()[index])
+        if step is not None:
+            where = f"time step {step}, sample {index[0]}, element {index[1:]}"
+        elif self.step_mode == "m":
+            where = f"time step {t0 + index[0]}, sample {index[1]}, element {index[2:]}"
+        else:
+            where = f"this step, sample {index[0]}, element {index[1:]}"
+        kind = "an input" if self._op[node_id] == "input" else "the first node (in execution order)"
+        raise NonFiniteError(f"graph {self.graph_name!r}: node {node_id!r} ({self._op[node_id]}) holds {first} at "
+                             f"{where}: {kind} where a non-finite value appears")
+
     def _previous(self, node_id: str, like: torch.Tensor) -> torch.Tensor:
         """``node_id``'s value at the step before this one (zeros after a reset); ``like`` is [N, ...]."""
         last = self._last.get(node_id)
@@ -293,7 +394,11 @@ class GraphModule(StepModule):
         if len(inputs) != len(self.input_names):
             raise TypeError(f"graph {self.graph_name!r} takes {len(self.input_names)} input(s) "
                             f"{self.input_names}, got {len(inputs)}")
+        inputs = tuple(self._as_input(n, x) for n, x in zip(self.input_names, inputs))
         self._check_inputs(inputs)
+        if self.check_finite:
+            for name, x in zip(self.input_names, inputs):
+                self._finite(name, x)
         env: dict[str, torch.Tensor] = dict(zip(self.input_names, inputs))
         like = inputs[0]
         if self.step_mode == "s":
@@ -313,7 +418,7 @@ class GraphModule(StepModule):
                 outs: dict[str, list[torch.Tensor]] = {n: [] for n in keep}
                 for start in range(0, like.shape[0], block):
                     part = {k: v[start:start + block] for k, v in env.items()}
-                    self._run_sequence(nodes, part, like[start:start + block])
+                    self._run_sequence(nodes, part, like[start:start + block], start)
                     for n in outs:
                         outs[n].append(part[n])
                 env.update({n: torch.cat(v) for n, v in outs.items()})
@@ -329,7 +434,8 @@ class GraphModule(StepModule):
         per_step = max(1, like.shape[1] * self._sample_elems[region] * like.element_size())
         return max(1, self.time_block_bytes // per_step)
 
-    def _run_sequence(self, nodes: list[str], env: dict[str, torch.Tensor], like: torch.Tensor) -> None:
+    def _run_sequence(self, nodes: list[str], env: dict[str, torch.Tensor], like: torch.Tensor,
+                      t0: int = 0) -> None:
         for node_id in nodes:
             op = self._op[node_id]
             if op in ("input", "output") or node_id in self._grouped_neurons:
@@ -337,9 +443,14 @@ class GraphModule(StepModule):
             out = self._call(node_id, [env[_late(p) if offset else p] for p, offset in self._preds[node_id]], like)
             if node_id in self._group:  # synapse -> neuron as one unit; the current is not kept
                 neuron = self._group[node_id]
-                env[neuron] = self.layers[self._key[neuron]](out)
+                if self.check_finite:
+                    self._finite(node_id, out, t0)
+                env[neuron] = out = self.layers[self._key[neuron]](out)
+                node_id = neuron
             else:
                 env[node_id] = out
+            if self.check_finite:
+                self._finite(node_id, out, t0)
 
     def _run_steps(self, nodes: list[str], env: dict[str, torch.Tensor], like: torch.Tensor) -> None:
         for node_id in nodes:  # a recurrent loop runs one step at a time
@@ -356,6 +467,8 @@ class GraphModule(StepModule):
                         else (cur[p] if p in members else env[p][t])
                         for p, offset in self._preds[node_id]]
                 cur[node_id] = self._call(node_id, args, like[t])
+                if self.check_finite:
+                    self._finite(node_id, cur[node_id], step=t)
                 seqs[node_id].append(cur[node_id])
             prev = cur
         for node_id in nodes:
@@ -368,6 +481,8 @@ class GraphModule(StepModule):
                 continue
             args = [self._previous(p, like) if offset else env[p] for p, offset in self._preds[node_id]]
             env[node_id] = self._call(node_id, args, like)
+            if self.check_finite:
+                self._finite(node_id, env[node_id])
         self._last = {n: env[n] for n in self._delayed_sources}
 
     def _check_inputs(self, inputs: tuple[torch.Tensor, ...]) -> None:
@@ -397,18 +512,33 @@ def _late(node_id: str) -> str:
     return f"{node_id}@t-1"
 
 
-def compile(graph: Graph, step_mode: str = "m", **kwargs: Any) -> GraphModule:
+def compile(graph: Graph, step_mode: str = "m", check_finite: bool = False, **kwargs: Any) -> GraphModule:
     """Lower ``graph`` to a trainable ``GraphModule`` (see its docstring).
 
     The module starts in the training mode the graph records (``graph.meta["training"]``, set by
     ``snnir.trace`` from the traced model, with per-node exceptions in
-    ``meta["training_nodes"]``), and in training mode when the graph records none. A graph with
-    learning synapses (``meta["plasticity"]``, see ``snnir.learning``) compiles with one
-    ``Learner`` per synapse in ``module.learners`` (keyed by node id), recording from the start.
+    ``meta["training_nodes"]``), and in training mode when the graph records none.
+    ``check_finite=True`` names the first node whose output holds NaN or Inf (``NonFiniteError``).
+    A graph with learning synapses (``meta["plasticity"]``, see ``snnir.learning``) compiles with
+    one ``Learner`` per synapse in ``module.learners`` (keyed by node id), recording from the start.
+
+    Example:
+        >>> import numpy as np, snnir
+        >>> g = snnir.Graph(); x = g.add_input((2,))
+        >>> _ = g.add_output(g.add_node("scale", [x], attrs={"factor": 2.0}, id="double"))
+        >>> m = compile(g, check_finite=True)
+        >>> m(np.ones((1, 1, 2))).tolist()          # numpy in, tensor out
+        [[[2.0, 2.0]]]
+        >>> try:
+        ...     m(np.array([[[1.0, np.inf]]]))
+        ... except snnir.NonFiniteError as e:
+        ...     print(e)
+        graph 'snnir': node 'input' (input) holds inf at time step 0, sample 0, element (1,): an input where a \
+non-finite value appears
     """
     if kwargs:
         raise TypeError(f"torch backend: unknown options {sorted(kwargs)}")
-    module = GraphModule(graph, step_mode=step_mode)
+    module = GraphModule(graph, step_mode=step_mode, check_finite=check_finite)
     module.train(bool(graph.meta.get("training", True)))
     for node_id, flag in graph.meta.get("training_nodes", {}).items():
         if node_id in module._key:

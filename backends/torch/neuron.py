@@ -27,11 +27,12 @@ from snnir.neurons import Equations, NeuronModel
 from snnir.surrogate import ATan, Surrogate
 
 from .base import StepModule, check_step_mode
-from .fused import config, config_key, cpu_kernel, fused_devices, fused_steps
+from .fused import config, config_key, cpu_kernel, fused_steps, has_fused_kernels
 from .lowered import Prologue, join, step_function
+from .signature import MODEL_DEFAULT as _DEFAULT
+from .signature import neuron_signature
 from .surrogate import spike as spike_fn
 
-_DEFAULT: Any = object()
 ParamValue = float | torch.Tensor | np.ndarray
 
 
@@ -235,6 +236,7 @@ class Neuron(StepModule):
             self._set_param("v_reset", v_reset)
         for name, default in model.params.items():
             self._set_param(name, params.get(name, default), learnable=name in model.learnable)
+        model.check_params({**self.parameter_values(), "v_reset": self.v_reset}, who=type(self).__name__)
         for name in model.state:
             self.register_buffer(name, None, persistent=False)
         self.v_seq: torch.Tensor | None = None
@@ -336,7 +338,7 @@ class Neuron(StepModule):
         if cached is not None and cached[0] == sig:
             return cached[1] if x.shape[0] else None
         key = None
-        if self.fused and x.device.type in fused_devices():
+        if self.fused and has_fused_kernels(x.device.type):
             per_neuron = frozenset(n for n in self._tensor_params if getattr(self, n).numel() > 1)
             key = config_key(type(self.model), self.reset_kind, tuple(sorted(self.options.items())),
                              type(self.surrogate), self.detach_reset, self.learnable, per_neuron)
@@ -450,8 +452,10 @@ def neuron_class(model: type[NeuronModel] | NeuronModel, name: str | None = None
         [1.0]
     """
     instance = model() if isinstance(model, type) else model
-    return type(name or instance.name, (Neuron,), {"model": instance, "__doc__": type(instance).__doc__,
-                                                   "__module__": __name__})
+    cls = type(name or instance.name, (Neuron,), {"model": instance, "__doc__": type(instance).__doc__,
+                                                  "__module__": __name__})
+    cls.__signature__ = neuron_signature(cls)  # help() shows the model's defaults, not **kwargs
+    return cls
 
 
 def _builtin(model: type[NeuronModel]) -> type[Neuron]:
@@ -478,6 +482,9 @@ class ParametricLIF(Neuron):
     def tau(self) -> torch.Tensor:
         """The current time constant ``1 / sigmoid(w)``."""
         return 1.0 / torch.sigmoid(self.w.detach())
+
+
+ParametricLIF.__signature__ = neuron_signature(ParametricLIF)  # type: ignore[attr-defined]
 
 
 BUILTIN_NEURONS: dict[str, type[Neuron]] = {c.model.name: c for c in  # type: ignore[union-attr]

@@ -71,7 +71,7 @@ def _run_forward(config, x3, states, u, keep_h: bool):
 def forward(config, x: torch.Tensor, state0: torch.Tensor, prm: torch.Tensor, arrays: torch.Tensor, want_v: bool):
     T, N = x.shape
     B, M = _shape(x, arrays)
-    u = _uniforms(config, prm, arrays)
+    u = _uniforms(config, prm, arrays.to(x.dtype))  # arrays come in the compute type (float32 for 16-bit x)
     states = [s.reshape(B, M) for s in state0.unbind(0)]
     spikes, states, v_seq, _ = _run_forward(config, x.reshape(T, B, M), states, u, False)
     out_v = torch.stack(v_seq).reshape(T, N) if want_v and T else x.new_empty(x.shape if want_v else (0,))
@@ -83,7 +83,7 @@ def backward(config, g_spikes, g_state, x, state0, prm, arrays, n_learn):
     step = config.step
     T, N = x.shape
     B, M = _shape(x, arrays)
-    u = _uniforms(config, prm, arrays)
+    u = _uniforms(config, prm, arrays.to(x.dtype))  # arrays come in the compute type (float32 for 16-bit x)
     S = tuple(f"s_{k}" for k in step.states)
     H = tuple(f"h_{k}" for k in step.kept)
     G = tuple(f"g_{k}" for k in step.states)

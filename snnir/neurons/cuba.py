@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from snnir.neurons.model import NeuronModel
+from snnir.neurons.model import TAU_WHY, NeuronModel, Range
 
 
 class CubaLIF(NeuronModel):
@@ -15,7 +15,25 @@ class CubaLIF(NeuronModel):
 
     state = {"i": 0.0, "v": "v_reset"}
     params = {"tau_syn": 2.0, "tau_mem": 2.0}
+    ranges = {"tau_syn": Range(1.0, why=TAU_WHY), "tau_mem": Range(1.0, why=TAU_WHY)}
 
     def charge(self, s, **options):
         return {"i": s.i - s.i / s.tau_syn + s.x,
                 "v": s.v - (s.v - s.v_reset) / s.tau_mem + s.i}
+
+
+class CubaLIFDecay(NeuronModel):
+    """Current-based LIF written with decay factors (SpikingJelly's ``CUBALIFNode``):
+
+    ``i[t] = i * c_decay + x``
+    ``v[t] = v * v_decay + i[t]``   (the voltage decays towards 0, whatever ``v_reset`` is)
+    ``c_decay = 1 - 1/tau_syn`` and ``v_decay = 1 - 1/tau_mem`` relate it to ``CubaLIF``.
+    """
+
+    state = {"i": 0.0, "v": "v_reset"}
+    params = {"c_decay": 0.5, "v_decay": 0.75}
+    defaults = {"v_threshold": 0.5}
+
+    def charge(self, s, **options):
+        return {"i": s.i * s.c_decay + s.x,
+                "v": s.v * s.v_decay + s.i}

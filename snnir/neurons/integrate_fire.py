@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from snnir.neurons.model import NeuronModel, sigmoid
+from snnir.neurons.model import TAU_WHY, NeuronModel, Range, sigmoid
 
 
 class IF(NeuronModel):
@@ -24,6 +24,7 @@ class LIF(NeuronModel):
 
     params = {"tau": 2.0}
     options = {"decay_input": True}
+    ranges = {"tau": Range(1.0, why=TAU_WHY)}
 
     def charge(self, s, decay_input=True):
         if decay_input:

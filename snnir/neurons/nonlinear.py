@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from snnir.neurons.model import NeuronModel
+from snnir.neurons.model import TAU_WHY, NeuronModel, Range
 
 
 class QIF(NeuronModel):
@@ -15,6 +15,7 @@ class QIF(NeuronModel):
 
     params = {"tau": 2.0, "v_c": 0.8, "a0": 1.0, "v_rest": 0.0}
     defaults = {"v_reset": -0.1}
+    ranges = {"tau": Range(1.0, why=TAU_WHY), "a0": Range(0.0, lo_open=True, why="the quadratic term must grow")}
 
     def charge(self, s, **options):
         return {"v": s.v + (s.x + s.a0 * (s.v - s.v_rest) * (s.v - s.v_c)) / s.tau}
@@ -28,6 +29,8 @@ class EIF(NeuronModel):
 
     params = {"tau": 2.0, "delta_T": 1.0, "theta_rh": 0.8, "v_rest": 0.0}
     defaults = {"v_reset": -0.1}
+    ranges = {"tau": Range(1.0, why=TAU_WHY),
+              "delta_T": Range(0.0, lo_open=True, why="the sharpness divides (v - theta_rh)")}
 
     def charge(self, s, **options):
         return {"v": s.v + (s.x + s.v_rest - s.v + s.delta_T * sp.exp((s.v - s.theta_rh) / s.delta_T)) / s.tau}
@@ -44,6 +47,7 @@ class Izhikevich(NeuronModel):
     state = {"v": "v_reset", "u": lambda s: s.b * s.v_reset}
     params = {"a": 0.02, "b": 0.2, "d": 8.0, "dt": 1.0}
     defaults = {"v_threshold": 30.0, "v_reset": -65.0}
+    ranges = {"dt": Range(0.0, lo_open=True, why="the Euler step")}
 
     def charge(self, s, **options):
         return {"v": s.v + s.dt * (0.04 * s.v**2 + 5 * s.v + 140 - s.u + s.x),

@@ -11,5 +11,7 @@ class Threshold(NeuronModel):
     The reset writes ``v`` but the next step overwrites it, so the output depends on ``x[t]`` only.
     """
 
+    relations = ()  # memoryless: any threshold is meaningful (NIR's Threshold takes any value)
+
     def charge(self, s, **options):
         return {"v": s.x}

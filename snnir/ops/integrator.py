@@ -33,7 +33,9 @@ def _normalize(attrs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"model": model.name}
     if "v_reset" not in params:
         out["v_reset"] = float(attrs.get("v_reset", model.all_params()["v_reset"]))
-    return model_attrs(model, attrs, out, f"integrator with model {model.name}", params)
+    out = model_attrs(model, attrs, out, f"integrator with model {model.name}", params)
+    model.check_params({**out, **params}, who=f"integrator with model {model.name}")
+    return out
 
 
 def _state(attrs: dict[str, Any], shape: Shape, in_shape: Shape) -> dict[str, Shape]:

@@ -11,6 +11,8 @@ from typing import Any
 
 from snnir.errors import ShapeError
 from snnir.ops.registry import REQUIRED, OpSpec, Shape, register_op
+from snnir.ops.rules import BOOL, Optional, Rule, declare_rules
+from snnir.ops.rules import Shape as ShapeRule
 
 
 def _ntuple(value: Any, n: int, name: str) -> tuple[int, ...]:
@@ -90,6 +92,9 @@ def _batchnorm_shape(attrs: dict, params: dict, in_shapes: list[Shape]) -> Shape
     n = params["running_mean"].shape[0]
     if not shape or shape[0] != n:
         raise ShapeError(f"batchnorm over {n} channels got input shape {shape} (channels come first)")
+    for name in ("running_var", "weight", "bias"):
+        if name in params and params[name].shape != (n,):
+            raise ShapeError(f"batchnorm {name} has shape {params[name].shape}, expected ({n},) like running_mean")
     return shape
 
 
@@ -119,6 +124,30 @@ def _make_adaptive_avgpool(ndim: int) -> OpSpec:
 
     return OpSpec(name, infer, attrs={"output_size": REQUIRED},
                   doc="average pooling to a fixed output size, as torch.nn.AdaptiveAvgPool.")
+
+
+_UPSAMPLE_MODES = {"nearest": (1, 2), "linear": (1,), "bilinear": (2,)}
+
+
+def _upsample_shape(attrs: dict, params: dict, in_shapes: list[Shape]) -> Shape:
+    size = tuple(attrs["size"])
+    channels, sizes = _spatial(in_shapes[0], len(size), "upsample")
+    mode = attrs["mode"]
+    if mode not in _UPSAMPLE_MODES or len(size) not in _UPSAMPLE_MODES[mode]:
+        raise ShapeError(f"upsample mode {mode!r} with {len(size)} spatial axes is not supported; modes: "
+                         "nearest (1-d, 2-d), linear (1-d), bilinear (2-d)")
+    if mode == "nearest" and attrs["align_corners"] is not None:
+        raise ShapeError("upsample: align_corners applies to the linear modes only")
+    scale = attrs["scale"]
+    if scale is not None:
+        if len(scale) != len(size) or any(s <= 0 for s in scale):
+            raise ShapeError(f"upsample scale {scale} must be one positive factor per spatial axis")
+        expected = tuple(math.floor(n * s) for n, s in zip(sizes, scale))
+        if expected != size:
+            raise ShapeError(f"upsample size {size} does not match input {sizes} times scale {scale}")
+    if min(size) < 1:
+        raise ShapeError(f"upsample output size {size} must be positive")
+    return (channels, *size)
 
 
 def _axis(axis: int, rank: int, what: str) -> int:
@@ -165,6 +194,11 @@ for _n in (1, 2):
     register_op(_make_pool("max", _n))
     register_op(_make_pool("avg", _n))
     register_op(_make_adaptive_avgpool(_n))
+register_op(OpSpec("upsample", _upsample_shape,
+                   attrs={"size": REQUIRED, "mode": "nearest", "align_corners": None, "scale": None},
+                   doc="Resampling of the spatial axes to ``size`` (nearest, linear, bilinear; "
+                       "``align_corners`` as torch). ``scale``, when given, fixes the coordinate map "
+                       "(input = output / scale), as torch's ``scale_factor``; else input/output sizes do."))
 register_op(OpSpec("batchnorm", _batchnorm_shape, attrs={"eps": 1e-5, "momentum": 0.1},
                    params=("running_mean", "running_var"), optional_params=("weight", "bias"),
                    doc="y = (x - mean) / sqrt(var + eps) * weight + bias over the channel axis (axis 0)."))
@@ -208,3 +242,14 @@ def _clip_shape(attrs: dict, params: dict, in_shapes: list[Shape]) -> Shape:
 
 register_op(OpSpec("clip", _clip_shape, attrs={"min": None, "max": None},
                    doc="y = min(max(x, min), max); ReLU6 is clip(0, 6). None leaves a side open."))
+
+
+def _positive_factors(v) -> bool:
+    return v is None or (isinstance(v, (tuple, list)) and 1 <= len(v) <= 2
+                         and all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < 2**31 for f in v))
+
+
+declare_rules("upsample", {"size": ShapeRule(), "mode": Rule("'nearest', 'linear' or 'bilinear'",
+                                                             lambda v: v in _UPSAMPLE_MODES),
+                           "align_corners": Optional(BOOL),
+                           "scale": Rule("None or one positive factor per spatial axis", _positive_factors)})

@@ -44,8 +44,10 @@ def _normalize(attrs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
             raise GraphError(f"learnable names {sorted(unknown)}, which are not parameters of neuron model "
                              f"{model.name} ({sorted(defaults)})")
         out["learnable"] = sorted(set(learnable))
-    return model_attrs(model, attrs, out, f"neuron model {model.name}", params,
-                       f" (learnable parameters {list(model.learnable)} are params)")
+    out = model_attrs(model, attrs, out, f"neuron model {model.name}", params,
+                      f" (learnable parameters {list(model.learnable)} are params)")
+    model.check_params({**out, **params}, who=f"neuron model {model.name}")  # scalars and per-neuron arrays
+    return out
 
 
 def model_attrs(model: Any, attrs: dict[str, Any], out: dict[str, Any], who: str, params: dict[str, Any],
@@ -59,11 +61,21 @@ def model_attrs(model: Any, attrs: dict[str, Any], out: dict[str, Any], who: str
         if name not in model.learnable and name not in params:
             out[name] = float(attrs.get(name, default))
     for name, default in model.options.items():
-        out[name] = bool(attrs.get(name, default))
+        out[name] = option_value(model, name, attrs.get(name, default))
     unknown = set(attrs) - set(out) - ({"learnable"} if "learnable" in attrs else set())
     if unknown:
         raise GraphError(f"{who} has no attribute {sorted(unknown)}; it takes {sorted(out)}{hint}")
     return out
+
+
+def option_value(model: Any, name: str, value: Any) -> bool | str:
+    """``value`` of option ``name`` as the type of its default (a bool switch or a str form)."""
+    default = model.options[name]
+    if isinstance(default, bool):
+        return bool(value)
+    if not isinstance(value, str):
+        raise GraphError(f"neuron model {model.name}: option {name!r} takes a string, got {value!r}")
+    return value
 
 
 def check_parameter_arrays(who: str, params: dict[str, Any], names: set[str], shape: Shape) -> None:

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import sympy as sp
+
 from snnir.errors import ShapeError
 from snnir.ops.registry import REQUIRED, OpSpec, Shape, register_op
+
+
+def synapse_filter_update(i: sp.Symbol, x: sp.Symbol, tau: sp.Symbol) -> sp.Expr:
+    """The ``synapse_filter`` op's update, ``i[t] = i[t-1] - i[t-1] / tau + x[t]`` (exporters read its
+    coefficients with ``snnir.neurons.canonical.linear_update``)."""
+    return i - i / tau + x
 
 
 def _same(attrs: dict[str, Any], params: dict, in_shapes: list[Shape]) -> Shape:

@@ -30,6 +30,36 @@ from snnir.graph import Graph, _normalize_attrs
 from snnir.passes.registry import register_pass
 from snnir.passes.rewrite import rewire
 
+# Ops that act linearly on their spiking inputs, so rate codes pass through them unchanged (spike
+# rates times the scale that each IF layer's output carries). ReLU/clip(0, c) become neurons,
+# 2-d max pooling its spiking form.
+_RATE_LINEAR = {
+    "input", "output", "constant", "linear", "conv1d", "conv2d", "batchnorm", "avgpool1d", "avgpool2d",
+    "adaptive_avgpool1d", "adaptive_avgpool2d", "flatten", "reshape", "transpose", "slice", "expand", "cat",
+    "add", "sub", "scale", "affine", "dropout", "mean", "sum", "upsample", "relu", "clip", "maxpool2d",
+}
+# Products are linear only when one factor is a constant (a divisor: input 1).
+_LINEAR_IF_CONSTANT = {"mul": (0, 1), "matmul": (0, 1), "div": (1,)}
+
+
+def check_convertible(g: Graph) -> None:
+    """Raise ``GraphError`` naming the first node rate-coded conversion cannot express (softmax,
+    layer norm, GELU and other smooth activations, products of two activations, neurons)."""
+    for node in g:
+        if node.op in _RATE_LINEAR:
+            continue
+        preds = g.predecessors(node.id)
+        if node.op in _LINEAR_IF_CONSTANT and any(g.node(preds[i]).op == "constant"
+                                                  for i in _LINEAR_IF_CONSTANT[node.op]):
+            continue
+        why = ("a product of two activations" if node.op in _LINEAR_IF_CONSTANT else
+               "stateful already" if node.stateful else f"{node.op} is not linear in spike rates")
+        raise GraphError(f"node {node.id!r} ({node.op}) cannot be converted to spiking neurons: {why}. Rate-coded "
+                         "conversion keeps ops linear in their inputs (conv, linear, pooling, add, cat, reshapes, "
+                         "mean, upsample, products with constants) and turns ReLU/clip(0, c) into IF neurons; "
+                         "replace it (e.g. GELU -> ReLU, LayerNorm -> BatchNorm) and fine-tune, or convert only "
+                         "the part of the network before it")
+
 
 def _scale_node(g: Graph, src: str, factor, name: str) -> str:
     f = np.asarray(factor, np.float32)
@@ -46,6 +76,7 @@ def ann_to_snn(g: Graph) -> Graph:
         raise GraphError("ann_to_snn needs calibrated activation scales in graph.meta['calibration']; use "
                          "snnir.convert(model, calibration=loader) to compute them")
     scales = calib["scales"]
+    check_convertible(g)
     # Rebuild in insertion order so the new nodes sit where the ReLUs were (ids stay readable).
     for node in list(g):
         if node.op == "clip" and node.attrs["min"] not in (0.0, None):

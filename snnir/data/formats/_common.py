@@ -30,9 +30,23 @@ class EventFormatError(FormatError, ValueError):
 
 
 def read_bytes(path: PathLike) -> bytes:
-    """The whole file; a missing file raises FileNotFoundError naming it."""
+    """The whole file, its size checked against ``snnir.limits`` first; a missing file raises
+    FileNotFoundError naming it."""
+    from snnir import limits
+
     with open(path, "rb") as f:
+        limits.check_bytes(str(path), "the file", os.fstat(f.fileno()).st_size)
         return f.read()
+
+
+def read_text(path: PathLike) -> str:
+    """A text file (labels, split lists) as UTF-8; anything else is an EventFormatError with the offset."""
+    data = read_bytes(path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise EventFormatError(path, err.start, f"not UTF-8 text ({err.reason}); corrupted or not a text file") \
+            from None
 
 
 def skip_text_header(data: bytes, marker: bytes) -> int:
@@ -89,12 +103,25 @@ def columns_to_events(path: PathLike, cols: dict[str, np.ndarray], sensor_size: 
     shapes = {k: np.shape(v) for k, v in cols.items()}
     if len({np.size(v) for v in cols.values()}) != 1 or any(len(s) != 1 for s in shapes.values()):
         raise EventFormatError(path, None, f"event columns must be 1-D and of equal length, found shapes {shapes}")
+    for k, v in cols.items():
+        v = np.asarray(v)
+        if v.dtype.kind not in "biuf" or v.dtype.fields is not None:
+            raise EventFormatError(path, None, f"column {k!r} has dtype {v.dtype}; expected numbers")
+        if v.dtype.kind == "f" and v.size and not np.isfinite(v).all():
+            raise EventFormatError(path, None, f"column {k!r} holds NaN or Inf")
+        if v.size and (v.min() < -(2**62) or v.max() > 2**62):
+            raise EventFormatError(path, None, f"column {k!r} holds values beyond +-2**62; corrupted?")
     for k in ("x", "y", "p"):
         if cols[k].size and not np.issubdtype(cols[k].dtype, np.integer) and np.any(cols[k] != np.round(cols[k])):
             raise EventFormatError(path, None, f"column {k!r} holds non-integer values ({cols[k].dtype})")
     x, y, p = (np.asarray(cols[k]).astype(np.int64) for k in ("x", "y", "p"))
     if sensor_size is not None:
         check_in_sensor(path, x, y, sensor_size)
+    limit = np.iinfo(EVENT_DTYPE["x"]).max
+    bad = np.flatnonzero((x < 0) | (x > limit) | (y < 0) | (y > limit))
+    if bad.size:  # would wrap around in the int16 columns
+        i = int(bad[0])
+        raise EventFormatError(path, None, f"event {i} at x={x[i]}, y={y[i]} is outside [0, {limit}]; corrupted?")
     bad = np.flatnonzero((p != 0) & (p != 1) & (p != -1))
     if bad.size:
         raise EventFormatError(path, None, f"event {bad[0]} has polarity {p[bad[0]]}; expected 0/1 or -1/1")

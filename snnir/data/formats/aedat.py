@@ -49,6 +49,7 @@ from snnir.data.formats._common import (
     check_in_sensor,
     check_whole_records,
     read_bytes,
+    read_text,
     skip_text_header,
 )
 
@@ -64,7 +65,7 @@ POLARITY_SIZE = 8
 def aedat_version(path: PathLike) -> str:
     """``"2.0"`` or ``"3.1"`` from the first header line; anything else is a format error."""
     with open(path, "rb") as f:
-        first = f.readline()
+        first = f.readline(256)
     for magic, version in ((AEDAT2_MAGIC, "2.0"), (AEDAT31_MAGIC, "3.1")):
         if first.startswith(magic):
             return version
@@ -140,8 +141,7 @@ def read_aedat31(path: PathLike, sensor_size: tuple[int, int] | None = None) -> 
 def read_gesture_labels(path: PathLike) -> np.ndarray:
     """A DVS128 Gesture ``*_labels.csv``: rows ``(class, start_us, end_us)`` with classes 0..10."""
     rows = []
-    with open(path) as f:
-        lines = f.read().splitlines()
+    lines = read_text(path).splitlines()
     if not lines or lines[0].replace(" ", "").lower() != "class,starttime_usec,endtime_usec":
         raise EventFormatError(path, 0, "expected the header 'class,startTime_usec,endTime_usec'")
     offset = len(lines[0]) + 1
@@ -150,9 +150,11 @@ def read_gesture_labels(path: PathLike) -> np.ndarray:
             try:
                 cls, start, stop = (int(v) for v in line.split(","))
             except ValueError:
-                raise EventFormatError(path, offset, f"expected 'class,start,end' integers, found {line!r}") from None
-            if not 1 <= cls <= 11 or stop < start:
-                raise EventFormatError(path, offset, f"bad label row {line!r} (class 1..11, end >= start)")
+                raise EventFormatError(path, offset, f"expected 'class,start,end' integers, found {line[:80]!r}") \
+                    from None
+            if not 1 <= cls <= 11 or not 0 <= start <= stop < 2**62:
+                raise EventFormatError(path, offset, f"bad label row {line[:80]!r} (class 1..11, "
+                                                     "0 <= start <= end < 2**62 microseconds)")
             rows.append((cls - 1, start, stop))
         offset += len(line) + 1
     return np.array(rows, dtype=np.int64).reshape(-1, 3)
@@ -160,5 +162,4 @@ def read_gesture_labels(path: PathLike) -> np.ndarray:
 
 def read_trials(path: PathLike) -> list[str]:
     """The ``.aedat`` names listed in ``trials_to_train.txt`` / ``trials_to_test.txt``."""
-    with open(path) as f:
-        return [line.strip() for line in f if line.strip()]
+    return [line.strip() for line in read_text(path).splitlines() if line.strip()]

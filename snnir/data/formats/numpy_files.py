@@ -28,7 +28,10 @@ Example:
 from __future__ import annotations
 
 import io
+import lzma
+import math
 import os
+import struct
 import zipfile
 import zlib
 
@@ -40,23 +43,37 @@ _FIELDS = ("t", "x", "y", "p")
 
 
 def _read_npy_stream(f: io.BufferedIOBase, size: int, path: PathLike, base: int, name: str) -> np.ndarray:
-    """An array from an open NPY stream of ``size`` bytes; errors report ``base`` + the stream offset."""
+    """An array from an open NPY stream of ``size`` bytes; errors report ``base`` + the stream offset.
+
+    The header (a Python literal numpy parses with ``ast.literal_eval``, never ``eval``) is checked
+    before any data is read: no objects, a non-zero item size, and a declared size within the
+    stream and ``snnir.limits``.
+    """
     try:
         major, _ = np.lib.format.read_magic(f)
         read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read_header(f)
-    except ValueError as err:
-        raise EventFormatError(path, base, f"{name}: not an NPY array header ({err})") from None
+    except Exception as err:  # noqa: BLE001 - ValueError, SyntaxError, tokenize errors, RecursionError...
+        raise EventFormatError(path, base, f"{name}: not an NPY array header ({type(err).__name__}: {err})") \
+            from None
     if dtype.hasobject:
         raise EventFormatError(path, base, f"{name}: holds Python objects; refused (loading would run pickle)")
+    if dtype.itemsize == 0:
+        raise EventFormatError(path, base, f"{name}: dtype {dtype} has zero-byte items")
     start = f.tell()
-    need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    need = math.prod(shape) * dtype.itemsize
+    from snnir import limits
+
+    limits.check_bytes(str(path), f"{name} (array {shape} of {dtype})", need)
     if size - start < need:
         raise EventFormatError(path, base + size, f"{name}: data ends {need - (size - start)} bytes early "
                                                   f"(array {shape} of {dtype} needs {need} bytes from byte "
                                                   f"{base + start}); truncated?")
-    arr = np.frombuffer(f.read(need), dtype=dtype)
-    return arr.reshape(shape, order="F" if fortran else "C")
+    try:
+        arr = np.frombuffer(f.read(need), dtype=dtype)
+        return arr.reshape(shape, order="F" if fortran else "C")
+    except (ValueError, TypeError) as err:
+        raise EventFormatError(path, base + start, f"{name}: data does not fit {shape} of {dtype} ({err})") from None
 
 
 def read_npy(path: PathLike) -> np.ndarray:
@@ -67,24 +84,40 @@ def read_npy(path: PathLike) -> np.ndarray:
 
 def read_npz(path: PathLike, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The named members of an ``.npz`` archive, each checked like :func:`read_npy`."""
+    from snnir import limits
+
     try:
         archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError):
         raise EventFormatError(path, os.path.getsize(path), "no zip directory at the end of the file; "
                                                             "truncated or not an .npz archive") from None
     out = {}
+    budget = limits.Budget(str(path))
     with archive:
         names = {n[:-4] if n.endswith(".npy") else n: n for n in archive.namelist()}
         for key in keys:
             if key not in names:
                 raise EventFormatError(path, None, f"has no array {key!r} (found {sorted(names)}), expected {keys}")
             info = archive.getinfo(names[key])
+            what = f"member {info.filename!r}"
+            budget.take(what, info.file_size)  # the declared size, before inflating anything
+            if info.compress_type != zipfile.ZIP_STORED:
+                limits.check_inflation(str(path), what, info.file_size, info.compress_size)
             try:
                 with archive.open(info) as member:
-                    raw = member.read()
-            except (zipfile.BadZipFile, zlib.error, EOFError) as err:
-                problem = f"member {info.filename!r} is corrupted ({err})"
+                    raw = member.read(info.file_size + 1)  # never more than declared (a lying header)
+            except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, ValueError, struct.error) as err:
+                problem = f"{what} is corrupted ({type(err).__name__}: {err})"
                 raise EventFormatError(path, info.header_offset, problem) from None
+            except (RuntimeError, NotImplementedError) as err:  # encrypted, or an unsupported compression
+                raise EventFormatError(path, info.header_offset, f"{what} cannot be read ({err}); numpy writes "
+                                                                 "plain or deflated members") from None
+            if len(raw) != info.file_size:
+                more = "more than " if len(raw) > info.file_size else ""
+                raise EventFormatError(path, info.header_offset, f"{what} holds {more}{len(raw)} bytes, its header "
+                                                                 f"says {info.file_size}")
             out[key] = _read_npy_stream(io.BytesIO(raw), len(raw), path, info.header_offset, info.filename)
     return out
 
@@ -109,6 +142,8 @@ def read_es_imagenet(path: PathLike, sensor_size: tuple[int, int] | None = None)
         if a.ndim != 2 or a.shape[1] != 3:
             problem = f"array {name!r} has shape {a.shape}, expected [N, 3] (row, column, step)"
             raise EventFormatError(path, None, problem)
+        if a.dtype.kind not in "biu" or a.dtype.fields is not None:
+            raise EventFormatError(path, None, f"array {name!r} has dtype {a.dtype}, expected integers")
     pos, neg = arrays["pos"], arrays["neg"]
     both = np.concatenate([pos, neg]).astype(np.int64)
     cols = {"t": both[:, 2], "x": both[:, 1], "y": both[:, 0],
