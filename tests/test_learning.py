@@ -285,6 +285,8 @@ RULES = {
 @pytest.mark.parametrize("rule", list(RULES))
 @pytest.mark.parametrize("geometry", list(GEOMETRIES))
 def test_fused_kernel_equals_torch_reference(geometry, rule, dtype):
+    if dtype == torch.float32 and rule in ("user", "stdp_mult_nearest") and geometry != "linear":
+        pytest.skip("float32 runs every geometry with two rules (the float64 runs cover the rest)")
     make, sample = GEOMETRIES[geometry]
     torch.manual_seed(0)
     syn_ref = make().to(dtype)

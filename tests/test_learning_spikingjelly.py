@@ -92,7 +92,7 @@ def _pair(kind: str, multiplicative: bool, dtype: torch.dtype, step_mode: str, b
 def test_stdp_step_by_step_equals_spikingjelly(kind, multiplicative, dtype, backend):
     net_sj, net, theirs, ours, sample = _pair(kind, multiplicative, dtype, "s", backend)
     torch.manual_seed(4)
-    T, B = 25, 3
+    T, B = 16, 3
     x = (torch.rand(T, B, *sample) < 0.35).to(dtype)
     worst, post_spikes = 0.0, 0.0
     with torch.no_grad():
