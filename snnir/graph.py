@@ -382,7 +382,12 @@ class Graph:
             if node.op == "output" and edges[0].offset:
                 raise GraphError(f"output node {node_id!r} must read {edges[0].src!r} with offset 0 (this step); "
                                  "put a delay before it")
-        return self.infer_shapes()
+        self.infer_shapes()
+        if "plasticity" in self.meta:  # learning synapses (snnir.learning): checked like the nodes
+            from snnir.learning.attribute import check
+
+            check(self)
+        return self
 
     def infer_shapes(self) -> Graph:
         """Infer every node's per-sample shape (also on a graph still being built); returns ``self``."""
