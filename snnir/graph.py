@@ -390,7 +390,12 @@ class Graph:
                 raise GraphError(f"output node {node_id!r} must read {edges[0].src!r} with offset 0 (this step); "
                                  "put a delay before it")
         check_time_reductions(self)
-        return self.infer_shapes()
+        self.infer_shapes()
+        if "plasticity" in self.meta:  # learning synapses (snnir.learning): checked like the nodes
+            from snnir.learning.attribute import check
+
+            check(self)
+        return self
 
     def infer_shapes(self) -> Graph:
         """Infer every node's per-sample shape (also on a graph still being built); returns ``self``."""

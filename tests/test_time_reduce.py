@@ -192,7 +192,7 @@ class _Fn(nn.Module):
 
 @pytest.mark.parametrize("fn, modules, match", [
     (lambda x, lif: lif(x.mean(0)), [snn.LIF(step_mode="m")],
-     r"node 'mods_0' \(neuron:LIF\) is stateful but runs after the reduction over time 'mean'"),
+     r"cannot trace _Fn: node 'mods_0' \(neuron:LIF\) is stateful but runs after the reduction over time 'mean'"),
     (lambda x: x.mean(0).mean(0), [], r"touches the batch axis"),
     (lambda x: x.mean(0, keepdim=True), [], r"keepdim=True keeps a time axis of size 1"),
     (lambda x: x - x.mean(0), [], r"one was reduced over time \(x.mean\(0\)\), the other has a value per time step"),

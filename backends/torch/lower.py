@@ -539,6 +539,8 @@ def compile(graph: Graph, step_mode: str = "m", check_finite: bool = False, **kw
     ``snnir.trace`` from the traced model, with per-node exceptions in
     ``meta["training_nodes"]``), and in training mode when the graph records none.
     ``check_finite=True`` names the first node whose output holds NaN or Inf (``NonFiniteError``).
+    A graph with learning synapses (``meta["plasticity"]``, see ``snnir.learning``) compiles with
+    one ``Learner`` per synapse in ``module.learners`` (keyed by node id), recording from the start.
 
     Example:
         >>> import numpy as np, snnir
@@ -561,4 +563,9 @@ non-finite value appears
     for node_id, flag in graph.meta.get("training_nodes", {}).items():
         if node_id in module._key:
             module.layer(node_id).train(bool(flag))
+    module.learners = {}
+    if graph.meta.get("plasticity"):  # learning synapses become learners (snnir.learning)
+        from .plasticity import attach_learners
+
+        module.learners = attach_learners(module, graph.copy().validate())
     return module

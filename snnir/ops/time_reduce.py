@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from snnir.errors import GraphError
+from snnir.errors import TimeReductionError
 from snnir.ops.registry import OpSpec, Shape, register_op
 from snnir.ops.rules import Rule, declare_rules
 
@@ -101,26 +101,28 @@ def check_time_reductions(g: Any) -> set[str]:
         source = _reducer_of(g, node_id, reducers)
         for e in g.in_edges(node_id):
             if e.offset:
-                raise GraphError(f"node {_describe(g, node_id)} runs after the reduction over time {source!r} and "
-                                 f"reads {e.src!r} with time offset 1; after a reduction over time there is no "
-                                 "previous step to read")
+                raise TimeReductionError(
+                    f"node {_describe(g, node_id)} runs after the reduction over time {source!r} and reads "
+                    f"{e.src!r} with time offset 1; after a reduction over time there is no previous step to read")
     for node_id in sorted(after):
         node = g.node(node_id)
         source = _reducer_of(g, node_id, reducers)
+        where = f"node {_describe(g, node_id)}"
         if node.op == "time_reduce":
-            raise GraphError(f"node {_describe(g, node_id)} reduces over time a value already reduced over time by "
-                             f"{source!r}: after a reduction over time there is one value per sample, no time "
-                             "axis left to reduce")
+            raise TimeReductionError(
+                f"{where} reduces over time a value already reduced over time by {source!r}: after a reduction "
+                "over time there is one value per sample, no time axis left to reduce")
         if node.stateful:
-            raise GraphError(f"node {_describe(g, node_id)} is stateful but runs after the reduction over time "
-                             f"{source!r}, which produces its value once, from all steps; only stateless ops (e.g. "
-                             "a head linear) may follow a reduction over time. Move the reduction after the last "
-                             "stateful node")
+            raise TimeReductionError(
+                f"{where} is stateful but runs after the reduction over time {source!r}, which produces its value "
+                "once, from all steps; only stateless ops (e.g. a head linear) may follow a reduction over time. "
+                "Move the reduction after the last stateful node")
         for e in g.in_edges(node_id):
             if e.src in varying:
-                raise GraphError(f"node {_describe(g, node_id)} combines the reduction over time {source!r} with "
-                                 f"{e.src!r}, a value of every time step; the reduced value exists once per "
-                                 "sequence, so it cannot be mixed with per-step values (reduce both over time)")
+                raise TimeReductionError(
+                    f"{where} combines the reduction over time {source!r} with {e.src!r}, a value of every time "
+                    "step; the reduced value exists once per sequence, so it cannot be mixed with per-step values "
+                    "(reduce both over time)")
     return after
 
 
