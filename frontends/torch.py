@@ -27,7 +27,7 @@ from snnir.backends.torch.base import StepModule
 from snnir.backends.torch.encoding import _Encoder
 from snnir.backends.torch.neuron import Neuron
 from snnir.backends.torch.plasticity import plasticity_entries
-from snnir.errors import GraphError, TraceError
+from snnir.errors import GraphError, TimeReductionError, TraceError
 from snnir.frontends import peers
 from snnir.frontends import torch_functions as TF
 from snnir.frontends.values import Results, TraceContext, Value, lead_words
@@ -308,7 +308,9 @@ def trace(model: nn.Module, example_input: Any = None, *, time_axis: bool = True
     ``snn.Recurrent`` wrappers become graph cycles: ``add(x, feedback) -> module -> connection``
     with the feedback edge reading the previous step (time offset 1). ``forward`` may read shapes and reshape with
     them (``B, L, C = x.shape; x.view(B, L, heads, C // heads)``): the time and batch axes must stay
-    in front, since the graph holds per-sample shapes.
+    in front, since the graph holds per-sample shapes. A mean or sum over the time axis
+    (``head(x.mean(0))``) becomes a ``time_reduce`` node; what follows it runs at the final step
+    (``snnir.ops.time_reduce``).
 
     Example:
         >>> import torch
@@ -369,6 +371,8 @@ def _trace_shapes(model: nn.Module, shapes: list[tuple[int, ...]], sizes: dict[s
         g.meta["plasticity"] = learning
     try:
         return g.validate()
+    except TimeReductionError as e:  # the model's own structure, not a tracer mismatch
+        raise TraceError(f"cannot trace {type(model).__name__}: {e}") from None
     except GraphError as e:
         raise TraceError(f"traced graph of {type(model).__name__} is inconsistent with the example "
                          f"input: {e}") from None

@@ -211,6 +211,11 @@ def _delay(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     return S.Delay(node.attrs["steps"])
 
 
+@builds("time_reduce")
+def _time_reduce(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return S.TimeReduce(node.attrs["mode"])
+
+
 @builds("integrator")
 def _integrator(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     from .integrator import Integrator
@@ -237,7 +242,9 @@ class GraphModule(StepModule):
     ``step_mode='m'`` (inputs ``[T, N, *shape]``): ``sequence`` regions run node by node over
     blocks of time steps whose largest activation fits ``time_block_bytes`` (8 MiB by default;
     the whole sequence at once while a BatchNorm in the region trains, since its batch statistics
-    span all steps); ``step`` regions (recurrent loops) run step by step. ``step_mode='s'``: one
+    span all steps); ``step`` regions (recurrent loops) run step by step; the ``final`` region (the
+    nodes after a reduction over time, ``time_reduce``) runs once, on the last step, and an output
+    there is ``[N, ...]``, like the traced model's ``head(x.mean(0))``. ``step_mode='s'``: one
     call is one time step (inputs ``[N, *shape]``) through all nodes. ``shape`` is the input
     node's per-sample shape; other input shapes are refused with an error naming the expected one.
 
@@ -307,6 +314,7 @@ class GraphModule(StepModule):
         self._stepped = [n for mode, nodes in self._plan if mode == "step" for n in nodes if n in self._key]
         self.input_names = graph.inputs
         self.output_names = graph.outputs
+        self._final = graph.final_step_nodes()  # outputs among them are [N, ...] in multi-step mode
         self.input_shapes = {i: graph.node(i).shape for i in graph.inputs}
         self._last: dict[str, torch.Tensor] = {}  # offset-1 sources' values at the last step run
         self.capture: set[str] = set()  # node ids whose values forward() keeps in .captured
@@ -414,6 +422,10 @@ class GraphModule(StepModule):
                 if mode == "step":
                     self._run_steps(nodes, env, like)
                     continue
+                if mode == "final":  # after a reduction over time: once, at the last step
+                    self._run_sequence(nodes, {**env, **{k: v[-1:] for k, v in env.items()}}, like[-1:],
+                                       like.shape[0] - 1, into=env)
+                    continue
                 block = self._time_block(i, like)
                 if block >= like.shape[0]:
                     self._run_sequence(nodes, env, like)
@@ -429,6 +441,8 @@ class GraphModule(StepModule):
             self._last = {p: env[p][-1] for p in self._delayed_sources}
         self.captured = {n: env[n] for n in self.capture if n in env}
         outs = [env[self._preds[o][0][0]] for o in self.output_names]
+        if self.step_mode == "m":  # an output after a reduction over time: [N, ...], its final step
+            outs = [x[-1] if o in self._final else x for o, x in zip(self.output_names, outs)]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _time_block(self, region: int, like: torch.Tensor) -> int:
@@ -439,7 +453,9 @@ class GraphModule(StepModule):
         return max(1, self.time_block_bytes // per_step)
 
     def _run_sequence(self, nodes: list[str], env: dict[str, torch.Tensor], like: torch.Tensor,
-                      t0: int = 0) -> None:
+                      t0: int = 0, into: dict[str, torch.Tensor] | None = None) -> None:
+        """Run ``nodes`` over the steps of ``env``'s values; results go to ``into`` (default ``env``)."""
+        into = env if into is None else into
         for node_id in nodes:
             op = self._op[node_id]
             if op in ("input", "output") or node_id in self._grouped_neurons:
@@ -449,10 +465,10 @@ class GraphModule(StepModule):
                 neuron = self._group[node_id]
                 if self.check_finite:
                     self._finite(node_id, out, t0)
-                env[neuron] = out = self.layers[self._key[neuron]](out)
+                env[neuron] = into[neuron] = out = self.layers[self._key[neuron]](out)
                 node_id = neuron
             else:
-                env[node_id] = out
+                env[node_id] = into[node_id] = out
             if self.check_finite:
                 self._finite(node_id, out, t0)
 
