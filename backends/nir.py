@@ -136,7 +136,9 @@ def _convert(node: Node, dt: float) -> Any:
     if node.attrs.get("quant"):
         raise _unsupported(node, "fake-quantized weights have no NIR form (export before quantize)")
     if node.op not in WRITERS:
-        hint = " (fold it into the conv/linear first: snnir.optimize)" if node.op == "batchnorm" else ""
+        hint = {"batchnorm": " (fold it into the conv/linear first: snnir.optimize)",
+                "time_reduce": " (a reduction over time steps: NIR has no readout over a sequence; export the "
+                               "graph up to the reduction and reduce its outputs over time yourself)"}.get(node.op, "")
         raise _unsupported(node, f"NIR has no primitive for {node.op!r}{hint}")
     return WRITERS[node.op](node, dt)
 

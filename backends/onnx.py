@@ -1,19 +1,19 @@
 """Stateful ONNX export for streaming inference, and a runner that keeps the state on onnxruntime.
 
-``export(graph, "model.onnx")`` writes a model of **one time step**: its inputs are the graph
-inputs (``[N, ...]``) and the state before the step, its outputs the graph outputs and the state
-after it. State tensors are named after the node: ``<node>.<state>_in`` -> ``<node>.<state>_out``
-(a LIF ``lif1`` has ``lif1.v_in`` -> ``lif1.v_out``; a CubaLIF also ``.i``; a delay ``.buffer``,
-``[N, steps, ...]``); a node read by an edge of time offset 1 (a loop's feedback, or any
-edge reading the previous step) passes its value to the next step as ``<node>.prev_in`` ->
-``<node>.prev_out`` (zeros initially). The neuron step is generated from the model's sympy
-equations (``snnir.neurons``: charge, ``spike = (z >= 0)``, reset) with the operations in the
-order the equation is written, as the torch backend computes it; synapses are ONNX ``Gemm``/
-``MatMul``, ``Conv``, ``AveragePool``, ... (one lowering per op in ``onnx_ops``). ``unroll=T``
-writes a whole-sequence model instead (input ``[T, N, ...]``, the same state inputs and outputs
-around the ``T`` steps). The neuron
-steps match the torch backend bit for bit; onnxruntime's ``Conv``/``Gemm`` may differ from torch's
-in the last bit of a sum.
+``export(graph, "model.onnx")`` writes a model of **one time step**: its inputs are the graph inputs
+(``[N, ...]``) and the state before the step, its outputs the graph outputs and the state after it.
+State tensors are named after the node: ``<node>.<state>_in`` -> ``<node>.<state>_out`` (a LIF
+``lif1`` has ``lif1.v_in`` -> ``lif1.v_out``; a CubaLIF also ``.i``; a delay ``.buffer``, ``[N,
+steps, ...]``; a reduction over time ``.sum`` and, for a mean, ``.count``); a node read by an edge
+of time offset 1 (a loop's feedback, or any edge reading the previous step) passes its value to the
+next step as ``<node>.prev_in`` -> ``<node>.prev_out`` (zeros initially). The neuron step is
+generated from the model's sympy equations (``snnir.neurons``: charge, ``spike = (z >= 0)``, reset)
+with the operations in the order the equation is written, as the torch backend computes it; synapses
+are ONNX ``Gemm``/ ``MatMul``, ``Conv``, ``AveragePool``, ... (one lowering per op in ``onnx_ops``).
+``unroll=T`` writes a whole-sequence model instead (input ``[T, N, ...]``, the same state inputs and
+outputs around the ``T`` steps; an output after a reduction over time is its last step, ``[N,
+...]``, as the compiled torch module returns it). The neuron steps match the torch backend bit for
+bit; onnxruntime's ``Conv``/``Gemm`` may differ from torch's in the last bit of a sum.
 
 The initial state (``v = v_reset``, ...) and the state names are stored in the model's metadata
 (``snnir.states``, JSON), which ``StreamingSession`` reads. Float32 throughout, opset 17.
@@ -83,7 +83,10 @@ def to_onnx(graph: Graph, unroll: int | None = None) -> Any:
             outs = _step(b, graph, order, feeds, current)
             for o in graph.outputs:
                 per_step[o].append(b.op("Unsqueeze", [outs[o], b.const(np.array([0], np.int64))]))
-        final = {o: b.op("Concat", names, axis=0) for o, names in per_step.items()}
+        # an output after a reduction over time is its final step, [N, ...], as the torch module returns it
+        last = set(graph.final_step_nodes())
+        final = {o: (b.op("Squeeze", [names[-1], b.const(np.array([0], np.int64))]) if o in last
+                     else b.op("Concat", names, axis=0)) for o, names in per_step.items()}
     for o, name in final.items():
         b.op("Identity", [name], output=o)
     for s in states:
@@ -95,7 +98,8 @@ def to_onnx(graph: Graph, unroll: int | None = None) -> Any:
 
     inputs = [value_info(i, graph.node(i).shape, lead) for i in graph.inputs]
     inputs += [value_info(f"{s['name']}_in", tuple(s["shape"]), ["N"]) for s in states]
-    outputs = [value_info(o, graph.node(o).shape, lead) for o in graph.outputs]
+    outputs = [value_info(o, graph.node(o).shape, ["N"] if o in graph.final_step_nodes() else lead)
+               for o in graph.outputs]
     outputs += [value_info(f"{s['name']}_out", tuple(s["shape"]), ["N"]) for s in states]
     proto = helper.make_graph(b.nodes, graph.name, inputs, outputs, b.initializers)
     model = helper.make_model(proto, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="snnir")

@@ -294,6 +294,16 @@ def _delay(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -
     return out
 
 
+@lowers("time_reduce")
+def _time_reduce(b: OnnxBuilder, node: Node, args: list[str], state: dict[str, str]) -> str:
+    # s = s + x; mean: s / count with count = count + 1 (as the torch module: sum in time order, then divide)
+    total = state[f"{node.id}.sum"] = b.op("Add", [state[f"{node.id}.sum"], args[0]])
+    if node.attrs["mode"] == "sum":
+        return total
+    count = state[f"{node.id}.count"] = b.op("Add", [state[f"{node.id}.count"], b.const(np.float32(1.0))])
+    return b.op("Div", [total, count])
+
+
 # --- neurons: the model's equations ----------------------------------------------------------------
 def equations(node: Node) -> Any:
     """The ``Equations`` a neuron or integrator node runs (its reset kind and options)."""

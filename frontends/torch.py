@@ -26,7 +26,8 @@ from snnir.backends.torch import stateful as S
 from snnir.backends.torch.base import StepModule
 from snnir.backends.torch.encoding import _Encoder
 from snnir.backends.torch.neuron import Neuron
-from snnir.errors import GraphError, TraceError
+from snnir.backends.torch.plasticity import plasticity_entries
+from snnir.errors import GraphError, TimeReductionError, TraceError
 from snnir.frontends import peers
 from snnir.frontends import torch_functions as TF
 from snnir.frontends.values import Results, TraceContext, Value, lead_words
@@ -307,7 +308,9 @@ def trace(model: nn.Module, example_input: Any = None, *, time_axis: bool = True
     ``snn.Recurrent`` wrappers become graph cycles: ``add(x, feedback) -> module -> connection``
     with the feedback edge reading the previous step (time offset 1). ``forward`` may read shapes and reshape with
     them (``B, L, C = x.shape; x.view(B, L, heads, C // heads)``): the time and batch axes must stay
-    in front, since the graph holds per-sample shapes.
+    in front, since the graph holds per-sample shapes. A mean or sum over the time axis
+    (``head(x.mean(0))``) becomes a ``time_reduce`` node; what follows it runs at the final step
+    (``snnir.ops.time_reduce``).
 
     Example:
         >>> import torch
@@ -363,8 +366,13 @@ def _trace_shapes(model: nn.Module, shapes: list[tuple[int, ...]], sizes: dict[s
     other_mode = {n: flag for n, flag in emitter.training.items() if flag != model.training and n in g}
     if other_mode:
         g.meta["training_nodes"] = other_mode
+    learning = plasticity_entries(emitter.node_of_module)  # Learners attached to traced synapses
+    if learning:
+        g.meta["plasticity"] = learning
     try:
         return g.validate()
+    except TimeReductionError as e:  # the model's own structure, not a tracer mismatch
+        raise TraceError(f"cannot trace {type(model).__name__}: {e}") from None
     except GraphError as e:
         raise TraceError(f"traced graph of {type(model).__name__} is inconsistent with the example "
                          f"input: {e}") from None
@@ -488,6 +496,7 @@ class _Emitter:
         self.g, self.lead = g, lead
         self.ctx = TraceContext(g, sizes)
         self.training: dict[str, bool] = {}  # node id -> training flag of the module it came from
+        self.node_of_module: dict[int, str] = {}  # id(leaf module) -> its node id
 
     def module(self, model: nn.Module, inputs: list[Value] | None, shapes: list[tuple[int, ...]] | None,
                prefix: str) -> list[Value]:
@@ -626,6 +635,7 @@ class _Emitter:
         op, attrs, params = mapped
         out = ctx.emit(op, tensors, attrs, params)
         self.training[out.node] = m.training
+        self.node_of_module[id(m)] = out.node
         return out
 
     def peer(self, conversion: peers.Conversion, name: str, inputs: list[Value], training: bool, path: str) -> Any:

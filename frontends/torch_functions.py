@@ -517,9 +517,19 @@ def _reduce(ctx, args, kwargs):
     if a["dim"] is None or a["dim"] == [] or a["dim"] == ():
         raise ctx.error(f"{kind} over all axes reduces the batch axis too; give the per-sample dims")
     dims = a["dim"] if isinstance(a["dim"], (tuple, list)) else (a["dim"],)
-    axes = tuple(sorted({ctx.axis(x, d, kind) for d in dims}))
-    pos = x.pos if a["keepdim"] else x.pos - sum(1 for i in axes if i < x.pos)
-    return ctx.emit(kind, [x], {"axes": axes, "keepdim": bool(a["keepdim"])}, pos=pos)
+    over_time = [d for d in dims if ctx.is_time_dim(x, d)]
+    axes = tuple(sorted({ctx.axis(x, d, kind) for d in dims if d not in over_time}))
+    if over_time and a["keepdim"]:
+        raise ctx.error(f"{kind} over the time axis (dim {over_time[0]}) with keepdim=True keeps a time axis of "
+                        "size 1 to broadcast against the steps, which needs all steps at once; a graph runs one "
+                        f"step at a time. Reduce without keepdim (x.{kind}(0)) and use the result per sample")
+    if axes:
+        pos = x.pos if a["keepdim"] else x.pos - sum(1 for i in axes if i < x.pos)
+        x = ctx.emit(kind, [x], {"axes": axes, "keepdim": bool(a["keepdim"])}, pos=pos)
+    if over_time:  # a running reduction over the steps so far; its final step is the model's value
+        x = ctx.emit("time_reduce", [x], {"mode": kind}, lead=tuple(n for n in x.lead if n != "T"),
+                     suffix="_time" if axes else "")
+    return x
 
 
 # --- pooling and resampling -----------------------------------------------------------------------

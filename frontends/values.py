@@ -8,8 +8,9 @@ parameter or buffer the model reads), which has no batch axis. ``pos`` says wher
 after how many per-sample axes (0 unless a ``permute`` moved the batch behind some, as attention
 code does with ``qkv.permute(2, 0, 3, 1, 4)`` before ``q, k, v = qkv[0], qkv[1], qkv[2]``).
 The IR holds per-sample shapes only, so an op that moves data between the lead and the sample (a
-reshape that merges the batch into features, a reduction over time) has no IR form and is refused
-by name.
+reshape that merges the batch into features, a softmax over time) has no IR form and is refused
+by name. A mean or sum over the time axis is the exception: it becomes a ``time_reduce`` node (a
+running reduction whose final step is the model's value) and leaves a value with lead ``("N",)``.
 
 The tracer hands the model concrete shapes: ``x.shape`` is ``(T, N, *sample)`` with the lead sizes
 as ``LeadDim`` ints that remember which axis they came from, so ``x.view(x.shape[0], -1)`` and
@@ -132,12 +133,20 @@ class TraceContext:
         if dim < v.pos + len(v.lead):
             if v.lead[dim - v.pos] == "T":
                 raise self.error(f"{what} over dim {dim} works across time steps, but a graph runs one step at a "
-                                 "time; trace the per-step computation and reduce the compiled module's [T, N, ...] "
-                                 "output outside (e.g. compiled(x).mean(0) for a time average)")
+                                 "time; of the ops over the time axis only a mean or sum (x.mean(0), x.sum(0)) has "
+                                 "an IR form (time_reduce). Trace the per-step computation and do the rest on the "
+                                 "compiled module's [T, N, ...] output")
             axes = lead_words(v.lead)
             raise self.error(f"{what} over dim {dim} touches the {axes}; snnir ops act per sample, the time and "
                              "batch axes cannot be reduced, moved or mixed with the sample's")
         return dim - len(v.lead)
+
+    def is_time_dim(self, v: Value, dim: Any) -> bool:
+        """Whether torch ``dim`` of ``v`` is its time axis (``T`` alone, not merged with the batch)."""
+        if not isinstance(dim, int) or isinstance(dim, bool) or not -v.rank <= dim < v.rank:
+            return False
+        i = dim % v.rank - v.pos
+        return 0 <= i < len(v.lead) and v.lead[i] == "T"
 
     def folded(self, what: str, out_shape: tuple[int, ...], *inputs: np.ndarray) -> None:
         """Refuse computing a constant larger than its inputs allow (broadcasting, products): a file
@@ -219,6 +228,12 @@ class TraceContext:
             return [self.reshape(v, (1,) * (rank - len(v.shape)) + v.shape) for v in values], None
         ref = tensors[0]
         for v in tensors[1:]:
+            if ("T" in v.lead) != ("T" in ref.lead):
+                timed, reduced = (v, ref) if "T" in v.lead else (ref, v)
+                raise self.error(f"{what} of {self._describe(reduced)} and {self._describe(timed)}: one was "
+                                 "reduced over time (x.mean(0)), the other has a value per time step; broadcasting "
+                                 "them needs all steps at once. Reduce both over time, or combine them before "
+                                 "the reduction")
             if (v.lead, v.pos, len(v.shape)) != (ref.lead, ref.pos, len(ref.shape)):
                 raise self.error(f"{what} of {self._describe(ref)} and {self._describe(v)}: torch would broadcast "
                                  f"the {lead_words(ref.lead)} against per-sample axes; give both one layout")

@@ -17,6 +17,7 @@ from snnir.errors import (  # noqa: E402
     NonFiniteError,
     ShapeError,
     SnnirError,
+    TimeReductionError,
     TraceError,
 )
 from snnir.faces import compile, convert, export, trace  # noqa: E402
@@ -28,9 +29,9 @@ from snnir.serialization import load, save  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["FormatError", "Graph", "GraphError", "LimitError", "LoihiMappingError", "NeuronModel", "Node",
-           "NonFiniteError", "PassCheckError",
-           "ShapeError", "SnnirError", "TraceError", "compile", "convert", "export", "inspect", "load", "optimize",
-           "render", "save", "trace", "nn", "analysis", "limits"]
+           "NonFiniteError", "PassCheckError", "ShapeError", "SnnirError", "TimeReductionError", "TraceError",
+           "compile", "convert", "export", "inspect", "load", "optimize", "render", "save", "trace", "nn", "analysis",
+           "limits"]
 
 
 def __getattr__(name: str):

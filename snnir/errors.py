@@ -14,6 +14,10 @@ class GraphError(SnnirError):
     """The graph is malformed: unknown op, missing input, bad attribute, illegal cycle."""
 
 
+class TimeReductionError(GraphError):
+    """A node after a reduction over time that cannot run there (stateful, mixed with per-step values)."""
+
+
 class ParameterError(GraphError, ValueError):
     """A neuron or op parameter outside its valid range (``tau < 1``, a threshold below the reset, ...);
     the message names the parameter, the offending value (and neuron index) and the valid range."""

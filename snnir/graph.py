@@ -48,6 +48,7 @@ import snnir.ops  # noqa: F401  (registers the built-in ops)
 from snnir.errors import GraphError, ShapeError
 from snnir.ops.registry import REQUIRED, OpSpec, Shape, get_op
 from snnir.ops.rules import check_attrs
+from snnir.ops.time_reduce import check_time_reductions, final_step_nodes
 from snnir.validation import check_params, check_structure
 
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -353,6 +354,12 @@ class Graph:
         dag = self._same_step_graph(set(self._implicit_feedback()))
         return list(nx.lexicographical_topological_sort(dag, key=order.__getitem__))
 
+    def final_step_nodes(self) -> set[str]:
+        """Nodes after a reduction over time (``time_reduce``): a whole-sequence run needs their values
+        at the final step only, and returns an output among them as ``[N, ...]`` (see
+        ``snnir.ops.time_reduce``)."""
+        return final_step_nodes(self)
+
     # --- checks ----------------------------------------------------------------------------------
     def validate(self) -> Graph:
         """Check structure and infer every node's shape; errors name the node. Returns ``self``.
@@ -382,7 +389,13 @@ class Graph:
             if node.op == "output" and edges[0].offset:
                 raise GraphError(f"output node {node_id!r} must read {edges[0].src!r} with offset 0 (this step); "
                                  "put a delay before it")
-        return self.infer_shapes()
+        check_time_reductions(self)
+        self.infer_shapes()
+        if "plasticity" in self.meta:  # learning synapses (snnir.learning): checked like the nodes
+            from snnir.learning.attribute import check
+
+            check(self)
+        return self
 
     def infer_shapes(self) -> Graph:
         """Infer every node's per-sample shape (also on a graph still being built); returns ``self``."""

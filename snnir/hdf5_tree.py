@@ -45,6 +45,34 @@ def load_tree(path: str | os.PathLike, safe: bool | None = None, roots: tuple[st
     return read_tree(where, roots)
 
 
+def top_level_names(path: str | os.PathLike, safe: bool | None = None) -> list[str]:
+    """The names at the root of an HDF5 file (to tell a NIR file from a netx file), listed in a
+    child process when ``safe`` (or the ``snnir.limits`` default) says so; nothing is read."""
+    where = str(path)
+    if use_safe_mode(safe):
+        return run_isolated(_top_level_names, where, where=where, what="HDF5 reader (h5py)")
+    return _top_level_names(where)
+
+
+def _top_level_names(where: str) -> list[str]:
+    import h5py
+
+    try:
+        f = h5py.File(where, "r")
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except (OSError, ValueError, RuntimeError) as e:
+        raise FormatError(f"{where}: cannot open it as an HDF5 file ({e})") from None
+    with f:
+        try:
+            count = len(f)
+            if count > 16 * limits.current().max_nodes:
+                raise LimitError(f"{where}: {count} HDF5 objects at the root (snnir.limits.override(max_nodes=...))")
+            return [str(name) for name in f.keys()]
+        except (OSError, RuntimeError, ValueError, KeyError) as e:
+            raise FormatError(f"{where}: the root group cannot be listed ({e})") from None
+
+
 def read_tree(path: str | os.PathLike, roots: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The file as nested dicts of arrays (see the module docs); only the top-level members named
     in ``roots`` when given (what is not read cannot hurt: HDF5 itself allocates what a corrupted

@@ -38,7 +38,8 @@ def node_table(g: Graph, schedule: bool = True) -> str:
     for n in g:
         params = " ".join(f"{k}{list(v.shape)}" for k, v in n.params.items())
         state = " ".join(n.state_spec()) if n.stateful and n.shape is not None else ""
-        op = f"{n.op}:{n.attrs['model']}" if n.op == "neuron" else n.op
+        op = f"{n.op}:{n.attrs['model']}" if n.op == "neuron" else f"{n.op}:{n.attrs['mode']}" \
+            if n.op == "time_reduce" else n.op
         inputs = ",".join(e.src + ("*" if (e.src, e.dst, e.port) in delayed else "") for e in g.in_edges(n.id))
         row = (n.id, op, inputs, str(n.shape), params, state)
         rows.append(row + ((regions.get(n.id, ""),) if schedule else ()))

@@ -6,30 +6,45 @@ stays the exact step ``x >= 0``) and its *primitive* ``g(x)``, the smooth step t
 derivative of (used for non-spiking relaxations). The tests check ``d/dx g == g'`` symbolically and
 by finite differences, so the two cannot drift apart; backends compile ``g'`` from the expression.
 
+Each surrogate declares the valid ``ranges`` of its parameters (``snnir.neurons.Range``, as neuron
+models do), checked whenever one is built, by a user or from a graph file: a value outside them
+(``alpha <= 0`` flips or kills the gradient, NaN poisons it) is a ``ParameterError`` naming the
+surrogate, the parameter and the valid range.
+
 Example:
     >>> from snnir.surrogate import ATan
     >>> s = ATan(alpha=2.0)
     >>> round(s.derivative_at(0.0), 6)   # alpha / 2 at the threshold
     1.0
+    >>> ATan(alpha=-1.0)
+    Traceback (most recent call last):
+    ...
+    snnir.errors.ParameterError: surrogate ATan: alpha = -1 is out of range: needs alpha > 0 (the sharpness \
+of the gradient window; alpha <= 0 flips or removes the gradient)
 """
 
 from __future__ import annotations
 
+import numbers
 from functools import cache
 from typing import Any, ClassVar
 
+import numpy as np
 import sympy as sp
 
-from snnir.errors import GraphError
+from snnir.errors import GraphError, ParameterError
+from snnir.neurons.model import FLOAT32_MAX, Range
 
 X = sp.Symbol("x", real=True)
 _REGISTRY: dict[str, type[Surrogate]] = {}
 
 
 class Surrogate:
-    """Base of all surrogates: subclasses set ``params`` (defaults) and ``primitive``."""
+    """Base of all surrogates: subclasses set ``params`` (defaults), ``ranges`` (valid values, every
+    parameter must also be finite) and ``primitive``/``derivative``."""
 
     params: ClassVar[dict[str, float]] = {}
+    ranges: ClassVar[dict[str, Range]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -39,7 +54,23 @@ class Surrogate:
         unknown = set(values) - set(self.params)
         if unknown:
             raise TypeError(f"{type(self).__name__} takes {sorted(self.params)}, got {sorted(unknown)}")
-        self.values = {**self.params, **{k: float(v) for k, v in values.items()}}
+        who = f"surrogate {type(self).__name__}"
+        self.values = {**self.params, **{k: _number(who, k, v) for k, v in values.items()}}
+        self.check_params(self.values, who)
+
+    @classmethod
+    def check_params(cls, values: dict[str, float], who: str | None = None) -> None:
+        """Refuse values outside ``ranges``, non-finite or beyond float32 (``ParameterError`` naming
+        ``who``, the parameter, the value and the valid range)."""
+        who = who or f"surrogate {cls.__name__}"
+        for name, value in values.items():
+            rule = cls.ranges.get(name, Range())
+            if rule.bad(np.float64(value)):
+                why = f" ({rule.why})" if rule.why else ""
+                raise ParameterError(f"{who}: {name} = {value:g} is out of range: needs {rule.describe(name)}{why}")
+            if abs(value) > FLOAT32_MAX:
+                raise ParameterError(f"{who}: {name} = {value:g} is beyond float32's range (+-3.4e38), the precision "
+                                     "gradients are computed in")
 
     @staticmethod
     def primitive(x: sp.Expr, **params: sp.Symbol) -> sp.Expr:  # pragma: no cover - abstract
@@ -93,13 +124,31 @@ def _derivative(cls: type[Surrogate]) -> sp.Expr:
     return cls.derivative(X, **cls.symbols())
 
 
+def _number(who: str, name: str, value: Any) -> float:
+    """``value`` as a float if it is one real number (a Python or numpy scalar, a one-element tensor)."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ParameterError(f"{who}: {name} = {value!r} is not a number")
+    return float(value)
+
+
 def surrogate_from_dict(d: dict[str, Any]) -> Surrogate:
-    """Inverse of ``Surrogate.to_dict``; names the surrogate if it is unknown."""
+    """Inverse of ``Surrogate.to_dict`` (a graph's ``surrogate`` attribute); a ``GraphError`` names
+    an unknown surrogate or parameter, a ``ParameterError`` a value out of range."""
+    if not isinstance(d, dict):
+        raise GraphError(f"a surrogate is given as {{'name': ..., <parameters>}}, got {d!r}")
     d = dict(d)
     name = d.pop("name", None)
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:
         raise GraphError(f"unknown surrogate {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**d)
+    cls = _REGISTRY[name]
+    unknown = sorted(set(d) - set(cls.params), key=str)
+    if unknown:
+        raise GraphError(f"surrogate {name} has no parameter {unknown}; it takes {sorted(cls.params)}")
+    return cls(**d)
 
 
 def registered_surrogates() -> list[str]:
@@ -107,6 +156,8 @@ def registered_surrogates() -> list[str]:
 
 
 _HALF = sp.Rational(1, 2)
+_SHARPNESS = "the sharpness of the gradient window; alpha <= 0 flips or removes the gradient"
+_SIGN = "a gradient value; a negative one would train the spike backwards"
 
 
 def _sigmoid(z: sp.Expr) -> sp.Expr:
@@ -117,6 +168,7 @@ class ATan(Surrogate):
     """g(x) = atan(π/2·αx)/π + 1/2;  g'(x) = α / (2(1 + (π/2·αx)²))."""
 
     params = {"alpha": 2.0}
+    ranges = {"alpha": Range(0.0, lo_open=True, why=_SHARPNESS)}
 
     @staticmethod
     def primitive(x, alpha):
@@ -131,6 +183,7 @@ class Sigmoid(Surrogate):
     """g(x) = sigmoid(αx);  g'(x) = α·sg(αx)·(1 - sg(αx))."""
 
     params = {"alpha": 4.0}
+    ranges = {"alpha": Range(0.0, lo_open=True, why=_SHARPNESS)}
 
     @staticmethod
     def primitive(x, alpha):
@@ -145,6 +198,7 @@ class PiecewiseQuadratic(Surrogate):
     """g'(x) = α - α²|x| for |x| <= 1/α, else 0 (Esser et al. 2016)."""
 
     params = {"alpha": 1.0}
+    ranges = {"alpha": Range(0.0, lo_open=True, why=_SHARPNESS)}
 
     @staticmethod
     def primitive(x, alpha):
@@ -160,6 +214,7 @@ class PiecewiseExp(Surrogate):
     """g'(x) = α/2 · exp(-α|x|)  (the Laplace-shaped pdf of SLAYER, Shrestha & Orchard 2018)."""
 
     params = {"alpha": 1.0}
+    ranges = {"alpha": Range(0.0, lo_open=True, why=_SHARPNESS)}
 
     @staticmethod
     def primitive(x, alpha):
@@ -174,6 +229,7 @@ class SoftSign(Surrogate):
     """g(x) = (αx / (1 + |αx|) + 1) / 2;  g'(x) = α / (2(1 + α|x|)²)."""
 
     params = {"alpha": 2.0}
+    ranges = {"alpha": Range(0.0, lo_open=True, why=_SHARPNESS)}
 
     @staticmethod
     def primitive(x, alpha):
@@ -188,6 +244,7 @@ class Erf(Surrogate):
     """g(x) = erfc(-αx) / 2;  g'(x) = α/√π · exp(-α²x²)."""
 
     params = {"alpha": 2.0}
+    ranges = {"alpha": Range(0.0, lo_open=True, why=_SHARPNESS)}
 
     @staticmethod
     def primitive(x, alpha):
@@ -202,6 +259,7 @@ class SuperSpike(Surrogate):
     """g'(x) = α / (|x| + 1)², SpikingJelly's SuperSpike (Zenke & Ganguli 2018, scaled by α)."""
 
     params = {"alpha": 1.0}
+    ranges = {"alpha": Range(0.0, lo_open=True, why="the gradient's height; alpha <= 0 flips or removes it")}
 
     @staticmethod
     def primitive(x, alpha):
@@ -216,6 +274,7 @@ class FastSigmoid(Surrogate):
     """g'(x) = 1 / (α|x| + 1)², snnTorch's ``fast_sigmoid`` (slope α = 25)."""
 
     params = {"alpha": 25.0}
+    ranges = {"alpha": Range(0.0, why="the slope; alpha < 0 puts a pole in the gradient at |x| = -1/alpha")}
 
     @staticmethod
     def primitive(x, alpha):
@@ -230,6 +289,7 @@ class Rect(Surrogate):
     """g'(x) = α for |x| < 1/(2α), else 0: a rectangular window of unit area."""
 
     params = {"alpha": 1.0}
+    ranges = {"alpha": Range(0.0, lo_open=True, why=_SHARPNESS)}
 
     @staticmethod
     def primitive(x, alpha):
@@ -244,6 +304,7 @@ class PiecewiseLeakyReLU(Surrogate):
     """g'(x) = 1/(2w) for |x| < w, else c (SpikingJelly's defaults w = 1, c = 0.01)."""
 
     params = {"w": 1.0, "c": 0.01}
+    ranges = {"w": Range(0.0, lo_open=True, why="the half-width of the window"), "c": Range(0.0, why=_SIGN)}
 
     @staticmethod
     def primitive(x, w, c):
@@ -258,6 +319,7 @@ class NonzeroSignLogAbs(Surrogate):
     """g(x) = sign(x)·log(α|x| + 1);  g'(x) = 1 / (1/α + |x|)  (SpikingJelly's ``NonzeroSignLogAbs``)."""
 
     params = {"alpha": 1.0}
+    ranges = {"alpha": Range(0.0, lo_open=True, why="alpha <= 0 puts a pole in the gradient at |x| = -1/alpha")}
 
     @staticmethod
     def primitive(x, alpha):
@@ -273,6 +335,8 @@ class QPseudoSpike(Surrogate):
     SpikingJelly's ``QPseudoSpike``)."""
 
     params = {"alpha": 2.0}
+    ranges = {"alpha": Range(1.0, lo_open=True, why="the tail exponent; alpha <= 1 divides by zero or raises a "
+                                                    "negative base to a power")}
 
     @staticmethod
     def primitive(x, alpha):
@@ -289,6 +353,8 @@ class S2NN(Surrogate):
     SpikingJelly's ``S2NN``)."""
 
     params = {"alpha": 4.0, "beta": 1.0}
+    ranges = {"alpha": Range(0.0, why="the sigmoid's sharpness below threshold; alpha < 0 flips that gradient"),
+              "beta": Range(0.0, why=_SIGN)}
 
     @staticmethod
     def primitive(x, alpha, beta):
@@ -304,6 +370,7 @@ class LeakyKReLU(Surrogate):
     straight-through estimator; ``leak = k = 0`` passes no gradient."""
 
     params = {"leak": 0.0, "k": 1.0}
+    ranges = {"leak": Range(0.0, why=_SIGN), "k": Range(0.0, why=_SIGN)}
 
     @staticmethod
     def primitive(x, leak, k):
@@ -312,3 +379,22 @@ class LeakyKReLU(Surrogate):
     @staticmethod
     def derivative(x, leak, k):
         return sp.Piecewise((k, x >= 0), (leak, True))
+
+
+class SnnTorchTriangular(Surrogate):
+    """snnTorch's ``surrogate.triangular`` as it runs (snnTorch 0.9): g'(x) = -threshold for x >= 0,
+    +threshold below. Not a window: the sign flip above the threshold is snnTorch's own (its backward
+    negates the gradient where the membrane is above threshold). Kept as a separate, named surrogate so a
+    traced snnTorch model trains exactly as it did; for new models use ``Triangle``/``LeakyKReLU``."""
+
+    params = {"threshold": 1.0}
+    ranges = {"threshold": Range(0.0, lo_open=True, why="snnTorch's slope; <= 0 removes or flips it")}
+    peer_quirk: ClassVar[bool] = True  # reproduces a peer's behaviour, not a proper gradient window
+
+    @staticmethod
+    def primitive(x, threshold):
+        return sp.Piecewise((-threshold * x, x >= 0), (threshold * x, True))
+
+    @staticmethod
+    def derivative(x, threshold):
+        return sp.Piecewise((-threshold, x >= 0), (threshold, True))

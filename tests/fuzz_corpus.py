@@ -254,6 +254,33 @@ def seeds_mat(directory: Path) -> list[Path]:
     return paths
 
 
+# --- netx (Loihi) ---------------------------------------------------------------------------------------
+def seeds_netx(directory: Path) -> list[Path]:
+    """slayer's layouts (``tests/netx_files.py``: input neurons, strided conv, flatten, no input layer,
+    layers without neurons, weights at Lava's limits), a ``dense_rec`` layer, and snnir's own export."""
+    import h5py
+    import netx_files
+
+    import snnir
+
+    builders = {**netx_files.SLAYER_LAYOUTS, **netx_files.LIMITS}
+    paths = [build(directory)[0] for name, build in builders.items() if name != "current_wrap"]
+    rng = np.random.default_rng(11)
+    paths.append(directory / "rec.net")
+    with h5py.File(paths[-1], "w") as f:
+        netx_files.layer(f, 0, "input", [4])
+        netx_files.layer(f, 1, "dense_rec", [3], {"iDecay": 1024, "vDecay": 512, "vThMant": 100},
+                         **netx_files.dense_fields(rng, 3, 4), weight_rec=(rng.integers(-50, 50, (3, 3)) * 2)
+                         .astype(np.float32), bias=np.array([10.0, -3.0, 0.0], np.float32))
+    g = snnir.Graph("exported")
+    x = g.add_input((5,))
+    h = g.add_node("linear", [x], params={"weight": (rng.integers(-60, 60, (4, 5)) / 64).astype(np.float32)})
+    g.add_output(g.add_node("neuron", [h], attrs={"model": "CubaLIF", "tau_syn": 4.0, "tau_mem": 8.0}))
+    paths.append(directory / "exported.h5")
+    snnir.export(g, paths[-1], format="lava")
+    return paths
+
+
 def write_seeds(directory: Path, builders: dict) -> dict[str, list[bytes]]:
     """Run each builder in its own sub-directory; returns the seed files' bytes per format."""
     out = {}

@@ -342,6 +342,86 @@ def _h5_paths(tree: dict[str, Any]) -> list[tuple]:
     return out
 
 
+# --- netx (Loihi) ------------------------------------------------------------------------------------------
+NETX_TYPES = ["input", "dense", "dense_rec", "conv", "flatten", "pool", "concat", "CUBA", "", "\xff", "dense" * 3]
+NETX_FIELDS = ["weight", "weight_rec", "bias", "shape", "stride", "padding", "dilation", "groups", "delay", "neuron",
+               "inFeatures", "type", "junk"]
+NEURON_FIELDS = ["iDecay", "vDecay", "vThMant", "refDelay", "gradedSpike", "messageBits", "type", "bias"]
+
+
+def _netx_value(rng: random.Random, value: Any) -> Any:
+    """A hostile stand-in for a netx field: the generic ones, or values at and beyond Loihi's ranges."""
+    if rng.random() < 0.5:
+        return rng.choice(HOSTILE_ARRAYS)(value if not isinstance(value, (dict, tuple)) else 0)
+    a = np.asarray(value) if isinstance(value, np.ndarray) and value.dtype.kind in "iuf" else np.ones(3, np.float32)
+    return rng.choice([
+        lambda: a * rng.choice([-1, 2, 64, 1 << 20, 0.5, 1e30]), lambda: np.where(a == a, np.nan, a),
+        lambda: a.astype(rng.choice([np.int8, np.uint64, np.float16, np.complex64, np.int64])),
+        lambda: a.reshape(-1), lambda: a[..., None, None],
+        lambda: np.array([rng.choice(INTERESTING)] * rng.randint(1, 5)),
+        lambda: np.array(rng.choice([-1, 0, 1, 4096, 4097, 1 << 17, (1 << 17) + 1, 1 << 31, -(1 << 40)])),
+        lambda: np.array([4, 0, 3]), lambda: np.array([1 << 20, 1 << 20]), lambda: np.array([2, 8, 8, 1, 1]),
+        lambda: np.array([b"dense"]), lambda: rng.choice(NETX_TYPES).encode("utf-8", "surrogateescape"),
+        lambda: np.zeros((0, 3)), lambda: a.T if a.ndim == 2 else a,
+        lambda: Special("huge", rng.choice([np.float32, np.int64, np.uint8])),
+    ])()
+
+
+def mutate_netx(rng: random.Random, data: bytes) -> bytes:
+    """One to three edits of a netx file's layers: a layer's type, a field given a hostile value
+    (NaN or fractional weights, shapes that disagree, out-of-range decays and thresholds, huge
+    declared datasets, strings where numbers belong), a missing or extra field, layers deleted,
+    swapped, appended or renumbered; otherwise a generic HDF5 edit."""
+    if rng.random() < 0.15:
+        return mutate_h5(rng, data)
+    tree = h5_tree(data)
+    layers = tree.get("layer") if isinstance(tree.get("layer"), dict) else {}
+    for _ in range(rng.randint(1, 3)):
+        names = sorted(layers)
+        if not names:
+            break
+        name = rng.choice(names)
+        group = layers[name]
+        op = rng.random()
+        if not isinstance(group, dict) or op < 0.08:
+            layers[name] = _netx_value(rng, 0) if rng.random() < 0.5 else {}
+        elif op < 0.2:
+            group["type"] = rng.choice([np.array([rng.choice(NETX_TYPES).encode("utf-8", "surrogateescape")]),
+                                        rng.choice(NETX_TYPES).encode("utf-8", "surrogateescape"), np.array([7])])
+        elif op < 0.55:
+            target = group.get("neuron") if isinstance(group.get("neuron"), dict) and rng.random() < 0.4 else group
+            keys = sorted(target) + [rng.choice(NETX_FIELDS if target is group else NEURON_FIELDS)]
+            key = rng.choice(keys)
+            if key == "type" and target is not group:
+                target[key] = rng.choice([b"SDNN", b"RF", b"LOIHI", b"", b"CUBA" * 5, np.array([b"CUBA"])])
+            else:
+                target[key] = _netx_value(rng, target.get(key, 0))
+        elif op < 0.68:
+            target = group.get("neuron") if isinstance(group.get("neuron"), dict) and rng.random() < 0.4 else group
+            if target:
+                del target[rng.choice(sorted(target))]
+        elif op < 0.76:
+            other = rng.choice(names)
+            layers[name], layers[other] = layers[other], layers[name]
+        elif op < 0.84:
+            del layers[name]
+            if rng.random() < 0.5:  # renumber: the file stays 0..n-1
+                rest = [layers[k] for k in sorted(layers, key=lambda k: int(k) if k.isdigit() else -1)]
+                layers.clear()
+                layers.update({str(i): v for i, v in enumerate(rest)})
+        elif op < 0.9:
+            layers[rng.choice([str(len(names)), str(len(names) + 5), "x", "-1"])] = _copy_tree(group)
+        elif op < 0.95:
+            group["weight"] = {"real": group.get("weight", np.ones((2, 2))), "imag": np.zeros((2, 2))}
+        else:
+            layers[name] = Special("deep", rng.choice((70, 300)))
+    return h5_bytes(tree, compress=rng.random() < 0.3)
+
+
+def _copy_tree(node: Any) -> Any:
+    return {k: _copy_tree(v) for k, v in node.items()} if isinstance(node, dict) else node
+
+
 # --- ONNX ------------------------------------------------------------------------------------------------
 def mutate_onnx(rng: random.Random, data: bytes) -> bytes:
     """Edit an initializer (dtype, dims, data), a node (attribute values, op type, inputs), a

@@ -100,6 +100,25 @@ def _shd(path: str, safe: bool = False) -> Any:
     return np.concatenate(out) if out else np.zeros(0, [("t", "<i8")])
 
 
+def _netx(path: str, safe: bool = False) -> Any:
+    """``snnir.backends.lava.read``'s two steps: the validated integer program, then its graph."""
+    from snnir.backends.lava import program_to_graph, read_netx
+
+    program = read_netx(path, safe=safe)
+    return program, program_to_graph(program)
+
+
+def netx_runs(result: Any) -> None:
+    """An accepted netx file runs two steps in the bit-accurate simulator and, as a graph, in torch."""
+    import numpy as np
+
+    from snnir.backends.lava import LoihiSimulator
+
+    program, graph = result
+    LoihiSimulator(program).run(np.zeros((2, 1, *program.input_shape), np.float32))
+    runs(graph)
+
+
 def _reader(name: str, safe: bool = False) -> Callable[[str], Any]:
     def load(path: str) -> Any:
         from snnir.data import formats
@@ -140,15 +159,16 @@ TARGETS = {t.name: t for t in [
            ".aedat"),
     Target("read_atis_bin", corpus.seeds_atis, _reader("read_atis_bin"), event_array, None, ".bin"),
     Target("read_atis_td_dat", corpus.seeds_td, _reader("read_atis_td_dat"), event_array, None, ".dat"),
+    Target("read_netx", corpus.seeds_netx, _netx, netx_runs, mut.mutate_netx, ".net"),
     Target("read_asl_dvs_mat", corpus.seeds_mat, _reader("read_asl_dvs_mat"), event_array, mut.mutate_mat, ".mat"),
     # safe mode (the CLI's default for HDF5 and .mat): upstream crashes and hangs become FormatError
     Target("from_nir[safe]", corpus.seeds_nir, lambda p: _from_nir(p, True), runs, mut.mutate_h5, ".nir"),
+    Target("read_netx[safe]", corpus.seeds_netx, lambda p: _netx(p, True), netx_runs, mut.mutate_netx, ".net"),
     Target("SpikeHDF5[safe]", corpus.seeds_shd, lambda p: _shd(p, True), None, mut.mutate_h5, ".h5"),
     Target("read_asl_dvs_mat[safe]", corpus.seeds_mat, _reader("read_asl_dvs_mat", True), event_array,
            mut.mutate_mat, ".mat"),
 ]}
 SAFE_TIMEOUT = 5.0  # seconds a safe-mode parse may take in the fuzzer (a hang costs this, not the case timeout)
-# TODO(netx): add read_netx (backends/lava/netx.py) once the interchange session's rewrite of it lands.
 
 
 def make_case(target: Target, seeds: list[bytes], seed: int, i: int) -> tuple[bytes, str]:

@@ -3,7 +3,7 @@
 The fuzzer (``tests/fuzzing.py``) runs each case in a forked child with an address-space limit.
 CI runs a few dozen cases per loader (about half a minute in all); ``SNNIR_FUZZ_CASES=3000``
 runs the long mode (or ``python tests/fuzzing.py --cases 3000``, which also prints the table).
-HDF5 and .mat files are fuzzed in safe mode, as the CLI reads them: h5py and scipy.io can crash or
+HDF5 (NIR, netx, SHD) and .mat files are fuzzed in safe mode, as the CLI reads them: h5py and scipy.io can crash or
 hang on corrupted bytes, which only a child process contains (the in-process variants are in the
 long mode's table).
 """
@@ -30,9 +30,9 @@ LONG = int(os.environ.get("SNNIR_FUZZ_CASES", "0"))
 # cases per target in CI: cheap parsers get more, the ones that compile accepted graphs or fork a
 # safe-mode child per case fewer
 CI_CASES = {"snnir.load": 80, "from_nir[safe]": 40, "from_onnx": 120, "SpikeHDF5[safe]": 40,
-            "read_asl_dvs_mat[safe]": 40}
-TARGETS = [t for t in fuzzing.TARGETS if t not in ("from_nir", "SpikeHDF5", "read_asl_dvs_mat")] if not LONG \
-    else list(fuzzing.TARGETS)
+            "read_asl_dvs_mat[safe]": 40, "read_netx[safe]": 40}
+IN_PROCESS_UPSTREAM = ("from_nir", "SpikeHDF5", "read_asl_dvs_mat", "read_netx")  # h5py/scipy.io in-process
+TARGETS = [t for t in fuzzing.TARGETS if t not in IN_PROCESS_UPSTREAM] if not LONG else list(fuzzing.TARGETS)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_loader_survives_mutated_files(reports, target):
     report = reports[target]
     cap = fuzzing.FUZZ_MAX_BYTES
     assert report.outcomes["refused"] > 0  # the mutations reached the loader's checks
-    upstream = target in ("from_nir", "SpikeHDF5", "read_asl_dvs_mat")  # in-process h5py/scipy: long mode only
+    upstream = target in IN_PROCESS_UPSTREAM  # in-process h5py/scipy: long mode only
     failures = [e for e in report.escapes if not (upstream and e["outcome"] in ("hang", "crash"))]
     assert not failures, f"{target}: {report.line(cap)}\n" + "\n".join(
         f"case {e['case']} ({e['mutation']}): {e['outcome']} {e.get('error')}: {e.get('message', '')[:300]}"

@@ -1,6 +1,7 @@
 """Surrogates: forward is the exact step; backward is each one's analytic derivative."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 from snnir import nn as snn
 from snnir import surrogate as S
 from snnir.backends.torch.surrogate import primitive, spike
-from snnir.errors import GraphError
+from snnir.errors import GraphError, ParameterError
 
 # The analytic derivatives as published (SpikingJelly's docs / the cited papers), written here
 # independently of snnir's sympy declarations.
@@ -34,6 +35,9 @@ ANALYTIC = {
              lambda x: torch.where(x < 0, 4.0 * torch.sigmoid(4.0 * x) * (1 - torch.sigmoid(4.0 * x)), 0.5 / (x + 1))),
     "LeakyKReLU": (S.LeakyKReLU(leak=0.1, k=0.8),
                    lambda x: torch.where(x >= 0, torch.full_like(x, 0.8), torch.full_like(x, 0.1))),
+    # snnTorch 0.9's triangular backward: grad * threshold, negated where x >= 0
+    "SnnTorchTriangular": (S.SnnTorchTriangular(threshold=0.5),
+                           lambda x: torch.where(x >= 0, torch.full_like(x, -0.5), torch.full_like(x, 0.5))),
 }
 
 
@@ -106,3 +110,88 @@ def test_serialization_round_trip_and_errors():
         S.surrogate_from_dict({"name": "Nope"})
     with pytest.raises(TypeError, match="takes \\['alpha'\\]"):
         S.ATan(beta=1.0)
+
+
+# --- parameter ranges --------------------------------------------------------------------------------
+ALL_BUILT_IN = sorted((c for c in S._REGISTRY.values() if c.__module__ == S.__name__), key=lambda c: c.__name__)
+# a peer's quirk reproduced on purpose (snnTorch's sign-flipped triangular) is no gradient window by design
+BUILT_IN = [c for c in ALL_BUILT_IN if not getattr(c, "peer_quirk", False)]
+
+
+def test_every_built_in_surrogate_declares_a_range_per_parameter():
+    for cls in ALL_BUILT_IN:
+        assert set(cls.ranges) == set(cls.params), cls.__name__
+        cls()  # the defaults lie inside
+
+
+def _broken(cls, values) -> bool:
+    """Whether the surrogate with ``values`` is no proper gradient window, judged from its expressions
+    in float64 on a grid (independently of the declared ranges): a non-finite, complex or negative g',
+    one that is zero everywhere, or a primitive g that falls or jumps."""
+    x = np.linspace(-4.0, 4.0, 1601)
+    args = [np.float64(values[k]) for k in cls.symbols()]  # numpy semantics: 1 / 0 is inf, not an exception
+    with np.errstate(all="ignore"):
+        g = sp.lambdify([S.X, *cls.symbols().values()], cls.derivative_expr(), ["scipy", "numpy"])(x, *args)
+        prim = sp.lambdify([S.X, *cls.symbols().values()], cls.primitive_expr(), ["scipy", "numpy"])(x, *args)
+    g, prim = np.broadcast_to(g, x.shape), np.broadcast_to(prim, x.shape)
+    if np.iscomplexobj(g) or np.iscomplexobj(prim) or not (np.isfinite(g).all() and np.isfinite(prim).all()):
+        return True
+    step = np.diff(prim)
+    return bool((g < 0).any() or (g == 0).all() or (step < -1e-9).any() or (step > 0.5).any())
+
+
+@pytest.mark.parametrize("cls", BUILT_IN, ids=lambda c: c.__name__)
+def test_declared_ranges_are_where_the_gradient_is_a_proper_window(cls):
+    """Inside each declared range (at and near a closed bound, and beyond an open one) the surrogate
+    is a finite, non-negative window whose primitive rises continuously; just outside it is not,
+    and the constructor refuses the value, naming the surrogate, the parameter and the range."""
+    for name, rule in cls.ranges.items():
+        inside = [rule.lo + 0.5, rule.lo + 2.0] + ([] if rule.lo_open else [rule.lo])
+        for value in inside:
+            values = {**cls.params, name: value}
+            assert cls(**values).values == values
+            assert not _broken(cls, values) or (value == rule.lo and not rule.lo_open), (name, value)
+        outside = [rule.lo - 0.5] + ([rule.lo] if rule.lo_open else [])
+        for value in outside:
+            assert _broken(cls, {**cls.params, name: value}), (name, value)
+            with pytest.raises(ParameterError, match=rf"surrogate {cls.__name__}: {name} = {value:g} is out of "
+                                                     rf"range: needs {re.escape(rule.describe(name))}"):
+                cls(**{name: value})
+
+
+def test_snntorch_triangular_threshold_is_checked():
+    with pytest.raises(ParameterError, match="surrogate SnnTorchTriangular: threshold = 0 is out of range"):
+        S.SnnTorchTriangular(threshold=0.0)
+
+
+@pytest.mark.parametrize("value, message", [
+    (float("nan"), "alpha = nan is out of range"), (float("inf"), "alpha = inf is out of range"),
+    (1e39, "alpha = 1e\\+39 is beyond float32's range"), ("2.0", "alpha = '2.0' is not a number"),
+    (True, "alpha = True is not a number"),
+    (np.ones(2), r"alpha = array\(\[1., 1.\]\) is not a number"), (None, "alpha = None is not a number"),
+])
+def test_surrogate_parameters_must_be_finite_numbers(value, message):
+    with pytest.raises(ParameterError, match=f"surrogate Sigmoid: {message}"):
+        S.Sigmoid(alpha=value)
+    assert S.Sigmoid(alpha=np.float32(3.0)).values == {"alpha": 3.0}
+    assert S.Sigmoid(alpha=torch.tensor(3.0)).values == {"alpha": 3.0}
+
+
+def test_surrogates_from_graphs_are_checked_and_name_the_node():
+    import snnir
+
+    def neuron(surrogate):
+        g = snnir.Graph()
+        g.add_node("neuron", [g.add_input((3,))], attrs={"model": "LIF", "surrogate": surrogate}, id="lif")
+
+    with pytest.raises(ParameterError, match=r"node 'lif' \(neuron\): surrogate QPseudoSpike: alpha = 1 is out of "
+                                             r"range: needs alpha > 1"):
+        neuron({"name": "QPseudoSpike", "alpha": 1.0})
+    with pytest.raises(GraphError, match=r"node 'lif' \(neuron\): surrogate ATan has no parameter \['beta'\]"):
+        neuron({"name": "ATan", "beta": 1.0})
+    with pytest.raises(GraphError, match=r"node 'lif' \(neuron\): a surrogate is given as \{'name': \.\.\."):
+        neuron("ATan")
+    with pytest.raises(GraphError, match="unknown surrogate 7"):
+        neuron({"name": 7})
+    with pytest.raises(ParameterError, match="surrogate LeakyKReLU: k = -1"):
+        snn.LIF(surrogate=S.LeakyKReLU(k=-1.0))

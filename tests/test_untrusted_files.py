@@ -311,6 +311,135 @@ def test_nir_in_safe_mode_matches_in_process(tmp_path):
         assert from_nir(path).summary() == b.summary()
 
 
+# --- netx (Loihi) ----------------------------------------------------------------------------------------
+def _netx_file(tmp_path, name="net.net"):
+    """slayer's layout: input neurons, a strided conv, flatten, dense (tests/netx_files.py)."""
+    import netx_files
+
+    path = netx_files.tiny_conv(tmp_path)[0]
+    return str(path.rename(tmp_path / name))
+
+
+def _programs_equal(a, b) -> bool:
+    fields = ("kind", "shape", "weight_exp", "stride", "padding", "dilation", "groups", "flatten", "name", "extra")
+    for x, y in zip(a.layers, b.layers, strict=True):
+        if any(getattr(x, f) != getattr(y, f) for f in fields) or (x.neuron is None) != (y.neuron is None):
+            return False
+        for f in ("weight", "rec_weight"):
+            if (getattr(x, f) is None) != (getattr(y, f) is None) or \
+                    getattr(x, f) is not None and not np.array_equal(getattr(x, f), getattr(y, f)):
+                return False
+        if x.neuron is not None and (vars(x.neuron).keys() != vars(y.neuron).keys() or any(
+                not np.array_equal(np.asarray(v), np.asarray(vars(y.neuron)[k]))
+                for k, v in vars(x.neuron).items() if v is not None)):
+            return False
+    return True
+
+
+def test_netx_in_safe_mode_matches_in_process(tmp_path):
+    """Every seed of the fuzzer (slayer's layouts, dense_rec, snnir's export) reads the same in a child
+    process; the CLI's default (limits.safe) selects it."""
+    import fuzz_corpus
+
+    from snnir.backends.lava import LoihiSimulator, read_netx
+
+    for path in fuzz_corpus.seeds_netx(tmp_path):
+        a, b = read_netx(path, safe=True), read_netx(path, safe=False)
+        assert _programs_equal(a, b), path
+        x = (np.random.default_rng(0).random((6, 2, *a.input_shape)) < 0.5).astype(np.float32)
+        np.testing.assert_array_equal(LoihiSimulator(a).run(x), LoihiSimulator(b).run(x))
+
+
+def test_netx_safe_mode_contains_a_crash_of_the_hdf5_library(tmp_path, monkeypatch):
+    from snnir import hdf5_tree
+    from snnir.backends.lava import read_netx
+
+    path = _netx_file(tmp_path)
+    monkeypatch.setattr(hdf5_tree, "read_tree", lambda *a: ctypes.string_at(0))  # what h5py does on some bytes
+    with pytest.raises(FormatError, match=r"net.net: the HDF5 reader \(h5py\) crashed \(SIGSEGV\)"):
+        read_netx(path, safe=True)
+    with limits.override(safe=True):
+        with pytest.raises(FormatError, match="crashed"):
+            snnir.backends.lava.read(path)
+
+
+def test_netx_file_that_hung_h5py_is_refused_in_safe_mode():
+    from pathlib import Path
+
+    from snnir.backends.lava import read_netx
+
+    path = Path(__file__).parent / "data" / "netx_h5py_hang.net"
+    start = time.perf_counter()
+    with limits.override(timeout=5.0), pytest.raises(FormatError, match="netx_h5py_hang.net"):
+        read_netx(path, safe=True)
+    assert time.perf_counter() - start < 8
+
+
+@pytest.mark.parametrize("damage, expect", [
+    # a committed HDF5 datatype where a dataset belongs escaped as AttributeError (fuzz case 822)
+    (lambda f: f["layer/1/neuron"].__setitem__("vThMant2", np.dtype("S4")), r"'/layer/1/neuron/vThMant2' is a "
+                                                                             r"Datatype, expected a group or dataset"),
+    (lambda f: (f["layer/3"].__delitem__("weight"),
+                f["layer/3"].__setitem__("weight", h5py.SoftLink("/layer/1/weight"))),
+     r"'/layer/3/weight' is a SoftLink; snnir reads only objects stored in the file"),
+    (lambda f: f["layer/3"].__setitem__("junk", h5py.ExternalLink("/etc/hostname", "/")), r"is a ExternalLink"),
+    (lambda f: (f["layer/3"].__delitem__("weight"),  # 8 GiB declared in a few bytes of gzip chunks
+                f["layer/3"].create_dataset("weight", shape=(1 << 30,), chunks=(1 << 16,), dtype="f8",
+                                            compression="gzip")),
+     r"dataset '/layer/3/weight' \(shape \(1073741824,\), float64\) declares 8 GiB, above the limit"),
+    (lambda f: (f["layer/3"].__delitem__("weight"),  # within the byte limit, but far beyond what gzip stores
+                f["layer/3"].create_dataset("weight", shape=(1 << 26,), chunks=(1 << 16,), dtype="f4",
+                                            compression="gzip")),
+     r"compressed dataset '/layer/3/weight' inflates .* into 256 MiB \(more than 1000x"),
+    (lambda f: (f["layer/3"].__delitem__("weight"),
+                f["layer/3"].create_dataset("weight", data=np.full((3, 64), 2.0, np.complex64))),
+     r"dataset '/layer/3/weight' has type complex64; expected numbers or strings"),
+    (lambda f: (f["layer/1/neuron"].__delitem__("iDecay"), f["layer/1/neuron"].create_dataset("iDecay", data="4096")),
+     r"layer/1/neuron/iDecay: must be numeric"),
+    (lambda f: (f["layer/3"].__delitem__("shape"), f["layer/3"].create_dataset("shape", data=np.array([np.nan]))),
+     r"layer/3/shape: must hold integers"),
+    (lambda f: f["layer/3"].create_dataset("weight_rec", data=np.ones((3, 3))), None),  # extra, unused: ignored
+])
+def test_netx_hostile_structures_name_the_file_and_dataset(tmp_path, damage, expect):
+    from snnir.backends.lava import read_netx
+
+    path = _netx_file(tmp_path)
+    with h5py.File(path, "a") as f:
+        damage(f)
+    for safe in (False, True):
+        if expect is None:
+            assert [layer.kind for layer in read_netx(path, safe=safe).layers] == ["input", "conv", "dense"]
+            continue
+        with pytest.raises(FormatError, match=expect) as e:
+            read_netx(path, safe=safe)
+        assert "net.net" in str(e.value)
+
+
+def test_netx_float16_and_integer_weights_read_like_float32_without_warnings(tmp_path):
+    """A float16 weight compared with 2**62 overflowed in the cast (a RuntimeWarning per file)."""
+    import warnings
+
+    from snnir.backends.lava import read_netx
+
+    path = _netx_file(tmp_path)
+    reference = read_netx(path)
+    for dtype in (np.float16, np.int16, np.int64):
+        with h5py.File(path, "a") as f:
+            w = f["layer/3/weight"][()]
+            del f["layer/3/weight"]
+            f["layer/3"].create_dataset("weight", data=w.astype(dtype))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert _programs_equal(read_netx(path), reference), dtype
+    with h5py.File(path, "a") as f:
+        del f["layer/3/weight"]
+        f["layer/3"].create_dataset("weight", data=np.full((3, 64), 65504.0, np.float16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(FormatError, match=r"layer/3/weight: weights in \[65504, 65504\] are beyond"):
+            read_netx(path)
+
+
 # --- ONNX -------------------------------------------------------------------------------------------------
 onnx = pytest.importorskip("onnx")
 

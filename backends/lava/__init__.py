@@ -56,11 +56,12 @@ def export(graph: Graph, path: str | os.PathLike) -> None:
     write_netx(program_from_graph(ensure_mapped(graph)), path)
 
 
-def read(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None) -> Graph:
+def read(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None, safe: bool | None = None) -> Graph:
     """Load a netx HDF5 file (snnir's or lava-dl slayer's) as an snnir graph, in slayer's float units
     (weights, bias, threshold = integer / 64; decays = integer / 4096). ``input_shape`` is needed only
-    for a file without an input layer that starts with a strided convolution (see ``read_netx``)."""
-    return program_to_graph(read_netx(path, input_shape),
+    for a file without an input layer that starts with a strided convolution; ``safe=True`` parses
+    the HDF5 bytes in a child process with limits (``None``: ``snnir.limits`` decides; see ``read_netx``)."""
+    return program_to_graph(read_netx(path, input_shape, safe=safe),
                             name=os.path.splitext(os.path.basename(os.fspath(path)))[0])
 
 

@@ -213,6 +213,11 @@ def _delay(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     return S.Delay(node.attrs["steps"])
 
 
+@builds("time_reduce")
+def _time_reduce(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
+    return S.TimeReduce(node.attrs["mode"])
+
+
 @builds("integrator")
 def _integrator(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     from .integrator import Integrator
@@ -239,7 +244,9 @@ class GraphModule(StepModule):
     ``step_mode='m'`` (inputs ``[T, N, *shape]``): ``sequence`` regions run node by node over
     blocks of time steps whose largest activation fits ``time_block_bytes`` (8 MiB by default;
     the whole sequence at once while a BatchNorm in the region trains, since its batch statistics
-    span all steps); ``step`` regions (recurrent loops) run step by step. ``step_mode='s'``: one
+    span all steps); ``step`` regions (recurrent loops) run step by step; the ``final`` region (the
+    nodes after a reduction over time, ``time_reduce``) runs once, on the last step, and an output
+    there is ``[N, ...]``, like the traced model's ``head(x.mean(0))``. ``step_mode='s'``: one
     call is one time step (inputs ``[N, *shape]``) through all nodes. ``shape`` is the input
     node's per-sample shape; other input shapes are refused with an error naming the expected one.
 
@@ -313,6 +320,7 @@ class GraphModule(StepModule):
         self._stepped = [n for mode, nodes in self._plan if mode == "step" for n in nodes if n in self._key]
         self.input_names = graph.inputs
         self.output_names = graph.outputs
+        self._final = graph.final_step_nodes()  # outputs among them are [N, ...] in multi-step mode
         self.input_shapes = {i: graph.node(i).shape for i in graph.inputs}
         self._last: dict[str, torch.Tensor] = {}  # offset-1 sources' values at the last step run
         self.capture: set[str] = set()  # node ids whose values forward() keeps in .captured
@@ -371,8 +379,12 @@ class GraphModule(StepModule):
         """Raise NonFiniteError if ``value`` (node ``node_id``'s output) holds NaN or Inf."""
         if not isinstance(value, torch.Tensor) or not value.is_floating_point():
             return
-        with torch.no_grad():  # one reduction: NaN and Inf survive a sum (an overflow is re-checked below)
-            if math.isfinite(float(value.sum(dtype=torch.float64))) or bool(torch.isfinite(value).all()):
+        # one reduction in the value's own precision (float32 for half types; a float64 sum costs ~10x on
+        # CPU): NaN and Inf survive a sum, and an overflowing sum of finite values is re-checked element-wise
+        with torch.no_grad():
+            low = value.dtype in (torch.float16, torch.bfloat16)
+            total = value.sum(dtype=torch.float32) if low else value.sum()
+            if math.isfinite(float(total)) or bool(torch.isfinite(value).all()):
                 return
         from snnir.errors import NonFiniteError
 
@@ -426,6 +438,10 @@ class GraphModule(StepModule):
                 if mode == "step":
                     self._run_steps(nodes, env, like)
                     continue
+                if mode == "final":  # after a reduction over time: once, at the last step
+                    self._run_sequence(nodes, {**env, **{k: v[-1:] for k, v in env.items()}}, like[-1:],
+                                       like.shape[0] - 1, into=env)
+                    continue
                 block = self._time_block(i, like)
                 if block >= like.shape[0]:
                     self._run_sequence(nodes, env, like)
@@ -442,6 +458,8 @@ class GraphModule(StepModule):
         # plain attributes, written directly (nn.Module.__setattr__ costs microseconds per call)
         self.__dict__["captured"] = {n: env[n] for n in self.capture if n in env} if self.capture else {}
         outs = [env[self._preds[o][0][0]] for o in self.output_names]
+        if self.step_mode == "m":  # an output after a reduction over time: [N, ...], its final step
+            outs = [x[-1] if o in self._final else x for o, x in zip(self.output_names, outs)]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _in_format(self, x: torch.Tensor) -> torch.Tensor:
@@ -461,7 +479,9 @@ class GraphModule(StepModule):
         return max(1, self.time_block_bytes // per_step)
 
     def _run_sequence(self, nodes: list[str], env: dict[str, torch.Tensor], like: torch.Tensor,
-                      t0: int = 0) -> None:
+                      t0: int = 0, into: dict[str, torch.Tensor] | None = None) -> None:
+        """Run ``nodes`` over the steps of ``env``'s values; results go to ``into`` (default ``env``)."""
+        into = env if into is None else into
         for node_id in nodes:
             op = self._op[node_id]
             if op in ("input", "output") or node_id in self._grouped:
@@ -469,13 +489,14 @@ class GraphModule(StepModule):
             args = [env[_late(p) if offset else p] for p, offset in self._preds[node_id]]
             chain = self._group.get(node_id)
             if chain is not None and not self.check_finite and not (self.capture & set(chain[:-1])):
-                env[chain[-1]] = self._run_chain(chain, args, like)  # intermediate values are not kept
+                # intermediate values are not kept
+                env[chain[-1]] = into[chain[-1]] = self._run_chain(chain, args, like)
                 continue
-            out = env[node_id] = self._call(node_id, args, like)
+            out = env[node_id] = into[node_id] = self._call(node_id, args, like)
             if self.check_finite:
                 self._finite(node_id, out, t0)
             for member in chain[1:] if chain is not None else ():  # captured or checked: each value kept
-                out = env[member] = self._call(member, [out], like)
+                out = env[member] = into[member] = self._call(member, [out], like)
                 if self.check_finite:
                     self._finite(member, out, t0)
 
@@ -573,6 +594,8 @@ def compile(graph: Graph, step_mode: str = "m", memory_format: torch.memory_form
     (default): the chains of ``group_synapse_neuron`` (computed here if the graph has none) run as
     one unit: a batchnorm before a neuron is applied inside the neuron's kernel.
     ``check_finite=True`` names the first node whose output holds NaN or Inf (``NonFiniteError``).
+    A graph with learning synapses (``meta["plasticity"]``, see ``snnir.learning``) compiles with
+    one ``Learner`` per synapse in ``module.learners`` (keyed by node id), recording from the start.
 
     Example:
         >>> import numpy as np, snnir
@@ -596,4 +619,9 @@ non-finite value appears
     for node_id, flag in graph.meta.get("training_nodes", {}).items():
         if node_id in module._key:
             module.layer(node_id).train(bool(flag))
+    module.learners = {}
+    if graph.meta.get("plasticity"):  # learning synapses become learners (snnir.learning)
+        from .plasticity import attach_learners
+
+        module.learners = attach_learners(module, graph.copy().validate())
     return module

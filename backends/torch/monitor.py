@@ -335,10 +335,11 @@ def activity(graph: Any, inputs: Any) -> dict[str, Any]:
         for h in handles:
             h.remove()
     steps = xs[0].shape[0]
+    final = graph.final_step_nodes()  # after a reduction over time: computed at the last step only
     out = {}
     for node_id, chunks in parts.items():
         events = torch.cat(chunks).numpy()
-        if events.shape[0] != steps:
+        if events.shape[0] != (1 if node_id in final else steps):
             raise GraphError(f"node {node_id!r} ran {events.shape[0]} steps, expected {steps}")
         out[node_id] = Activity(events, binary[node_id], batch[node_id])
     return out

@@ -1,4 +1,5 @@
-"""Stateful non-spiking modules: ``SynapseFilter`` (exponential trace), ``Delay``, ``Recurrent``."""
+"""Stateful non-spiking modules: ``SynapseFilter`` (exponential trace), ``Delay``, ``TimeReduce``,
+``Recurrent``."""
 
 from __future__ import annotations
 
@@ -82,6 +83,54 @@ class Delay(StepModule):
 
     def extra_repr(self) -> str:
         return f"steps={self.steps}, step_mode={self.step_mode}"
+
+
+class TimeReduce(StepModule):
+    """The mean (or sum) over the time steps seen so far: ``s[t] = s[t-1] + x[t]``, output
+    ``s[t] / (t + 1)`` (``mode="mean"``) or ``s[t]`` (``"sum"``); the IR's ``time_reduce``.
+
+    At the last step of a sequence this is ``x.mean(0)`` (``x.sum(0)``) of the whole sequence: the
+    sum runs in time order and the mean divides it by the step count, as torch's ``mean`` does. A
+    sequence fed in several calls continues the running value until ``reset()``.
+
+    Example:
+        >>> import torch
+        >>> r = TimeReduce("mean", step_mode="m")
+        >>> r(torch.tensor([[1.0], [3.0], [5.0]])).flatten().tolist()
+        [1.0, 2.0, 3.0]
+    """
+
+    def __init__(self, mode: str = "mean", step_mode: str = "s") -> None:
+        super().__init__()
+        if mode not in ("mean", "sum"):
+            raise ValueError(f"TimeReduce mode must be 'mean' or 'sum', got {mode!r}")
+        self.mode = mode
+        self.step_mode = check_step_mode(step_mode)
+        self.register_buffer("sum", None, persistent=False)
+        self.count = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq = x if self.step_mode == "m" else x.unsqueeze(0)
+        if self.sum is not None and self.sum.shape != seq.shape[1:]:
+            raise RuntimeError(f"TimeReduce holds a running sum of shape {list(self.sum.shape)}, got steps of shape "
+                               f"{list(seq.shape[1:])}; call reset() before a new sequence")
+        # the running sum in time order (a scan): its last step is the sequential sum torch's mean takes
+        sums = torch.cumsum(seq if self.sum is None else torch.cat([self.sum.unsqueeze(0), seq]), 0)
+        sums = sums if self.sum is None else sums[1:]
+        steps = seq.shape[0]
+        self.sum = sums[-1]
+        if self.mode == "mean":
+            counts = torch.arange(self.count + 1, self.count + steps + 1, dtype=seq.dtype, device=seq.device)
+            sums = sums / counts.view(steps, *([1] * (seq.dim() - 1)))
+        self.count += steps
+        return sums if self.step_mode == "m" else sums[0]
+
+    def reset(self) -> None:
+        self.sum = None
+        self.count = 0
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}, step_mode={self.step_mode}"
 
 
 class Recurrent(StepModule):

@@ -8,7 +8,8 @@ on, goes in front of the loop); ``Lapicque`` is its input gain
 ``R * (1 / (R C)) * time_step`` (``scale`` nodes) in front of ``SnnTorchLeaky`` with
 ``beta = 1 - time_step / (R C)``. Surrogates: ``atan`` -> ``ATan``, ``fast_sigmoid`` ->
 ``FastSigmoid``, ``sigmoid`` -> ``Sigmoid``, ``straight_through_estimator``/``heaviside``/
-``triangular``/``surrogate_disable`` -> ``LeakyKReLU`` with snnTorch's slopes.
+``surrogate_disable`` -> ``LeakyKReLU`` with snnTorch's slopes; ``triangular`` ->
+``SnnTorchTriangular`` (snnTorch's sign-flipped gradient, kept so the model trains as it did).
 
 Per-neuron parameters (``beta``, ``alpha``, ``threshold`` tensors) stay per neuron, and learned
 ones (``learn_beta``, ``learn_threshold``, ...) stay learned (snnTorch clamps ``beta``/``alpha`` to
@@ -53,7 +54,7 @@ def surrogate_of(fn: Any, ctx: Context) -> S.Surrogate:
              "sigmoid": lambda: S.Sigmoid(alpha=p["slope"]),
              "straight_through_estimator": lambda: S.LeakyKReLU(leak=1.0, k=1.0),
              "heaviside": lambda: S.LeakyKReLU(leak=0.0, k=1.0),  # gradient = the spike itself
-             "triangular": lambda: S.LeakyKReLU(leak=p["threshold"], k=-p["threshold"])}  # snnTorch's sign flip
+             "triangular": lambda: S.SnnTorchTriangular(threshold=p["threshold"])}  # its sign flip kept
     if factory not in table:
         raise ctx.refuse("spike_grad", f"snntorch.surrogate.{factory}", f"snnir maps {sorted(table)}")
     return table[factory]()

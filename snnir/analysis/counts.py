@@ -166,6 +166,8 @@ def _update_cost(node: Node) -> tuple[tuple[int, int, int], int, int] | None:
         return (0, 0, 0), 1, out
     if node.op == "spiking_maxpool2d":  # count += spike, per input element
         return (1, 0, 0), 1, math.prod(node.in_shape or ())
+    if node.op == "time_reduce":  # s += x (and s / count for a mean)
+        return (1, 1 if node.attrs["mode"] == "mean" else 0, 0), 1, out
     return None
 
 
@@ -186,9 +188,10 @@ def _count_node(g: Graph, node: Node, activity: dict[str, Activity], delayed: se
         weight_bytes = _itemsize(node, "weight") if node.op in WEIGHT_PARAMS else 0
         for src, offset in _in_edges(g, node.id, delayed):
             a = activity[src]
-            used = max(a.steps - offset, 0)
+            # the source's steps this node read (the last one only after a reduction over time)
+            used = min(max(a.steps - offset, 0), T)
             in_shape = tuple(g.node(src).shape or ())
-            event_ops = int((a.events[:used].sum(0) * fanout(node, in_shape)).sum())
+            event_ops = int((a.events[a.steps - offset - used:a.steps - offset].sum(0) * fanout(node, in_shape)).sum())
             dense = used * a.batch * dense_ops(node, in_shape)
             kinds.add("spikes" if a.binary else "real")
             if weighted:

@@ -78,9 +78,42 @@ def load_array(path: str, what: str = "--input") -> np.ndarray:
             data = data[data.files[0]]
     if not np.issubdtype(data.dtype, np.number) and data.dtype != np.bool_:
         raise CliError(f"{what} {path!r}: expected a numeric array, got dtype {data.dtype}")
-    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
-        raise CliError(f"{what} {path!r}: holds NaN or Inf values")
+    if np.issubdtype(data.dtype, np.inexact) and not np.isfinite(data).all():
+        bad = ~np.isfinite(data)
+        index = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
+        raise CliError(f"{what} {path!r}: holds NaN or Inf values ({int(bad.sum())} in all), the first "
+                       f"({data[index]}) at index {index}")
     return data
+
+
+GRAPH_HELP = "the graph: a .snnir file, or a netx (Loihi, .net/.h5) or NIR (.nir) HDF5 file"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def load_graph(path: str, what: str = "model") -> Any:
+    """The graph in ``path``: a ``.snnir`` file, or an HDF5 file holding a netx (Loihi) network
+    (``snnir.backends.lava.read``) or a NIR graph (``from_nir``, its default ``dt``), told apart by
+    their root group (``layer`` or ``node``). HDF5 is parsed in safe mode unless ``--trusted``."""
+    p = existing_file(path, what)
+    with open(p, "rb") as f:
+        head = f.read(len(HDF5_MAGIC))
+    if head != HDF5_MAGIC or p.suffix == ".snnir":
+        from snnir.serialization import load
+
+        return load(p)
+    from snnir.hdf5_tree import top_level_names
+
+    names = top_level_names(p)
+    if "layer" in names:
+        from snnir.backends.lava import read
+
+        return read(p)
+    if "node" in names:
+        from snnir.frontends.nir import from_nir
+
+        return from_nir(p)
+    raise CliError(f"{what} {path!r}: an HDF5 file that is neither a netx network (no 'layer' group) nor a NIR "
+                   f"graph (no 'node' group); it holds {sorted(names)[:8]}")
 
 
 def literal_kwargs(pairs: list[str] | None, what: str = "--arg") -> dict[str, Any]:

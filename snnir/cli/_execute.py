@@ -23,12 +23,15 @@ def backend_names() -> list[str]:
     return sorted(BACKENDS)
 
 
-def compile_graph(graph: Graph, backend: str, device: str | None) -> tuple[Any, Any]:
+def compile_graph(graph: Graph, backend: str, device: str | None, check_finite: bool = False) -> tuple[Any, Any]:
     """``(compiled, torch device or None)``: torch modules go to ``device`` (default: where the
-    backend put them, else the CPU) in eval mode."""
+    backend put them, else the CPU) in eval mode. ``check_finite`` goes to backends whose
+    ``compile`` takes it (torch, cupy: the first node holding NaN/Inf is named); the Loihi
+    simulator computes in integers and needs none."""
     from snnir.faces import compile
 
-    compiled = compile(graph, backend=backend)
+    kwargs = {"check_finite": True} if check_finite and _takes(backend, "check_finite") else {}
+    compiled = compile(graph, backend=backend, **kwargs)
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
@@ -43,6 +46,19 @@ def compile_graph(graph: Graph, backend: str, device: str | None) -> tuple[Any, 
         raise CliError(f"--device applies to torch-module backends; backend {backend!r} returned "
                        f"{type(compiled).__name__}")
     return compiled, None
+
+
+def _takes(backend: str, keyword: str) -> bool:
+    """Whether ``backend``'s ``compile`` accepts ``keyword`` (by name or through ``**kwargs``)."""
+    import importlib
+    import inspect
+
+    from snnir.faces import BACKENDS
+
+    if backend not in BACKENDS:
+        return False  # faces.compile names the unknown backend
+    params = inspect.signature(importlib.import_module(BACKENDS[backend]).compile).parameters.values()
+    return any(p.name == keyword or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def check_inputs(graph: Graph, arrays: list[np.ndarray], names: list[str]) -> None:

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from snnir.cli._common import CliError, add_verb, parse_shape
+from snnir.cli._common import GRAPH_HELP, CliError, add_verb, load_graph, parse_shape
 from snnir.cli._execute import backend_names, compile_graph, reset_state
 
 EXAMPLES = """
@@ -147,13 +147,11 @@ def _fmt(times: list[float]) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from snnir.serialization import load
-
     if args.repeats < 1 or args.warmup < 0:
         raise CliError(f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats} and {args.warmup}")
     if args.spikes is not None and not 0 <= args.spikes <= 1:
         raise CliError(f"--spikes is a firing probability in [0, 1], got {args.spikes}")
-    graph = load(args.model)
+    graph = load_graph(args.model)
     lead = parse_shape(args.input_shape, "--input-shape", min_rank=2)
     shapes = []
     for node_id in graph.inputs:
@@ -236,7 +234,7 @@ def _print_per_node(graph: Any, per_node: dict[str, tuple[float, float | None]],
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_verb(sub, "bench", "time a .snnir graph: fwd and fwd+bwd ms, peak memory, per-node time", EXAMPLES)
-    p.add_argument("model", help="the .snnir file")
+    p.add_argument("model", help=GRAPH_HELP)
     p.add_argument("--input-shape", required=True, metavar="T,N[,...]",
                    help="time steps and batch size (the sample shape comes from the graph)")
     p.add_argument("--backend", default="torch", choices=backend_names(), help="where to run it (torch)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from snnir.cli._common import CliError, add_verb
+from snnir.cli._common import GRAPH_HELP, CliError, add_verb, load_graph
 
 #: file extension -> export format (``snnir.faces.EXPORTERS``)
 FORMAT_OF_EXTENSION = {".onnx": "onnx", ".nir": "nir", ".h5": "lava", ".hdf5": "lava", ".net": "lava"}
@@ -35,8 +35,6 @@ def format_for(path: str, explicit: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from snnir.faces import export
-    from snnir.serialization import load
-
     fmt = format_for(args.output, args.format)
     kwargs = {}
     if args.dt is not None:
@@ -47,14 +45,14 @@ def run(args: argparse.Namespace) -> int:
         if fmt != "onnx":
             raise CliError(f"--unroll applies to ONNX export, not {fmt}")
         kwargs["unroll"] = args.unroll
-    export(load(args.input), args.output, format=fmt, **kwargs)
+    export(load_graph(args.input), args.output, format=fmt, **kwargs)
     print(f"{args.input} written to {args.output} ({fmt})")
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_verb(sub, "export", "write a .snnir graph as a streaming ONNX, NIR or netx (Loihi) file", EXAMPLES)
-    p.add_argument("input", help="the .snnir file")
+    p.add_argument("input", help=GRAPH_HELP)
     p.add_argument("output", help="the file to write; its extension picks the format")
     from snnir.faces import EXPORTERS
 

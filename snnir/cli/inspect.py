@@ -6,7 +6,7 @@ import argparse
 import sys
 import warnings
 
-from snnir.cli._common import add_verb, load_array
+from snnir.cli._common import GRAPH_HELP, add_verb, load_array, load_graph
 
 EXAMPLES = """
 snnir inspect model.snnir                       # node, op, inputs, shape, params, state, region
@@ -20,9 +20,7 @@ stderr says when Graphviz would draw a large or branching graph better).
 
 def run(args: argparse.Namespace) -> int:
     from snnir.inspect import GraphvizHint, inspect, render
-    from snnir.serialization import load
-
-    graph = load(args.file)
+    graph = load_graph(args.file)
     print(f"{graph!r} from {args.file}")
     inspect(graph)
     if args.ops:
@@ -53,7 +51,7 @@ def _print_ops(graph, input_path: str) -> None:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_verb(sub, "inspect", "print a .snnir file's nodes, shapes, params and state", EXAMPLES)
-    p.add_argument("file")
+    p.add_argument("file", help=GRAPH_HELP)
     p.add_argument("--render", metavar="PATH", help="also draw the graph (.svg, .png or .dot)")
     p.add_argument("--ops", metavar="INPUT.npy", help="also count operations and energy on this [T, N, ...] batch")
     p.set_defaults(func=run)

@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from snnir.cli._common import add_verb
+from snnir.cli._common import GRAPH_HELP, add_verb, load_graph
 
 EXAMPLES = """
 snnir optimize model.snnir optimized.snnir                  # the standard pipeline
@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from snnir.inspect import inspect
     from snnir.passes import DEFAULT_PIPELINE, optimize
     from snnir.passes.pipeline import run_torch
-    from snnir.serialization import load, save
+    from snnir.serialization import save
 
-    graph = load(args.input)
+    graph = load_graph(args.input)
     optimized = optimize(graph, args.passes, check=args.check, T=args.check_steps)
     save(optimized, args.output)
     inspect(optimized)
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_verb(sub, "optimize", "run graph passes on a .snnir file", EXAMPLES)
-    p.add_argument("input")
+    p.add_argument("input", help=GRAPH_HELP)
     p.add_argument("output")
     p.add_argument("--passes", nargs="+", default=None, help="pass names (default: the standard pipeline)")
     p.add_argument("--check", action="store_true", help="prove each pass keeps the outputs (needs torch)")

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from snnir.cli._common import CliError, add_verb, load_array
+from snnir.cli._common import GRAPH_HELP, CliError, add_verb, load_array, load_graph
 from snnir.cli._execute import RateRecorder, backend_names, check_inputs, compile_graph, reset_state
 
 EXAMPLES = """
@@ -20,6 +20,9 @@ Prints each spiking layer's firing rate (spikes per neuron per time step, averag
 its most active neuron's rate and the share of neurons that never fired. --labels y.npy ([N]
 integers) prints the accuracy of the output averaged over time (membrane or rate decoding).
 Samples are independent: they run in --batch-size chunks, neuron state reset between chunks.
+Every node's output is checked for NaN/Inf (torch and cupy backends): the first node where one
+appears is named with its time step and sample. The check costs one reduction per node and step
+block (a few percent on CPU; a device sync per node on a GPU): --no-check-finite turns it off.
 """
 
 
@@ -55,11 +58,9 @@ def run_chunks(compiled, device, arrays: list[np.ndarray], batch_size: int, reco
 
 
 def run(args: argparse.Namespace) -> int:
-    from snnir.serialization import load
-
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be positive, got {args.batch_size}")
-    graph = load(args.model)
+    graph = load_graph(args.model)
     arrays = [load_array(p, "--input").astype(np.float32) for p in args.input]
     if args.repeat is not None:
         if args.repeat < 1:
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         if labels.shape != (arrays[0].shape[1],) or not np.issubdtype(labels.dtype, np.integer):
             raise CliError(f"--labels {args.labels!r}: expected {arrays[0].shape[1]} integer labels [N], "
                            f"got {labels.dtype} {labels.shape}")
-    compiled, device = compile_graph(graph, args.backend, args.device)
+    compiled, device = compile_graph(graph, args.backend, args.device, check_finite=args.check_finite)
     recorder = RateRecorder(graph).attach(compiled)
     t0 = time.perf_counter()
     try:
@@ -108,7 +109,7 @@ def _save(path: str, outputs: list[np.ndarray], names: list[str]) -> None:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_verb(sub, "run", "run a .snnir graph on an input file and summarize its firing rates", EXAMPLES)
-    p.add_argument("model", help="the .snnir file")
+    p.add_argument("model", help=GRAPH_HELP)
     p.add_argument("--input", required=True, action="append", metavar="NPY",
                    help="input array [T, N, ...] (.npy; repeat once per graph input)")
     p.add_argument("--backend", default="torch", choices=backend_names(), help="where to run it (torch)")
@@ -118,4 +119,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1024, help="samples per chunk (1024)")
     p.add_argument("-o", "--output", help="write the output (.npy; .npz with one array per graph output)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-check-finite", dest="check_finite", action="store_false",
+                   help="do not check each node's output for NaN/Inf (on by default; it costs a reduction per "
+                        "node, a device sync on GPU)")
     p.set_defaults(func=run)

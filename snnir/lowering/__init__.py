@@ -5,7 +5,9 @@ fused kernel's adjoint (``StepProgram``: backward, previous-state recompute) are
 ``Block``s: straight-line lists of ``Op(out, fn, args)`` in the exact order the equation is
 written (``lower.py``), over one table of supported operations (``table.FUNCTIONS``). Values
 that do not change over time are hoisted into a ``prologue`` evaluated once per call in float64
-(``python.evaluate``), so constants are computed one way for every backend.
+(``python.evaluate``), so constants are computed one way for every backend. A plasticity rule
+(``snnir.learning``) is lowered the same way by ``lower_rule`` (``plasticity.py``): its synaptic
+expressions separated into pairings a backend computes as matrix products, the rest into blocks.
 
 Every code generator prints from these blocks: Python (``python.py``, the torch reference path
 and the float64 evaluator), C in two dialects (``c.py``: C99 for the CPU kernels, CUDA C++ with
@@ -25,10 +27,12 @@ Example:
 
 from .c import CDialect, c_lines, device_functions, prelude
 from .lower import Block, Lowerer, Op, hoist_uniform, lower_assignments
+from .plasticity import LoweredRule, Pairing, lower_rule
 from .program import LoweredEquations, LoweredStep, lower_equations, lower_expression, lower_step
 from .python import NUMPY, evaluate, python_function, python_source
 from .table import FUNCTIONS, Function, LoweringError
 
-__all__ = ["FUNCTIONS", "NUMPY", "Block", "CDialect", "Function", "LoweredEquations", "LoweredStep", "Lowerer",
-           "LoweringError", "Op", "c_lines", "device_functions", "evaluate", "hoist_uniform", "lower_assignments",
-           "lower_equations", "lower_expression", "lower_step", "prelude", "python_function", "python_source"]
+__all__ = ["FUNCTIONS", "NUMPY", "Block", "CDialect", "Function", "LoweredEquations", "LoweredRule", "LoweredStep",
+           "Lowerer", "LoweringError", "Op", "Pairing", "c_lines", "device_functions", "evaluate", "hoist_uniform",
+           "lower_assignments", "lower_equations", "lower_expression", "lower_rule", "lower_step", "prelude",
+           "python_function", "python_source"]

@@ -5,7 +5,9 @@ node processes many time steps in one call, stateless ops with time folded into 
 with their fused time loop). Strongly connected components (recurrent loops) run *step by step*
 (``"step"`` regions: for each t, every node of the loop in order, offset-1 edges reading t-1).
 An offset-1 edge outside a loop starts a new sequence region at its consumer, so its source's
-whole sequence exists before it is read one step late.
+whole sequence exists before it is read one step late. The nodes after a reduction over time
+(``time_reduce``; ``Graph.final_step_nodes``) form the last region, ``"final"``: a whole-sequence
+run evaluates them once, on the reductions' values at the final step (a single-step run, every step).
 
 A sequence region records ``sample_elems``, its largest per-sample activation: a backend runs the
 region in blocks of time steps whose activations fit its memory budget (folding all of T at once
@@ -27,8 +29,9 @@ from snnir.passes.registry import register_pass
 
 
 def plan_regions(g: Graph) -> list[dict]:
-    """``[{"mode": "sequence" | "step", "nodes": [...]}, ...]`` in execution order."""
+    """``[{"mode": "sequence" | "step" | "final", "nodes": [...]}, ...]`` in execution order."""
     order = {n: i for i, n in enumerate(g.topological_order())}
+    final = g.final_step_nodes()
     cond = nx.condensation(g.nx)
     members = nx.get_node_attributes(cond, "members")
     comp_order = nx.lexicographical_topological_sort(cond, key=lambda c: min(order[n] for n in members[c]))
@@ -38,6 +41,8 @@ def plan_regions(g: Graph) -> list[dict]:
         delayed_from.setdefault(e.dst, set()).add(e.src)
     for comp in comp_order:
         nodes = sorted(members[comp], key=order.__getitem__)
+        if final.issuperset(nodes):
+            continue
         cyclic = len(nodes) > 1 or g.nx.has_edge(nodes[0], nodes[0])
         mode = "step" if cyclic else "sequence"
         if (mode == "sequence" and regions and regions[-1]["mode"] == "sequence"
@@ -48,6 +53,8 @@ def plan_regions(g: Graph) -> list[dict]:
     for r in regions:
         if r["mode"] == "sequence":
             r["sample_elems"] = max(math.prod(g.node(n).shape) for n in r["nodes"])
+    if final:
+        regions.append({"mode": "final", "nodes": sorted(final, key=order.__getitem__)})
     return regions
 
 

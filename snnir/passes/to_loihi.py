@@ -109,6 +109,8 @@ _OP_REASONS = {
     "add": "netx networks are sequential chains; only a dense layer's own recurrence may add synapses",
     "cat": "netx networks are sequential chains (netx 0.6 cannot load concat layers)",
     "conv1d": "netx convolutions are 2-d; reshape the input to (C, 1, L) and use conv2d",
+    "time_reduce": "a reduction over time steps (x.mean(0) / x.sum(0)) has no netx layer; export the network up to "
+                   "the reduction and reduce its output spikes on the host",
 }
 
 
