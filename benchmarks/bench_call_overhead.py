@@ -1,5 +1,8 @@
 """Fixed per-call cost of a fused neuron layer: a tiny layer (T=4, 8 neurons), one thread, the
-median of many calls, forward (no grad) and forward+backward, each call starting from reset state.
+median of many calls, forward (no grad) and forward+backward, each call starting from reset state;
+and a streaming step: the 64-128-10 LIF network (Linear, LIF, Linear, LIF) at batch 1, one time
+step per call under ``no_grad``, as ``snnir.nn`` modules in single-step mode, the same with the
+per-step reference path, its compiled graph (``step_mode="s"``) and its ONNX export in onnxruntime.
 
     python benchmarks/bench_call_overhead.py                    # this checkout
     python benchmarks/bench_call_overhead.py --src /path/to/other/checkout --json out.json
@@ -28,6 +31,46 @@ def _use_checkout(src: str) -> None:
 def bench(fn, n: int) -> float:
     """Median microseconds per call."""
     return median_ms(fn, warmup=300, repeats=n) * 1000
+
+
+def streaming(calls: int) -> dict[str, float]:
+    """Microseconds per step of the 64-128-10 network, batch 1, one step per call, no grad."""
+    import tempfile
+
+    import torch
+
+    import snnir
+    from snnir import nn as snn
+
+    def make(fused: bool = True) -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Sequential(snn.Linear(64, 128), snn.LIF(tau=2.0, fused=fused), snn.Linear(128, 10),
+                                   snn.LIF(tau=2.0, fused=fused))
+
+    frame = torch.rand(1, 64) * 3
+    graph = snnir.trace(snn.set_step_mode(make(), "m"), torch.rand(3, 1, 64))
+    nets = {"modules (fused)": make(), "modules (reference)": make(False),
+            "compiled graph": snnir.compile(graph, step_mode="s").eval()}
+    steps = {}
+    for name, net in nets.items():
+        def step(net=net):
+            with torch.no_grad():
+                net(frame)
+        steps[name] = step
+    try:
+        from snnir.backends.onnx import StreamingSession
+
+        path = os.path.join(tempfile.mkdtemp(), "stream.onnx")
+        snnir.export(graph, path, format="onnx")
+        session, array = StreamingSession(path), frame.numpy()
+        steps["ONNX (onnxruntime)"] = lambda: session(array)
+    except ImportError:
+        pass
+    out = {}
+    for name, step in steps.items():
+        out[name] = round(bench(step, calls), 1)
+        print(f"streaming step, {name:20s} {out[name]:7.1f} us")
+    return out
 
 
 def main() -> None:
@@ -70,7 +113,8 @@ def main() -> None:
         results[name] = {"fwd_us": round(bench(forward, args.calls), 1),
                          "fwd_bwd_us": round(bench(forward_backward, args.calls), 1)}
         print(f"{name:22s} fwd {results[name]['fwd_us']:7.1f} us   fwd+bwd {results[name]['fwd_bwd_us']:7.1f} us")
-    out = {"snnir": snnir.__file__, "torch": torch.__version__, "results": results}
+    results["streaming"] = streaming(args.calls)
+    out = {"snnir": snnir.__file__, "torch": torch.__version__, "load": os.getloadavg()[0], "results": results}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -227,3 +227,34 @@ def test_torch_loop_implementation_equals_the_c_kernel():
                         torch_loop.backward(cfg, g, gs, x2, s0, prm, arrays, n_learn)):
             if u is not None:
                 torch.testing.assert_close(u.to(v.dtype), v, rtol=1e-5, atol=1e-6, msg=cls.__name__)
+
+
+def test_kernel_threads_small_work_stays_on_the_calling_thread():
+    """Below ATen's grain a kernel call runs on one thread (a parallel region's barrier can wait a
+    scheduler slice when the cores are busy); never more threads than independent chunks; results
+    of a fused layer are identical whatever the thread count (tiles are independent)."""
+    from snnir.backends.torch.threads import GRAIN, kernel_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert kernel_threads(GRAIN - 1) == 1
+        assert kernel_threads(GRAIN) == 2
+        assert kernel_threads(10**6, chunks=1) == 1
+        assert kernel_threads(10**6, chunks=7) == 2
+        torch.manual_seed(0)
+        outs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for shape in ((4, 1, 8), (8, 4, 4096)):  # below and above the grain
+                layer = snn.LIF(tau=2.0, step_mode="m")
+                x = (torch.rand(*shape, generator=torch.Generator().manual_seed(1)) * 2).requires_grad_()
+                y = layer(x)
+                (y * torch.linspace(0, 1, y.numel()).view_as(y)).sum().backward()
+                outs.append((y.detach(), layer.v.detach(), x.grad))
+        for a, b in zip(outs[:2], outs[2:]):
+            for u, w in zip(a, b):
+                assert torch.equal(u, w)
+        assert outs[1][0].sum() > 0
+    finally:
+        torch.set_num_threads(before)

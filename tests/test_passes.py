@@ -113,7 +113,7 @@ def test_fold_constants():
 def test_group_synapse_neuron():
     g = conv_bn_graph()
     h = optimize(g, ["group_synapse_neuron"])
-    assert h.meta["groups"] == [["linear", "neuron_1"]]  # the conv feeds a batchnorm
+    assert h.meta["groups"] == [["conv2d", "batchnorm", "neuron"], ["linear", "neuron_1"]]
     h = optimize(g, ["fold_batchnorm", "group_synapse_neuron"])
     assert ["conv2d", "neuron"] in h.meta["groups"]
     x = np.random.default_rng(0).uniform(0, 2, (5, 2, 2, 8, 8)).astype(np.float32)

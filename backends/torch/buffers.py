@@ -98,6 +98,11 @@ POOL = BufferPool()
 
 def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """``POOL.empty``: a kernel output buffer (see the module doc)."""
+    n = dtype.itemsize
+    for s in shape:
+        n *= s
+    if n < MIN_BYTES:  # small: glibc's heap (no pool bookkeeping)
+        return torch.empty(shape, dtype=dtype)
     return POOL.empty(tuple(int(s) for s in shape), dtype)
 
 

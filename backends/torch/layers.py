@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import pool_kernel
+from . import pool_kernel, skinny_kernel
 from .base import FoldTime, StepModule, check_step_mode, check_time_axis
 
 
@@ -33,7 +33,25 @@ def _folded(torch_layer: type[nn.Module]) -> type[nn.Module]:
                 {"__init__": __init__, "__doc__": doc, "__module__": __name__})
 
 
-Linear = _folded(nn.Linear)
+class Linear(_folded(nn.Linear)):
+    """``torch.nn.Linear`` with ``step_mode`` (``[T, N, ...]`` folded into ``[T*N, ...]`` in ``'m'``
+    mode). With few outputs (at most 64; float32 CPU input of at least 64 rows) it runs snnir's
+    compiled kernels (``skinny_kernel``), which read the input once where BLAS is slow for such
+    shapes; results differ from torch's only in float32 summation order.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2 and x.shape[0] < 64:  # a few rows (streaming): BLAS, straight away
+            return F.linear(x, self.weight, self.bias) if self.step_mode == "s" else super().forward(x)
+        if (self.out_features > skinny_kernel.MAX_OUT or x.dim() < 2 or x.dtype != torch.float32
+                or torch.is_autocast_enabled(x.device.type)):
+            return super().forward(x)
+        rows = x.reshape(-1, x.shape[-1])
+        if not skinny_kernel.supported(rows, self.weight):
+            return super().forward(x)
+        return skinny_kernel.linear(rows, self.weight, self.bias).view(*x.shape[:-1], self.out_features)
+
+
 Conv1d = _folded(nn.Conv1d)
 Conv2d = _folded(nn.Conv2d)
 BatchNorm1d = _folded(nn.BatchNorm1d)

@@ -18,9 +18,11 @@ from torch import nn
 
 from snnir.errors import GraphError
 from snnir.graph import Graph, Node
+from snnir.passes.grouping import group_synapse_neuron
 from snnir.passes.schedule import schedule as schedule_pass
 from snnir.surrogate import surrogate_from_dict
 
+from . import fused_bn
 from . import layers as L
 from . import stateful as S
 from . import tensor_ops as X
@@ -260,12 +262,15 @@ class GraphModule(StepModule):
     where NaN or Inf appear (off by default: one attribute test per node call).
     """
 
-    def __init__(self, graph: Graph, step_mode: str = "m", check_finite: bool = False) -> None:
+    def __init__(self, graph: Graph, step_mode: str = "m", memory_format: torch.memory_format | None = None,
+                 fuse: bool = True, check_finite: bool = False) -> None:
         super().__init__()
         self.check_finite = bool(check_finite)
         graph = graph.copy().validate()
         if "schedule" not in graph.meta:
             graph = schedule_pass(graph)
+        if fuse and "groups" not in graph.meta:
+            graph = group_synapse_neuron(graph)
         self.graph_name = graph.name
         self.layers = nn.ModuleDict()
         self._key: dict[str, str] = {}
@@ -300,8 +305,9 @@ class GraphModule(StepModule):
         self._exported = [{n for n in nodes if any(region_of[v] != i or graph.node(v).op == "output"
                                                    for v in graph.successors(n))}
                           for i, (_, nodes) in enumerate(self._plan)]
-        self._group = {syn: neuron for syn, neuron in graph.meta.get("groups", [])}
-        self._grouped_neurons = set(self._group.values())
+        # chains run as one unit (synapse [-> batchnorm] -> neuron): head -> the chain's node ids
+        self._group = {chain[0]: list(chain) for chain in graph.meta.get("groups", [])} if fuse else {}
+        self._grouped = {n for chain in self._group.values() for n in chain[1:]}
         delayed = graph.delayed_edges()
         self._delayed_sources = sorted({e.src for e in delayed})
         # per region, the sources it reads with offset 1 from other regions (shifted once by forward)
@@ -321,6 +327,14 @@ class GraphModule(StepModule):
         self.captured: dict[str, torch.Tensor] = {}
         self.step_mode = check_step_mode(step_mode)
         set_step_mode(self, step_mode)
+        self.memory_format = memory_format
+        if memory_format not in (None, torch.contiguous_format, torch.channels_last):
+            raise ValueError(f"memory_format must be torch.channels_last or torch.contiguous_format, got "
+                             f"{memory_format}")
+        if memory_format is not None:
+            for layer in self.layers.values():
+                if isinstance(layer, nn.Conv2d):
+                    layer.to(memory_format=memory_format)
 
     def layer(self, node_id: str) -> nn.Module:
         """The module that runs node ``node_id``."""
@@ -408,6 +422,8 @@ class GraphModule(StepModule):
                             f"{self.input_names}, got {len(inputs)}")
         inputs = tuple(self._as_input(n, x) for n, x in zip(self.input_names, inputs))
         self._check_inputs(inputs)
+        if self.memory_format is not None:
+            inputs = tuple(self._in_format(x) for x in inputs)
         if self.check_finite:
             for name, x in zip(self.input_names, inputs):
                 self._finite(name, x)
@@ -438,12 +454,22 @@ class GraphModule(StepModule):
                     for n in outs:
                         outs[n].append(part[n])
                 env.update({n: torch.cat(v) for n, v in outs.items()})
-            self._last = {p: env[p][-1] for p in self._delayed_sources}
-        self.captured = {n: env[n] for n in self.capture if n in env}
+            self.__dict__["_last"] = {p: env[p][-1] for p in self._delayed_sources}
+        # plain attributes, written directly (nn.Module.__setattr__ costs microseconds per call)
+        self.__dict__["captured"] = {n: env[n] for n in self.capture if n in env} if self.capture else {}
         outs = [env[self._preds[o][0][0]] for o in self.output_names]
         if self.step_mode == "m":  # an output after a reduction over time: [N, ...], its final step
             outs = [x[-1] if o in self._final else x for o, x in zip(self.output_names, outs)]
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _in_format(self, x: torch.Tensor) -> torch.Tensor:
+        """An image input (``[T, N, C, H, W]`` or ``[N, C, H, W]``) in ``memory_format``."""
+        lead = 2 if self.step_mode == "m" else 1
+        if x.dim() != lead + 3:
+            return x
+        if lead == 1:
+            return x.contiguous(memory_format=self.memory_format)
+        return x.flatten(0, 1).contiguous(memory_format=self.memory_format).unflatten(0, x.shape[:2])
 
     def _time_block(self, region: int, like: torch.Tensor) -> int:
         """Time steps per call for a sequence region (all of them while a BatchNorm trains)."""
@@ -458,19 +484,33 @@ class GraphModule(StepModule):
         into = env if into is None else into
         for node_id in nodes:
             op = self._op[node_id]
-            if op in ("input", "output") or node_id in self._grouped_neurons:
+            if op in ("input", "output") or node_id in self._grouped:
                 continue
-            out = self._call(node_id, [env[_late(p) if offset else p] for p, offset in self._preds[node_id]], like)
-            if node_id in self._group:  # synapse -> neuron as one unit; the current is not kept
-                neuron = self._group[node_id]
-                if self.check_finite:
-                    self._finite(node_id, out, t0)
-                env[neuron] = into[neuron] = out = self.layers[self._key[neuron]](out)
-                node_id = neuron
-            else:
-                env[node_id] = into[node_id] = out
+            args = [env[_late(p) if offset else p] for p, offset in self._preds[node_id]]
+            chain = self._group.get(node_id)
+            if chain is not None and not self.check_finite and not (self.capture & set(chain[:-1])):
+                # intermediate values are not kept
+                env[chain[-1]] = into[chain[-1]] = self._run_chain(chain, args, like)
+                continue
+            out = env[node_id] = into[node_id] = self._call(node_id, args, like)
             if self.check_finite:
                 self._finite(node_id, out, t0)
+            for member in chain[1:] if chain is not None else ():  # captured or checked: each value kept
+                out = env[member] = into[member] = self._call(member, [out], like)
+                if self.check_finite:
+                    self._finite(member, out, t0)
+
+    def _run_chain(self, chain: list[str], args: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+        """``synapse [-> batchnorm] -> neuron`` (or ``batchnorm -> neuron``): a batchnorm is applied
+        inside the neuron's kernel where that applies (``fused_bn``)."""
+        layers = [self.layers[self._key[n]] for n in chain]
+        out = args[0] if self._op[chain[0]] == "batchnorm" else layers[0](*args)
+        if self._op[chain[-2]] == "batchnorm":
+            bn, neuron = layers[-2], layers[-1]
+            if not torch.compiler.is_compiling() and fused_bn.applies(bn, neuron, out):
+                return fused_bn.batchnorm_neuron(bn, neuron, out)
+            out = bn(out)
+        return layers[-1](out)
 
     def _run_steps(self, nodes: list[str], env: dict[str, torch.Tensor], like: torch.Tensor) -> None:
         for node_id in nodes:  # a recurrent loop runs one step at a time
@@ -495,15 +535,23 @@ class GraphModule(StepModule):
             env[node_id] = torch.stack(seqs[node_id])
 
     def _single_step(self, env: dict[str, torch.Tensor], like: torch.Tensor) -> None:
-        for node_id in self._order:
-            op = self._op[node_id]
-            if op in ("input", "output"):
-                continue
-            args = [self._previous(p, like) if offset else env[p] for p, offset in self._preds[node_id]]
-            env[node_id] = self._call(node_id, args, like)
+        # (node, module, inputs, constant?) per node, looked up once: a streaming step is all overhead
+        steps = self.__dict__.get("_step_list")
+        if steps is None or any(self.layers[self._key[n]] is not m for n, m, _, _ in steps):
+            steps = self.__dict__["_step_list"] = [
+                (n, self.layers[self._key[n]], self._preds[n], self._op[n] == "constant")
+                for n in self._order if self._op[n] not in ("input", "output")]
+        delayed = self._delayed_sources
+        for node_id, layer, preds, constant in steps:
+            if constant:
+                env[node_id] = layer(like)
+            elif len(preds) == 1 and not preds[0][1]:
+                env[node_id] = layer(env[preds[0][0]])
+            else:
+                env[node_id] = layer(*[self._previous(p, like) if offset else env[p] for p, offset in preds])
             if self.check_finite:
                 self._finite(node_id, env[node_id])
-        self._last = {n: env[n] for n in self._delayed_sources}
+        self.__dict__["_last"] = {n: env[n] for n in delayed} if delayed else {}
 
     def _check_inputs(self, inputs: tuple[torch.Tensor, ...]) -> None:
         """Refuse inputs without (or with an extra) time axis, naming the shape the graph expects."""
@@ -512,10 +560,10 @@ class GraphModule(StepModule):
             if not torch.is_tensor(x):
                 raise TypeError(f"graph {self.graph_name!r}: input {name!r} must be a tensor, got {type(x).__name__}")
             sample = self.input_shapes[name]
+            if x.dim() == len(sample) + (2 if multi else 1) and tuple(x.shape[x.dim() - len(sample):]) == sample:
+                continue
             dims = ", ".join(["T", "N", *map(str, sample)] if multi else ["N", *map(str, sample)])
             got = list(x.shape)
-            if x.dim() == len(sample) + (2 if multi else 1) and tuple(got[x.dim() - len(sample):]) == sample:
-                continue
             what = (f"graph {self.graph_name!r} (step_mode={self.step_mode!r}) expects input {name!r} of shape "
                     f"[{dims}] (per-sample shape {sample}, recorded at trace time), got {got}")
             if multi and tuple(got[1:]) == sample:
@@ -532,12 +580,19 @@ def _late(node_id: str) -> str:
     return f"{node_id}@t-1"
 
 
-def compile(graph: Graph, step_mode: str = "m", check_finite: bool = False, **kwargs: Any) -> GraphModule:
+def compile(graph: Graph, step_mode: str = "m", memory_format: torch.memory_format | None = None,
+            fuse: bool = True, check_finite: bool = False, **kwargs: Any) -> GraphModule:
     """Lower ``graph`` to a trainable ``GraphModule`` (see its docstring).
 
     The module starts in the training mode the graph records (``graph.meta["training"]``, set by
     ``snnir.trace`` from the traced model, with per-node exceptions in
     ``meta["training_nodes"]``), and in training mode when the graph records none.
+
+    ``memory_format=torch.channels_last``: 2-d convolutions keep their weights channels-last and
+    image inputs are converted once, so convolutions, BatchNorms, neurons and pooling all run on
+    channels-last activations (oneDNN's faster layout on CPU, above all in bfloat16). ``fuse``
+    (default): the chains of ``group_synapse_neuron`` (computed here if the graph has none) run as
+    one unit: a batchnorm before a neuron is applied inside the neuron's kernel.
     ``check_finite=True`` names the first node whose output holds NaN or Inf (``NonFiniteError``).
     A graph with learning synapses (``meta["plasticity"]``, see ``snnir.learning``) compiles with
     one ``Learner`` per synapse in ``module.learners`` (keyed by node id), recording from the start.
@@ -558,7 +613,8 @@ non-finite value appears
     """
     if kwargs:
         raise TypeError(f"torch backend: unknown options {sorted(kwargs)}")
-    module = GraphModule(graph, step_mode=step_mode, check_finite=check_finite)
+    module = GraphModule(graph, step_mode=step_mode, memory_format=memory_format, fuse=fuse,
+                         check_finite=check_finite)
     module.train(bool(graph.meta.get("training", True)))
     for node_id, flag in graph.meta.get("training_nodes", {}).items():
         if node_id in module._key:

@@ -26,8 +26,9 @@ from snnir.lowering import Block, lower_equations
 from snnir.neurons import Equations, NeuronModel
 from snnir.surrogate import ATan, Surrogate
 
+from . import fused_call
 from .base import StepModule, check_step_mode
-from .fused import config, config_key, cpu_kernel, fused_steps, has_fused_kernels
+from .fused import compute_dtype, config_key, cpu_kernel_available, has_fused_kernels
 from .lowered import Prologue, join, step_function
 from .signature import MODEL_DEFAULT as _DEFAULT
 from .signature import neuron_signature
@@ -90,23 +91,28 @@ class CompiledEquations:
         values = self.prologue({f"p_{k}": v for k, v in params.items()})
         return [values[n] for n in self.U]
 
-    def initial_state(self, like: torch.Tensor, params: dict[str, Any]) -> list[torch.Tensor]:
-        """The initial states broadcast to ``like`` (float64 values rounded to its dtype)."""
+    def initial_values(self, params: dict[str, Any]) -> list[Any]:
+        """The initial value of each state: floats (evaluated once per parameter set and cached),
+        or float64 tensors when a parameter it reads is a tensor."""
         init = self.lowered.init
         args = [params[n[2:]] for n in init.inputs]
         if any(isinstance(a, torch.Tensor) for a in args) or torch.compiler.is_compiling():
             fn = self._function("init", init, None, torch.float64)
-            values = fn(*(a.to(torch.float64) if isinstance(a, torch.Tensor) else float(a) for a in args))
-        else:
-            key = tuple(args)
-            values = self._init_cache.get(key)
-            if values is None:
-                if len(self._init_cache) > 256:
-                    self._init_cache.clear()
-                fn = self._function("init", init, None, torch.float64)
-                values = self._init_cache[key] = fn(*(float(a) for a in args))
+            return list(fn(*(a.to(torch.float64) if isinstance(a, torch.Tensor) else float(a) for a in args)))
+        key = tuple(args)
+        values = self._init_cache.get(key)
+        if values is None:
+            if len(self._init_cache) > 256:
+                self._init_cache.clear()
+            fn = self._function("init", init, None, torch.float64)
+            values = self._init_cache[key] = [v if isinstance(v, torch.Tensor) else float(v)
+                                               for v in fn(*(float(a) for a in args))]
+        return values
+
+    def initial_state(self, like: torch.Tensor, params: dict[str, Any]) -> list[torch.Tensor]:
+        """The initial states broadcast to ``like`` (float64 values rounded to its dtype)."""
         out = []
-        for value in values:
+        for value in self.initial_values(params):
             if isinstance(value, torch.Tensor):
                 out.append(value.to(like.dtype).expand_as(like).clone())
             else:
@@ -242,6 +248,14 @@ class Neuron(StepModule):
         self.v_seq: torch.Tensor | None = None
         self._checked_shape: tuple[int, ...] | None = None
         self.equations()  # lower now: an unsupported function is an error here, naming model and function
+        if self.fused:  # registered before any call, so torch.compile finds it (tracing cannot run sympy)
+            self._config_key()
+
+    # per-call caches (kernel handles, plans, the last state rows): not copied, not pickled
+    _CACHES = ("_plan", "_plan_affine", "_rows", "_equations_cache")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._CACHES}
 
     def _set_param(self, name: str, value: Any, learnable: bool = False) -> None:
         value = parameter_value(type(self).__name__, name, value, learnable)
@@ -294,7 +308,7 @@ class Neuron(StepModule):
             for name in self._tensor_params:
                 _check_broadcast(type(self).__name__, name, tuple(env[name].shape), sample)
             self._checked_shape = sample
-        for name in self._tensor_params:
+        for name in self._tensor_params:  # rounded to the input's dtype, as a module cast to it would be
             env[name] = env[name].to(x_seq.dtype)
         return env
 
@@ -308,6 +322,7 @@ class Neuron(StepModule):
         for k in self.model.state:
             buffers[k] = None
         self.__dict__["v_seq"] = None
+        self.__dict__["_rows"] = None
 
     def _current_state(self, x: torch.Tensor, params: dict[str, Any]) -> list[torch.Tensor]:
         buffers = self._buffers
@@ -317,7 +332,7 @@ class Neuron(StepModule):
         if v.shape != x.shape:
             raise ValueError(f"{type(self).__name__}: input shape {tuple(x.shape)} differs from the state "
                              f"shape {tuple(v.shape)}; call snn.reset(net) between sequences")
-        return [buffers[k] for k in self.model.state]
+        return [buffers[k].to(x.dtype) for k in self.model.state]
 
     def _store(self, state: list[torch.Tensor]) -> None:
         buffers = self._buffers  # the state buffers, written directly (nn.Module.__setattr__ is slow)
@@ -325,10 +340,17 @@ class Neuron(StepModule):
             buffers[k] = value
 
     def _uniforms(self, x: torch.Tensor, params: dict[str, Any]) -> list[Any]:
-        """The uniforms, tensors rounded to ``x``'s dtype (floats are rounded by the ops)."""
-        return [u.to(x.dtype) if isinstance(u, torch.Tensor) else u for u in self.equations().uniforms(params)]
+        """The uniforms, tensors rounded to the state dtype (floats are rounded by the ops)."""
+        dtype = compute_dtype(x.dtype)
+        return [u.to(dtype) if isinstance(u, torch.Tensor) else u for u in self.equations().uniforms(params)]
 
     # --- fused path ---------------------------------------------------------------------------------
+    def _config_key(self, input_affine: bool = False) -> str:
+        """This module's fused configuration (registered on first use: ``fused.config_key``)."""
+        per_neuron = frozenset(n for n in self._tensor_params if getattr(self, n).numel() > 1)
+        return config_key(type(self.model), self.reset_kind, tuple(sorted(self.options.items())), type(self.surrogate),
+                          self.detach_reset, self.learnable, per_neuron, input_affine)
+
     def _fused_key(self, x: torch.Tensor) -> str | None:
         """The fused configuration for ``x``, or ``None`` for the per-step path (cached per module)."""
         sig = (x.device.type, x.dtype, self.fused, self.v_reset is None, self.detach_reset, type(self.surrogate),
@@ -339,51 +361,46 @@ class Neuron(StepModule):
             return cached[1] if x.shape[0] else None
         key = None
         if self.fused and has_fused_kernels(x.device.type):
-            per_neuron = frozenset(n for n in self._tensor_params if getattr(self, n).numel() > 1)
-            key = config_key(type(self.model), self.reset_kind, tuple(sorted(self.options.items())),
-                             type(self.surrogate), self.detach_reset, self.learnable, per_neuron)
-            if x.device.type == "cpu" and cpu_kernel(key, x.dtype) is None:
+            key = self._config_key()
+            if x.device.type == "cpu" and not cpu_kernel_available(key, x.dtype):
                 key = None
         self.__dict__["_fused_cache"] = (sig, key)
         return key if x.shape[0] else None
 
-    def _run_fused(self, key: str, x_seq: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-        state = self._current_state(x_seq[0], params)
-        sample = tuple(x_seq.shape[2:])
-        cfg = config(key)
-        prm, arrays = self._pack(cfg, params, x_seq.dtype, sample)
-        if cfg.step.learnable:
-            M = arrays.shape[1]
-            learnable = [getattr(self, n) for n in cfg.step.learnable]
-            if torch.is_grad_enabled() and all(p.numel() == 1 for p in learnable):  # [L, 1]: few autograd nodes
-                learn = (learnable[0].reshape(1, 1) if len(learnable) == 1 else
-                         torch.stack([p.reshape(1) for p in learnable])).to(x_seq.dtype)
-            elif torch.is_grad_enabled():
-                learn = torch.stack([p.to(x_seq.dtype).expand(sample).reshape(M) for p in learnable])
-            else:
-                learn = x_seq.new_zeros(()).expand(len(learnable), M)
-        else:
-            learn = arrays if not arrays.numel() else arrays[:0]
-        want_v = self.store_v_seq and self.step_mode == "m"
-        spikes, state, v_seq = fused_steps(key, x_seq, state, prm, arrays, learn, want_v)
-        self._store(state)
-        if v_seq is not None:
-            self.v_seq = v_seq
-        return spikes
+    def _run_fused(self, key: str, x_seq: torch.Tensor, params: dict[str, Any],
+                   affine: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """All steps of ``x_seq`` in one kernel call, in the input's memory layout (see
+        ``fused_call``). ``affine``: per-channel ``(scale, shift)`` applied to the input inside the
+        kernel (configurations with ``input_affine``; channels: the sample's first axis)."""
+        plan = self._fused_plan(key, x_seq, params, "_plan" if affine is None else "_plan_affine")
+        rows = None if affine is None else fused_call.per_channel_rows(affine, plan)
+        return fused_call.run_plan(self, plan, x_seq, params, rows)
 
-    def _pack(self, cfg: Any, params: dict[str, Any], dtype: torch.dtype, sample: tuple[int, ...]):
+    def _fused_plan(self, key: str, x_seq: torch.Tensor, params: dict[str, Any],
+                    slot: str = "_plan") -> fused_call.Plan:
+        """The plan for ``x_seq`` (cached in attribute ``slot``; rebuilt when its signature changes)."""
+        if torch.compiler.is_compiling():  # traced once per compilation: nothing to cache
+            return fused_call.make_plan(self, key, x_seq, params, ())
+        sig = fused_call.signature(self, x_seq) + (key,)
+        plan = self.__dict__.get(slot)
+        if plan is None or plan.sig != sig:
+            plan = self.__dict__[slot] = fused_call.make_plan(self, key, x_seq, params, sig)
+        return plan
+
+    def _pack(self, cfg: Any, params: dict[str, Any], dtype: torch.dtype, sample: tuple[int, ...],
+              order: tuple[int, ...] | None = None):
         """The kernel's uniforms (``Config.pack``); with tensor parameters, reused while none of this
         module's tensors has changed (same object, storage and version counter)."""
         raw = {**{f"p_{k}": v.detach() if isinstance(v, torch.Tensor) else v for k, v in params.items()},
                **{f"p_sg_{k}": v for k, v in self.surrogate.values.items()}}
         if not self._tensor_params or torch.compiler.is_compiling():
-            return cfg.pack(raw, dtype, sample)
+            return cfg.pack(raw, dtype, sample, order)
         own = [getattr(self, n) for n in self._tensor_params]
-        key = (cfg.key, dtype, sample, tuple((id(t), t._version, t.data_ptr()) for t in own),
+        key = (cfg.key, dtype, sample, order, tuple((id(t), t._version, t.data_ptr()) for t in own),
                tuple(v for v in raw.values() if not isinstance(v, torch.Tensor)))
         cached = self.__dict__.get("_pack_cache")
         if cached is None or cached[0] != key:
-            cached = self.__dict__["_pack_cache"] = (key, *cfg.pack(raw, dtype, sample))
+            cached = self.__dict__["_pack_cache"] = (key, *cfg.pack(raw, dtype, sample, order))
         return cached[1], cached[2]
 
     # --- stepping ------------------------------------------------------------------------------------
@@ -397,12 +414,19 @@ class Neuron(StepModule):
 
     def _reference_step(self, x: torch.Tensor, params: dict[str, Any], uniforms: list[Any]) -> torch.Tensor:
         eqs = self.equations()
+        dtype = x.dtype
+        x = x.to(compute_dtype(dtype))  # 16-bit inputs: float32 states and arithmetic, like the kernels
         state = self._current_state(x, params)
         spikes, state = eqs.step(x, state, uniforms, self.surrogate, self.detach_reset)
         self._store(state)
-        return spikes
+        return spikes.to(dtype)
 
     def multi_step(self, x_seq: torch.Tensor, single: bool = False) -> torch.Tensor:
+        plan = self.__dict__.get("_plan")
+        if plan is not None and not torch.compiler.is_compiling() and x_seq.shape[0] and \
+                plan.sig[:-1] == fused_call.signature(self, x_seq):  # the plan of the last call still holds
+            out = fused_call.infer(self, plan, x_seq)
+            return out if out is not None else fused_call.run_plan(self, plan, x_seq, None)
         params = self._param_env(x_seq)
         key = self._fused_key(x_seq)
         if key is not None:

@@ -20,6 +20,7 @@ import torch
 
 from . import buffers
 from .cpu_kernel import KernelBuildError, build
+from .threads import kernel_threads
 
 _SOURCE = r"""
 #include <math.h>
@@ -141,8 +142,8 @@ def _pair(v) -> tuple[int, int]:
 def supported(x: torch.Tensor, kernel_size, stride, padding, dilation, ceil_mode: bool,
               return_indices: bool) -> bool:
     """Whether the compiled kernel computes this pooling (else torch's ``max_pool2d`` does)."""
-    if (x.device.type != "cpu" or x.dtype not in _SUFFIX or x.dim() not in (3, 4) or ceil_mode
-            or return_indices or _pair(dilation) != (1, 1)):
+    if (torch.compiler.is_compiling() or x.device.type != "cpu" or x.dtype not in _SUFFIX or x.dim() not in (3, 4)
+            or not x.is_contiguous() or ceil_mode or return_indices or _pair(dilation) != (1, 1)):
         return False
     kh, kw = _pair(kernel_size)
     ph, pw = _pair(padding)
@@ -162,7 +163,7 @@ class _MaxPool2d(torch.autograd.Function):
         if P and Ho > 0 and Wo > 0:
             getattr(_library(), f"snnir_maxpool2d_fwd_{_SUFFIX[x.dtype]}")(
                 P, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, x.data_ptr(), y.data_ptr(), idx.data_ptr(),
-                torch.get_num_threads())
+                kernel_threads(x.numel(), P))
         ctx.save_for_backward(idx)
         ctx.geometry = (P, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
         ctx.in_shape = x.shape
@@ -178,7 +179,7 @@ class _MaxPool2d(torch.autograd.Function):
         if P:
             getattr(_library(), f"snnir_maxpool2d_bwd_{_SUFFIX[gy.dtype]}")(
                 *ctx.geometry, gy.data_ptr(), idx.data_ptr(), gx.data_ptr(),
-                torch.get_num_threads())
+                kernel_threads(gx.numel(), P))
         return gx, None, None, None
 
 

@@ -1,0 +1,277 @@
+"""How a neuron module calls its fused kernel: a plan per input signature, cached on the module.
+
+Everything a call needs that does not change from call to call -- the configuration and its
+compiled kernel, the input's memory order (``layout``), the kernel's uniforms (``prm``, the
+per-neuron ``arrays``), the initial state -- is computed once per signature (input shape, strides,
+dtype, device; the module's options and parameter values; tensor parameters by identity and
+version counter) and kept in a ``Plan``. A call with the same signature then costs a tuple
+comparison, the output allocations and one kernel call: under ``no_grad`` the C kernel is called
+directly (no dispatcher, no autograd node); with gradients through a small ``autograd.Function``.
+Under ``torch.compile`` (or with tensor subclasses) the plan is rebuilt per trace and the
+``snnir::neuron_forward`` op is called, so the traced graph holds one op per layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from . import layout
+from .fused import CpuKernel, _reduce_learn, _tile, compute_dtype, config, cpu_kernel, initial_rows, neuron_forward
+from .threads import kernel_threads
+
+
+@dataclass
+class Plan:
+    sig: tuple
+    key: str
+    kernel: CpuKernel | None  # called directly in eager mode; None: through the op
+    copy: bool  # the input is made contiguous first
+    order: tuple[int, ...] | None  # memory order of the input's axes (None: contiguous)
+    inv: tuple[int, ...] | None
+    state_inv: list[int] | None  # inverse order of one state's axes [B, *sample]
+    pshape: torch.Size  # the input's shape in memory order
+    T: int
+    N: int
+    M: int  # neurons per sample
+    tile: int
+    sample: tuple[int, ...]
+    prm: torch.Tensor
+    arrays: torch.Tensor
+    init: torch.Tensor | None  # [S, N] initial values, broadcast (None: per-neuron, computed per call)
+    init_rows: tuple | None  # init as the kernels read it (``initial_rows``)
+    no_learn: torch.Tensor
+    want_v: bool
+    sdtype: torch.dtype
+    learned: bool  # the configuration has learned parameters
+    state_shape: tuple[int, ...] = ()
+    shape: tuple[int, ...] = ()
+    S: int = 1
+    fast: tuple | None = None  # the kernel call's constants on the inference fast path (``infer``)
+    bwd_tile: int = 0
+
+    def __post_init__(self) -> None:
+        self.state_shape, self.shape = tuple(self.pshape[1:]), tuple(self.pshape)
+        self.S = self.init.shape[0] if self.init is not None else 0
+        if self.kernel is not None:
+            self.bwd_tile = self.kernel.backward_tile(self.T, self.N)
+        if (self.kernel is not None and self.order is None and not self.copy and not self.want_v
+                and self.init is not None):
+            self.fast = (self.T, self.N, self.M, self.tile, self.prm.data_ptr(), self.arrays.data_ptr(),
+                         kernel_threads(self.T * self.N, -(-self.N // (self.tile or _tile(self.N)))))
+
+
+def signature(module: Any, x: torch.Tensor) -> tuple:
+    """What a plan depends on (cheap: no tensor is read)."""
+    d = module.__dict__
+    tensors = module._tensor_params
+    if tensors:
+        own = {**module._parameters, **module._buffers}
+        tsig = tuple((id(t), t._version) for t in (own[n] for n in tensors))
+    else:
+        tsig = ()
+    threads = 0 if torch.compiler.is_compiling() else torch.get_num_threads()
+    return (x.shape, x.stride(), x.dtype, x.device, threads, module.fused, d.get("v_threshold"),
+            d.get("v_reset"),
+            tuple(module.params.values()), module.detach_reset, type(module.surrogate),
+            tuple(module.surrogate.values.values()), tuple(module.options.values()), tsig,
+            module.store_v_seq and module.step_mode == "m")
+
+
+def make_plan(module: Any, key: str, x_seq: torch.Tensor, params: dict[str, Any], sig: tuple) -> Plan:
+    cfg = config(key)
+    sdtype = compute_dtype(x_seq.dtype)
+    order = layout.storage_order(x_seq, batch_first=cfg.n_arrays > 0)
+    copy = order is None and not x_seq.is_contiguous()  # not dense in any order: one copy per call
+    xp = x_seq if order is None else x_seq.permute(order)
+    sample = tuple(x_seq.shape[2:])
+    s_order = layout.sample_order(order)
+    prm, arrays = module._pack(cfg, params, sdtype, sample, s_order)
+    values = module.equations().initial_values(params)
+    init = init_rows = None
+    N = math.prod(xp.shape[1:])
+    if all(not isinstance(a, torch.Tensor) for a in values):
+        column = torch.tensor(values, dtype=sdtype, device=x_seq.device)
+        init, init_rows = column.view(len(values), 1).expand(len(values), N), (column, 1, 0)
+    direct = None
+    if x_seq.device.type == "cpu" and type(x_seq) is torch.Tensor and not torch.compiler.is_compiling():
+        direct = cpu_kernel(key, x_seq.dtype)
+    inv = None if order is None else layout.inverse(order)
+    return Plan(sig=sig, key=key, kernel=direct, copy=copy, order=order, inv=inv,
+                state_inv=None if inv is None else [d - 1 for d in inv[1:]], pshape=xp.shape, T=x_seq.shape[0],
+                N=N, M=arrays.shape[1], tile=0 if direct is None else _tile(N), sample=sample, prm=prm,
+                arrays=arrays, init=init, init_rows=init_rows,
+                no_learn=arrays.new_empty((0, arrays.shape[1]), dtype=sdtype),
+                want_v=module.store_v_seq and module.step_mode == "m", sdtype=sdtype,
+                learned=bool(cfg.step.learnable))
+
+
+def infer(module: Any, plan: Plan, x_seq: torch.Tensor) -> torch.Tensor | None:
+    """The inference fast path (streaming: one step, batch 1, where Python is all the cost): a
+    contiguous input, no gradient, no voltage sequence; ``None`` where it does not apply."""
+    if plan.fast is None or (torch.is_grad_enabled() and (x_seq.requires_grad or plan.learned)):
+        return None
+    buffers = module._buffers
+    if buffers["v"] is None:
+        s0, row, col = plan.init_rows
+    else:
+        rows = module.__dict__.get("_rows")
+        if rows is None or rows[0].requires_grad and torch.is_grad_enabled() or \
+                any(buffers[k] is not r for k, r in zip(module.model.state, rows[1])):
+            return None
+        s0, row, col = rows[0], plan.N, 1
+    T, N, M, tile, prm, arrays, threads = plan.fast
+    spikes = torch.empty(plan.shape, dtype=x_seq.dtype)
+    state = torch.empty(plan.S, N, dtype=plan.sdtype)
+    plan.kernel._fwd(T, N, M, tile, x_seq.data_ptr(), spikes.data_ptr(), s0.data_ptr(), row, col, state.data_ptr(),
+                     None, prm, arrays, threads)
+    views = [state.view(plan.state_shape)] if plan.S == 1 else [r.view(plan.state_shape) for r in state.unbind(0)]
+    for k, value in zip(module.model.state, views):
+        buffers[k] = value
+    module.__dict__["_rows"] = (state, views)
+    return spikes
+
+
+def run_plan(module: Any, plan: Plan, x_seq: torch.Tensor, params: dict[str, Any] | None,
+             affine: torch.Tensor | None = None) -> torch.Tensor:
+    """One fused call of ``module`` on ``x_seq`` (which matches ``plan``); stores the final state.
+    ``affine``: ``[2, M]`` per-neuron input scale and shift rows (configurations with ``input_affine``)."""
+    if plan.copy:
+        x_seq = x_seq.contiguous()
+    state0 = _state0(module, plan, x_seq, params)
+    arrays = plan.arrays if affine is None else torch.cat([plan.arrays, affine])
+    learn = _learn(module, plan, params) if plan.learned else plan.no_learn
+    kernel = plan.kernel
+    if kernel is not None and torch.is_grad_enabled() and (x_seq.requires_grad or state0.requires_grad
+                                                           or learn.requires_grad):
+        spikes, state, v_seq = _DirectNeuron.apply(x_seq, state0, plan.prm, arrays, learn, plan)
+    else:
+        x2 = x_seq.view(plan.T, plan.N) if plan.order is None else x_seq.permute(plan.order).reshape(plan.T, plan.N)
+        if kernel is not None:
+            s0 = plan.init_rows if state0 is plan.init else initial_rows(state0, plan.sdtype)
+            spikes, state, v_seq = kernel.run_forward(x2, s0, plan.prm, arrays, plan.want_v, plan.M, plan.tile)
+        else:
+            spikes, state, v_seq = neuron_forward(x2, state0, plan.prm, arrays, learn, plan.key, plan.want_v)
+        spikes = _unrows(spikes, plan)
+    _store(module, plan, state)
+    if plan.want_v:
+        module.v_seq = _unrows(v_seq, plan)
+    return spikes
+
+
+def _unrows(t: torch.Tensor, plan: Plan) -> torch.Tensor:
+    """Kernel rows ``[T, N]`` viewed as the input's shape and layout."""
+    t = t.view(plan.shape)
+    return t if plan.inv is None else t.permute(plan.inv)
+
+
+class _DirectNeuron(torch.autograd.Function):
+    """The eager training call: the C kernels on the input as it is shaped (the row views are made
+    inside, so autograd has one node per layer, not three)."""
+
+    @staticmethod
+    def forward(ctx, x_seq, state0, prm, arrays, learn, plan):  # type: ignore[override]
+        ctx.set_materialize_grads(False)
+        ctx.plan, ctx.n_learn, ctx.neurons = plan, learn.shape[0], learn.shape[1]
+        x2 = x_seq.view(plan.T, plan.N) if plan.order is None else x_seq.permute(plan.order).reshape(plan.T, plan.N)
+        s0 = plan.init_rows if state0 is plan.init else initial_rows(state0, plan.sdtype)
+        spikes, state, v_seq = plan.kernel.run_forward(x2, s0, prm, arrays, plan.want_v, plan.M, plan.tile)
+        ctx.s0_strides = s0[1:]
+        ctx.save_for_backward(x2, s0[0], prm, arrays)
+        ctx.mark_non_differentiable(v_seq)
+        return _unrows(spikes, plan), state, v_seq
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_state, g_v):  # type: ignore[override]
+        if torch.is_grad_enabled():  # create_graph=True: the kernels' gradients are not differentiable
+            return _DirectNeuron._backward_once(ctx, g_spikes, g_state)
+        return _DirectNeuron._backward(ctx, g_spikes, g_state)
+
+    @staticmethod
+    def _backward(ctx, g_spikes, g_state):
+        x2, s0, prm, arrays = ctx.saved_tensors
+        plan = ctx.plan
+        if g_spikes is None:
+            g2 = torch.zeros_like(x2)
+        else:
+            g2 = (g_spikes if plan.order is None else g_spikes.permute(plan.order)).reshape(plan.T, plan.N)
+        gx, gs0, gl = plan.kernel.run_backward(g2, g_state, x2, (s0, *ctx.s0_strides), prm, arrays, ctx.n_learn,
+                                               ctx.needs_input_grad[1], plan.M, plan.bwd_tile)
+        if ctx.n_learn:
+            gl = _reduce_learn(gl, ctx.n_learn, ctx.neurons, x2)
+        return _unrows(gx, plan), gs0, None, None, gl if ctx.n_learn else None, None
+
+    _backward_once = staticmethod(torch.autograd.function.once_differentiable(_backward.__func__))
+
+
+def _state0(module: Any, plan: Plan, x_seq: torch.Tensor, params: dict[str, Any] | None) -> torch.Tensor:
+    """The state before this call as kernel rows ``[S, N]``: the rows the last call returned when
+    the state buffers are still theirs (no copy), or the initial state, broadcast (stride 0)."""
+    buffers = module._buffers
+    names = module.model.state
+    v = buffers["v"]
+    if v is None:
+        if plan.init is not None:
+            return plan.init
+        values = module.equations().initial_values(params if params is not None else module._param_env(x_seq))
+        full = [torch.as_tensor(a, dtype=plan.sdtype, device=x_seq.device).expand(x_seq.shape[1:]) for a in values]
+        return torch.stack([_as_row(f, plan.order) for f in full])
+    if v.shape != x_seq.shape[1:]:
+        raise ValueError(f"{type(module).__name__}: input shape {tuple(x_seq.shape[1:])} differs from the state "
+                         f"shape {tuple(v.shape)}; call snn.reset(net) between sequences")
+    rows = module.__dict__.get("_rows")
+    if rows is not None and rows[0].dtype == plan.sdtype and all(buffers[k] is r for k, r in zip(names, rows[1])):
+        return rows[0]
+    return torch.stack([_as_row(buffers[k].to(plan.sdtype), plan.order) for k in names])
+
+
+def _as_row(t: torch.Tensor, order: tuple[int, ...] | None) -> torch.Tensor:
+    """One state ``[B, *sample]`` as a kernel row in memory ``order`` (of ``[T, B, *sample]``)."""
+    return (t if order is None else t.permute([d - 1 for d in order[1:]])).reshape(-1)
+
+
+def _learn(module: Any, plan: Plan, params: dict[str, Any] | None) -> torch.Tensor:
+    """The learned parameters as the op's ``learn`` argument (it carries their gradient back)."""
+    cfg = config(plan.key)
+    learnable = [getattr(module, n) for n in cfg.step.learnable]
+    if not learnable:
+        return plan.no_learn
+    M = plan.arrays.shape[1]
+    if not torch.is_grad_enabled():
+        return plan.no_learn.new_zeros(()).expand(len(learnable), M)
+    if all(p.numel() == 1 for p in learnable):  # [L, 1]: few autograd nodes
+        return (learnable[0].reshape(1, 1) if len(learnable) == 1 else
+                torch.stack([p.reshape(1) for p in learnable])).to(plan.sdtype)
+    s_order = layout.sample_order(plan.order)
+    return torch.stack([layout_rows(p.to(plan.sdtype).expand(plan.sample), s_order, M) for p in learnable])
+
+
+def layout_rows(t: torch.Tensor, order: tuple[int, ...] | None, M: int) -> torch.Tensor:
+    """A per-neuron tensor of one sample's shape as ``[M]`` in the sample axes' memory ``order``."""
+    return (t if order is None else t.permute(order)).reshape(M)
+
+
+def per_channel_rows(affine: tuple[torch.Tensor, torch.Tensor], plan: Plan) -> torch.Tensor:
+    """Per-channel ``(scale, shift)`` ([C] each; channels: the sample's first axis) as ``[2, M]``."""
+    sample = plan.sample
+    view = (sample[0],) + (1,) * (len(sample) - 1)
+    s_order = layout.sample_order(plan.order)
+    M = plan.arrays.shape[1]
+    return torch.stack([layout_rows(a.to(plan.sdtype).view(view).expand(sample), s_order, M) for a in affine])
+
+
+def _store(module: Any, plan: Plan, state: torch.Tensor) -> None:
+    """Keep the final states as the module's state tensors (views of the kernel's rows)."""
+    shape = plan.state_shape
+    if plan.state_inv is None:
+        views = [row.view(shape) for row in state.unbind(0)] if state.shape[0] > 1 else [state.view(shape)]
+    else:
+        views = [row.view(shape).permute(plan.state_inv) for row in state.unbind(0)]
+    buffers = module._buffers
+    for k, value in zip(module.model.state, views):
+        buffers[k] = value
+    if not torch.compiler.is_compiling():
+        module.__dict__["_rows"] = (state, views)
