@@ -436,8 +436,20 @@ def _arith(kind: str):
             return _shape_arith(m, node, kind)
         if kind == "add" and _fold_bias(m, node):
             return None
-        m.set(node.output[0], arith(m.ctx, kind, m.value(x), m.value(y)))
+        u, v = m.value(x), m.value(y)
+        if kind == "add":
+            u, v = _finite_mask(u, v), _finite_mask(v, u)
+        m.set(node.output[0], arith(m.ctx, kind, u, v))
     return handler
+
+
+def _finite_mask(c: Value, other: Value) -> Value:
+    """An additive attention mask (-inf where masked, as torch exports ``attn_mask``) added to an
+    activation: -inf becomes float32's lowest value, since IR constants are finite. Softmax then
+    gives the same 0 weights; only a row masked entirely differs (uniform weights instead of NaN)."""
+    if not c.is_const or other.is_const or c.const.dtype.kind != "f" or not np.isneginf(c.const).any():
+        return c
+    return constant(np.where(np.isneginf(c.const), np.finfo(np.float32).min, c.const))
 
 
 def _fold_bias(m: _OnnxMapper, node: Any) -> bool:
@@ -728,6 +740,10 @@ def _reshape_to(m: _OnnxMapper, x: Value, target: list) -> Value:
         target[target.index(-1)] = _dim(rest)
     symbolic = [i for i, d in enumerate(target) if _is_symbolic(d)]
     coeff = sympy.simplify(target[symbolic[0]] / N) if len(symbolic) == 1 else None
+    if coeff is None and m.batch:
+        raise m.unsupported(m.node, f"{what}: the export fixed the batch size ({m.batch}) in the target shape and "
+                                    "snnir cannot tell which axis holds the batch; export with a dynamic batch axis "
+                                    "(torch.onnx.export(..., dynamic_axes={'x': {0: 'n'}}))")
     if coeff is None or not coeff.is_Integer or sympy.simplify(math.prod(target) - total) != 0:
         raise m.unsupported(m.node, f"{what} mixes the batch axis with per-sample axes (snnir shapes are per "
                                     "sample: the batch must stay whole inside one axis)")
