@@ -1,10 +1,13 @@
 """ANNs from ONNX files: read with ``onnx`` (protobuf; no code runs), mapped to snnir ops.
 
-The first axis of every activation is the batch; snnir shapes are per sample. A ``Transpose`` may
-move the batch behind per-sample axes (attention code does, before a ``Gather`` picks q, k or v),
-as long as it comes back before a reshape. Shape arithmetic (``Shape``, ``Gather``, ``Slice``,
-``Unsqueeze``, ``Concat``, ``Mul``, ... of shapes, as exporters emit for ``x.view(x.size(0), -1)``)
-is evaluated with the batch as ``"N"``. Initializers reached through ``Identity`` (torch's exporter
+Each input has one batch axis (its dynamic one, or ``batch_axis``); snnir shapes are per sample
+and graphs batch-first. A ``Transpose`` may move the batch behind per-sample axes, and a
+``Reshape`` may fold it with per-sample axes as long as it stays whole inside one axis (torch's
+multi-head attention export makes ``[L, N*heads, d]`` and ``[L*N, E]``): the value stays per
+sample (``Value.pos`` and ``Value.fold``), and only an op over the folded axis itself is refused.
+Shape arithmetic (``Shape``, ``Gather``, ``Slice``, ``Unsqueeze``, ``Concat``, ``Mul``, ... of
+shapes, as exporters emit for ``x.view(x.size(0), -1)``) is evaluated with the batch size as the
+sympy symbol ``N``. Initializers reached through ``Identity`` (torch's exporter
 deduplicates shared weights that way) and ``Constant`` nodes are constants.
 
 Supported operators, one handler each (``_OPS``): Conv (1-d/2-d, groups, symmetric pads), Gemm,
