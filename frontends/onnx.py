@@ -628,6 +628,8 @@ def _shape_arith(m: _OnnxMapper, node: Any, kind: str) -> None:
                                   "broadcast")
     if kind in ("div", "mod") and 0 in y:
         raise m.unsupported(node, f"{kind} of shape {x} by zero")
+    if max(len(x), len(y)) > 64:
+        raise m.unsupported(node, f"arithmetic on a shape of {max(len(x), len(y))} values (a shape has one per axis)")
     x, y = ([sympy.sympify(d) for d in v] for v in (x, y))
     fn = _SHAPE_ARITH[kind]
     _set_shape(m, node.output[0], [fn(x[i % len(x)], y[i % len(y)]) for i in range(max(len(x), len(y)))])
@@ -752,7 +754,7 @@ def _reshape_to(m: _OnnxMapper, x: Value, target: list) -> Value:
                                     "sample: the batch must stay whole inside one axis)")
     j, c = symbolic[0], int(coeff)
     inner, after = math.prod(x.shape[x.pos:]), math.prod(target[j + 1:])
-    if inner % after or c % (inner // after):
+    if c < 1 or after < 1 or inner % after or c % (inner // after):
         raise m.unsupported(m.node, f"{what} mixes the batch axis with per-sample axes (snnir shapes are per "
                                     "sample: the batch must stay whole inside one axis)")
     b = inner // after
@@ -772,7 +774,7 @@ def _locate_static_batch(m: _OnnxMapper, x: Value, target: list) -> list:
     fits = []
     for j, d in enumerate(target):
         after, before = math.prod(target[j + 1:]), math.prod(target[:j])
-        if d % b == 0 and inner % after == 0 and (d // b) % (inner // after) == 0 \
+        if d > 0 and after > 0 and d % b == 0 and inner % after == 0 and (d // b) % (inner // after) == 0 \
                 and before * (d // b) // (inner // after) == outer:
             fits.append(j)
     if len(fits) != 1:

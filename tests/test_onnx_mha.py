@@ -214,3 +214,22 @@ def test_batch_axis_of_inputs():
     g = from_onnx(proto, batch_axis=1)
     assert g.node(g.inputs[0]).attrs["shape"] == (L, E) and g.meta["batch_axes"] == {g.inputs[0]: 1, g.outputs[0]: 1}
     assert _max_rel_error(proto, g, False) == 0.0
+
+
+@pytest.mark.parametrize("target,allowzero,match", [
+    ([0, 5, 16], 1, "mixes the batch axis"),
+    ([-1, 0], 1, "the sizes do not fit"),
+    ([2 ** 40, 16], 0, "mixes the batch axis"),
+    ([-1, 3, 16], 0, "the sizes do not fit"),
+])
+def test_malformed_reshape_targets_are_refused_by_node(target, allowzero, match):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "s"], ["y"], name="bad", allowzero=allowzero),
+         helper.make_node("Relu", ["y"], ["z"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", L, E])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [])],
+        [helper.make_tensor("s", TensorProto.INT64, [len(target)], target)])
+    with pytest.raises(UnsupportedOpError, match=rf"node 'bad'.*{match}"):
+        from_onnx(helper.make_model(graph))
