@@ -15,11 +15,11 @@ def from_torch_ann(module: Any, example_input: Any, name: str | None = None):
     return impl(module, example_input, name)
 
 
-def from_onnx(model: Any, name: str | None = None):
+def from_onnx(model: Any, name: str | None = None, batch_axis: int | None = None):
     """An ONNX model (path or ``onnx.ModelProto``) as a graph of ANN ops (see ``snnir.frontends.onnx``)."""
     from snnir.frontends.onnx import from_onnx as impl
 
-    return impl(model, name)
+    return impl(model, name, batch_axis)
 
 
 def from_nir(source: Any, dt: float = 1e-4, name: str | None = None):

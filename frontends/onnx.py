@@ -1,10 +1,13 @@
 """ANNs from ONNX files: read with ``onnx`` (protobuf; no code runs), mapped to snnir ops.
 
-The first axis of every activation is the batch; snnir shapes are per sample. A ``Transpose`` may
-move the batch behind per-sample axes (attention code does, before a ``Gather`` picks q, k or v),
-as long as it comes back before a reshape. Shape arithmetic (``Shape``, ``Gather``, ``Slice``,
-``Unsqueeze``, ``Concat``, ``Mul``, ... of shapes, as exporters emit for ``x.view(x.size(0), -1)``)
-is evaluated with the batch as ``"N"``. Initializers reached through ``Identity`` (torch's exporter
+Each input has one batch axis (its dynamic one, or ``batch_axis``); snnir shapes are per sample
+and graphs batch-first. A ``Transpose`` may move the batch behind per-sample axes, and a
+``Reshape`` may fold it with per-sample axes as long as it stays whole inside one axis (torch's
+multi-head attention export makes ``[L, N*heads, d]`` and ``[L*N, E]``): the value stays per
+sample (``Value.pos`` and ``Value.fold``), and only an op over the folded axis itself is refused.
+Shape arithmetic (``Shape``, ``Gather``, ``Slice``, ``Unsqueeze``, ``Concat``, ``Mul``, ... of
+shapes, as exporters emit for ``x.view(x.size(0), -1)``) is evaluated with the batch size as the
+sympy symbol ``N``. Initializers reached through ``Identity`` (torch's exporter
 deduplicates shared weights that way) and ``Constant`` nodes are constants.
 
 Supported operators, one handler each (``_OPS``): Conv (1-d/2-d, groups, symmetric pads), Gemm,
@@ -22,10 +25,13 @@ import os
 from typing import Any
 
 import numpy as np
+import sympy
 
 from snnir.errors import FormatError, GraphError, SnnirError, file_errors
 from snnir.frontends.values import TraceContext, Value, arith, constant, matmul, split, transpose
 from snnir.graph import Graph
+
+N = sympy.Symbol("N", integer=True, positive=True)  # the batch size in shape values
 
 
 class UnsupportedOpError(SnnirError):
@@ -42,8 +48,13 @@ def _attrs(node: Any) -> dict[str, Any]:
     return out
 
 
-def from_onnx(model: str | os.PathLike | Any, name: str | None = None) -> Graph:
+def from_onnx(model: str | os.PathLike | Any, name: str | None = None, batch_axis: int | None = None) -> Graph:
     """Import an ONNX model (path or ``onnx.ModelProto``) as a graph of ANN ops.
+
+    ``batch_axis``: the batch axis of the model's inputs; by default each input's one dynamic axis
+    (axis 0 if all are static). snnir graphs are batch-first: an input or output whose batch axis is
+    ``k != 0`` in the file (``nn.MultiheadAttention(batch_first=False)``'s ``[L, N, E]``) is
+    ``x.movedim(k, 0)`` in the graph, and ``g.meta["batch_axes"]`` records ``{id: k}`` for them.
 
     Example:
         >>> import io, torch
@@ -60,10 +71,25 @@ def from_onnx(model: str | os.PathLike | Any, name: str | None = None) -> Graph:
         where = str(model)
         model = _load_model(where)
     with file_errors(where, "the model"):  # a raw exception or GraphError outside a node names the file
-        return _import(model, where, name)
+        return _import(model, where, name, batch_axis)
 
 
-def _import(model: Any, where: str, name: str | None) -> Graph:
+def _input_batch_axis(where: str, name: str, dims: list[int], batch_axis: int | None) -> int:
+    """Which axis of an input (``dims``, <= 0 where dynamic) is the batch."""
+    dynamic = [i for i, d in enumerate(dims) if d <= 0]
+    if batch_axis is None:
+        if len(dynamic) > 1:
+            raise FormatError(f"{where}: input {name!r} has several dynamic axes {dynamic} (shape {dims}); snnir "
+                              "needs a static shape except the batch axis (pass batch_axis= to say which)")
+        batch_axis = dynamic[0] if dynamic else 0
+    if len(dims) < 2 or not -len(dims) <= batch_axis < len(dims) \
+            or any(d <= 0 for i, d in enumerate(dims) if i != batch_axis % len(dims)):
+        raise FormatError(f"{where}: input {name!r} needs a static shape except the batch axis {batch_axis}, "
+                          f"got {dims}")
+    return batch_axis % len(dims)
+
+
+def _import(model: Any, where: str, name: str | None, batch_axis: int | None) -> Graph:
     import onnx
 
     try:
@@ -80,13 +106,16 @@ def _import(model: Any, where: str, name: str | None) -> Graph:
         if inp.name in consts:
             continue
         dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
-        if len(dims) < 2 or any(d <= 0 for d in dims[1:]):
-            raise FormatError(f"{where}: input {inp.name!r} needs a static shape [batch, ...], got {dims}")
-        inputs.append((inp.name, dims))
-    batch = inputs[0][1][0] if inputs and inputs[0][1][0] > 0 else None
+        inputs.append((inp.name, dims, _input_batch_axis(where, inp.name, dims, batch_axis)))
+    batch = inputs[0][1][inputs[0][2]] if inputs and inputs[0][1][inputs[0][2]] > 0 else None
     mapper = _OnnxMapper(g, consts, where, opset, batch)
-    for inp_name, dims in inputs:
-        mapper.vals[inp_name] = Value(("N",), tuple(dims[1:]), g.add_input(dims[1:], id=_ident(g, inp_name)))
+    moved = {}
+    for inp_name, dims, axis in inputs:
+        sample = dims[:axis] + dims[axis + 1:]
+        node_id = g.add_input(sample, id=_ident(g, inp_name))
+        mapper.vals[inp_name] = Value(("N",), tuple(sample), node_id, pos=axis)
+        if axis:
+            moved[node_id] = axis
     for node in graph_proto.node:
         for n in node.input:
             mapper.uses[n] = mapper.uses.get(n, 0) + 1
@@ -102,10 +131,15 @@ def _import(model: Any, where: str, name: str | None) -> Graph:
                                      "not depend on the input); snnir graphs compute their outputs from inputs")
         if v is None:
             raise FormatError(f"{where}: graph output {out.name!r} is not produced by a supported node")
+        if any(v.fold):
+            raise UnsupportedOpError(f"{where}: graph output {out.name!r} has the batch folded with per-sample "
+                                     f"axes ({mapper.ctx._describe(v)}); snnir outputs have a batch axis of their "
+                                     "own")
+        out_id = g.add_output(v.node, id=_ident(g, "output"))
         if v.pos:
-            raise UnsupportedOpError(f"{where}: graph output {out.name!r} has its batch axis at dim {v.pos}; "
-                                     "snnir outputs are [batch, ...]")
-        g.add_output(v.node, id=_ident(g, "output"))
+            moved[out_id] = v.pos
+    if moved:
+        g.meta["batch_axes"] = moved
     try:
         from snnir.validation import check_loaded
 
@@ -256,8 +290,8 @@ class _OnnxMapper:
 
     def conv_input(self, name: str) -> Value:
         v = self.act(name)
-        if v.pos:
-            raise self.unsupported(self.node, "the batch axis must come first here")
+        if v.pos or any(v.fold):
+            raise self.unsupported(self.node, "the batch axis must come first here, on its own")
         return v
 
 
@@ -312,12 +346,28 @@ def _fold_constants(m: _OnnxMapper, node: Any) -> bool:
     return True
 
 
+def _is_symbolic(d: Any) -> bool:
+    return isinstance(d, sympy.Basic) and bool(d.free_symbols)
+
+
+def _dim(d: Any) -> Any:
+    """A shape entry: an int, or a sympy expression in the batch size ``N``."""
+    return d if _is_symbolic(d) else int(d)
+
+
 def _set_shape(m: _OnnxMapper, name: str, values: list) -> None:
-    """A shape value: a list holding "N" for the batch size, else an int64 constant."""
-    if "N" in values:
-        m.shapes[name] = list(values)
+    """A shape value: a list of dims if one depends on the batch size ``N``, else an int64 constant."""
+    values = [_dim(d) for d in values]
+    if any(_is_symbolic(d) for d in values):
+        m.shapes[name] = values
     else:
         m.consts[name] = np.asarray(values, np.int64)
+
+
+def _view(x: Value) -> list:
+    """What the model sees of ``x``'s shape, ``N`` for the batch (folded axes multiplied in)."""
+    lo, hi = x.lead_dim, x.pos + x.fold[1]
+    return [*x.shape[:lo], math.prod(x.shape[lo:hi]) * N, *x.shape[hi:]]
 
 
 # --- synapses and normalization ----------------------------------------------------------------------
@@ -352,7 +402,9 @@ def _gemm(m: _OnnxMapper, node: Any, a: dict) -> None:
     if m.optional(node, 2):
         bias = m.const(node.input[2]).astype(np.float64) * a.get("beta", 1.0)
         params["bias"] = np.broadcast_to(bias.astype(np.float32).reshape(-1), (w.shape[0],)).copy()
-    m.emit(node, "linear", [m.act(node.input[0])], {}, params)
+    x = m.act(node.input[0])
+    m.sample_axis(x, -1)  # the features are per sample
+    m.emit(node, "linear", [x], {}, params)
 
 
 def _matmul(m: _OnnxMapper, node: Any, a: dict) -> None:
@@ -368,9 +420,11 @@ def _batchnorm(m: _OnnxMapper, node: Any, a: dict) -> None:
 def _layernorm(m: _OnnxMapper, node: Any, a: dict) -> None:
     x = m.act(node.input[0])
     first = int(a.get("axis", -1)) % x.rank
-    if first <= x.pos:
+    if first <= x.lead_dim:
         raise m.unsupported(node, f"normalizing from axis {a.get('axis', -1)} includes the batch axis")
-    norm = x.shape[first - 1:]
+    for d in range(first, x.rank):
+        m.sample_axis(x, d)
+    norm = x.shape[m.sample_axis(x, first):]
     params = {"weight": np.broadcast_to(m.const(node.input[1]), norm).astype(np.float32)}
     if m.optional(node, 2):
         params["bias"] = np.broadcast_to(m.const(node.input[2]), norm).astype(np.float32)
@@ -385,8 +439,20 @@ def _arith(kind: str):
             return _shape_arith(m, node, kind)
         if kind == "add" and _fold_bias(m, node):
             return None
-        m.set(node.output[0], arith(m.ctx, kind, m.value(x), m.value(y)))
+        u, v = m.value(x), m.value(y)
+        if kind == "add":
+            u, v = _finite_mask(u, v), _finite_mask(v, u)
+        m.set(node.output[0], arith(m.ctx, kind, u, v))
     return handler
+
+
+def _finite_mask(c: Value, other: Value) -> Value:
+    """An additive attention mask (-inf where masked, as torch exports ``attn_mask``) added to an
+    activation: -inf becomes float32's lowest value, since IR constants are finite. Softmax then
+    gives the same 0 weights; only a row masked entirely differs (uniform weights instead of NaN)."""
+    if not c.is_const or other.is_const or c.const.dtype.kind != "f" or not np.isneginf(c.const).any():
+        return c
+    return constant(np.where(np.isneginf(c.const), np.finfo(np.float32).min, c.const))
 
 
 def _fold_bias(m: _OnnxMapper, node: Any) -> bool:
@@ -537,8 +603,7 @@ def _resize(m: _OnnxMapper, node: Any, a: dict) -> None:
 
 # --- shapes -------------------------------------------------------------------------------------------
 def _shape(m: _OnnxMapper, node: Any, a: dict) -> None:
-    x = m.act(node.input[0])
-    full = [*x.shape[:x.pos], "N", *x.shape[x.pos:]]
+    full = _view(m.act(node.input[0]))
     start, end = a.get("start", 0), a.get("end", len(full))
     _set_shape(m, node.output[0], full[start:end])
 
@@ -551,20 +616,29 @@ def _shape_value(m: _OnnxMapper, name: str) -> list | None:
     return None
 
 
+_SHAPE_ARITH = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y,
+                "div": lambda x, y: sympy.floor(x / y), "mod": sympy.Mod}
+
+
 def _shape_arith(m: _OnnxMapper, node: Any, kind: str) -> None:
+    """Arithmetic on shape values (sizes are positive, so ONNX's truncating Div is a floor)."""
     x, y = (_shape_value(m, i) for i in node.input)
-    if x is None or y is None or "N" in x or "N" in y:
-        raise m.unsupported(node, "arithmetic on the batch size or on a non-constant shape")
-    fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.floor_divide}[kind]
-    _set_shape(m, node.output[0], [int(v) for v in np.atleast_1d(fn(np.asarray(x), np.asarray(y)))])
+    if x is None or y is None or (len(x) != len(y) and 1 not in (len(x), len(y))):
+        raise m.unsupported(node, f"arithmetic on a non-constant shape, or on shapes {x} and {y} that do not "
+                                  "broadcast")
+    if kind in ("div", "mod") and 0 in y:
+        raise m.unsupported(node, f"{kind} of shape {x} by zero")
+    if max(len(x), len(y)) > 64:
+        raise m.unsupported(node, f"arithmetic on a shape of {max(len(x), len(y))} values (a shape has one per axis)")
+    x, y = ([sympy.sympify(d) for d in v] for v in (x, y))
+    fn = _SHAPE_ARITH[kind]
+    _set_shape(m, node.output[0], [fn(x[i % len(x)], y[i % len(y)]) for i in range(max(len(x), len(y)))])
 
 
 def _mod(m: _OnnxMapper, node: Any, a: dict) -> None:
-    x, y = (_shape_value(m, i) if m.is_shape(i) else m.consts.get(i) for i in node.input)
-    if x is None or y is None or "N" in np.ravel(np.asarray(x, object)).tolist():
-        raise m.unsupported(node, "Mod of activations or of the batch size")
-    out = np.fmod(x, y) if a.get("fmod") else np.mod(x, y)
-    _set_shape(m, node.output[0], [int(v) for v in np.atleast_1d(out)])
+    if not all(m.is_shape(i) or i in m.consts for i in node.input) or a.get("fmod"):
+        raise m.unsupported(node, "Mod of activations, or fmod")
+    _shape_arith(m, node, "mod")
 
 
 def _gather(m: _OnnxMapper, node: Any, a: dict) -> None:
@@ -572,7 +646,7 @@ def _gather(m: _OnnxMapper, node: Any, a: dict) -> None:
     if m.is_shape(node.input[0]):
         data = m.shapes[node.input[0]]
         picked = [data[int(i)] for i in np.atleast_1d(idx)]
-        if "N" in picked:
+        if any(_is_symbolic(d) for d in picked):
             m.shapes[node.output[0]] = picked
         else:  # a scalar index gives a scalar
             m.consts[node.output[0]] = np.asarray(picked, np.int64).reshape(np.shape(idx))
@@ -611,10 +685,8 @@ def _unsqueeze(m: _OnnxMapper, node: Any, a: dict) -> None:
         return
     out_rank = x.rank + len(axes)
     new = sorted(d % out_rank for d in axes)
-    dims = iter([*x.shape[:x.pos], "N", *x.shape[x.pos:]])
-    full = [1 if i in new else next(dims) for i in range(out_rank)]
-    pos = full.index("N")
-    m.set(node.output[0], m.ctx.reshape(x, tuple(d for d in full if d != "N"), suffix="", pos=pos))
+    dims = iter(_view(x))
+    m.set(node.output[0], _reshape_to(m, x, [1 if i in new else next(dims) for i in range(out_rank)]))
 
 
 def _squeeze(m: _OnnxMapper, node: Any, a: dict) -> None:
@@ -626,9 +698,16 @@ def _squeeze(m: _OnnxMapper, node: Any, a: dict) -> None:
     if x.is_const:
         m.consts[node.output[0]] = np.squeeze(x.const, tuple(axes) if axes else None)
         return
-    drop = [i for i, s in enumerate(x.shape) if s == 1] if not axes else [m.sample_axis(x, d) for d in axes]
-    shape = tuple(s for i, s in enumerate(x.shape) if i not in drop)
-    m.set(node.output[0], m.ctx.reshape(x, shape, suffix="", pos=x.pos - sum(1 for i in drop if i < x.pos)))
+    view = _view(x)
+    if axes:
+        drop = {int(d) % x.rank for d in axes}
+        for d in drop:
+            if view[d] != 1:
+                m.sample_axis(x, d)  # the batch axis: refused by name
+                raise m.unsupported(node, f"Squeeze of axis {d}, of size {view[d]}")
+    else:
+        drop = {i for i, d in enumerate(view) if d == 1}
+    m.set(node.output[0], _reshape_to(m, x, [d for i, d in enumerate(view) if i not in drop]))
 
 
 def _reshape(m: _OnnxMapper, node: Any, a: dict) -> None:
@@ -639,43 +718,93 @@ def _reshape(m: _OnnxMapper, node: Any, a: dict) -> None:
     if x.is_const:
         m.consts[node.output[0]] = np.reshape(x.const, [d for d in target])
         return
-    if x.pos:
-        raise m.unsupported(node, "reshape while the batch axis is not first (transpose it back first)")
-    full = ["N", *x.shape]
+    view = _view(x)
     if not a.get("allowzero", 0):
-        target = [full[i] if d == 0 else d for i, d in enumerate(target)]
-    first, rest = target[0], list(target[1:])
-    numel = math.prod(x.shape)
-    if "N" in rest or any(not isinstance(d, int) or d < -1 for d in rest) or rest.count(-1) > 1 \
-            or (first == -1 and -1 in rest):
-        raise m.unsupported(node, f"Reshape to {target} mixes the batch axis with per-sample axes")
-    if -1 in rest:
-        known = math.prod(d for d in rest if d != -1)
-        if known == 0 or numel % known:
-            raise m.unsupported(node, f"cannot reshape a sample of shape {x.shape} to {target}")
-        rest[rest.index(-1)] = numel // known
-    batch_ok = first in ("N", -1) or (m.batch is not None and first == m.batch)
-    if not batch_ok or math.prod(rest) != numel:
-        raise m.unsupported(node, f"Reshape of [batch, {', '.join(map(str, x.shape))}] to {target} mixes the batch "
-                                  "axis with per-sample axes (snnir shapes are per sample)")
-    m.set(node.output[0], m.ctx.reshape(x, tuple(rest), suffix=""))
+        target = [view[i] if not _is_symbolic(d) and d == 0 else d for i, d in enumerate(target)]
+    m.set(node.output[0], _reshape_to(m, x, target))
+
+
+def _reshape_to(m: _OnnxMapper, x: Value, target: list) -> Value:
+    """``x`` viewed as ``target`` (ints, at most one -1, and sympy sizes in the batch size ``N``).
+
+    The batch must stay whole inside one target axis of size ``a*N*b``: then the data move is a
+    per-sample reshape, and ``a`` and ``b`` become sample axes folded with the batch (``fold``).
+    """
+    target = [_dim(d) for d in target]
+    what = f"Reshape of {m.ctx._describe(x)} to {[str(d) for d in target]}"
+    if any(not _is_symbolic(d) and d < -1 for d in target) or target.count(-1) > 1:
+        raise m.unsupported(m.node, f"{what}: sizes must be >= 0, at most one -1")
+    if not any(_is_symbolic(d) for d in target) and m.batch:
+        target = _locate_static_batch(m, x, target)
+    total = math.prod(x.shape) * N
+    if -1 in target:
+        known = math.prod(d for d in target if _is_symbolic(d) or d != -1)
+        rest = sympy.simplify(total / known) if known != 0 else None
+        if rest is None or not (rest.is_integer or (rest / N).is_integer):
+            raise m.unsupported(m.node, f"{what}: the sizes do not fit")
+        target[target.index(-1)] = _dim(rest)
+    symbolic = [i for i, d in enumerate(target) if _is_symbolic(d)]
+    coeff = sympy.simplify(target[symbolic[0]] / N) if len(symbolic) == 1 else None
+    if coeff is None and m.batch:
+        raise m.unsupported(m.node, f"{what}: the export fixed the batch size ({m.batch}) in the target shape and "
+                                    "snnir cannot tell which axis holds the batch; export with a dynamic batch axis "
+                                    "(torch.onnx.export(..., dynamic_axes={'x': {0: 'n'}}))")
+    if coeff is None or not coeff.is_Integer or sympy.simplify(math.prod(target) - total) != 0:
+        raise m.unsupported(m.node, f"{what} mixes the batch axis with per-sample axes (snnir shapes are per "
+                                    "sample: the batch must stay whole inside one axis)")
+    j, c = symbolic[0], int(coeff)
+    inner, after = math.prod(x.shape[x.pos:]), math.prod(target[j + 1:])
+    if c < 1 or after < 1 or inner % after or c % (inner // after):
+        raise m.unsupported(m.node, f"{what} mixes the batch axis with per-sample axes (snnir shapes are per "
+                                    "sample: the batch must stay whole inside one axis)")
+    b = inner // after
+    a = c // b
+    shape = (*target[:j], *([a] if a > 1 else []), *([b] if b > 1 else []), *target[j + 1:])
+    return m.ctx.reshape(x, shape, suffix="", pos=j + (a > 1)).with_fold((int(a > 1), int(b > 1)))
+
+
+def _locate_static_batch(m: _OnnxMapper, x: Value, target: list) -> list:
+    """A target shape with the export's batch size baked in: the axis holding the batch, as ``c*N``."""
+    b = m.batch
+    if not x.pos and not any(x.fold) and target and target[0] == b:
+        return [N, *target[1:]]  # [batch, ...] as before (b = 1 or not)
+    if b == 1 or -1 in target:
+        return target
+    inner, outer = math.prod(x.shape[x.pos:]), math.prod(x.shape[:x.pos])
+    fits = []
+    for j, d in enumerate(target):
+        after, before = math.prod(target[j + 1:]), math.prod(target[:j])
+        if d > 0 and after > 0 and d % b == 0 and inner % after == 0 and (d // b) % (inner // after) == 0 \
+                and before * (d // b) // (inner // after) == outer:
+            fits.append(j)
+    if len(fits) != 1:
+        return target
+    return [d // b * N if i == fits[0] else d for i, d in enumerate(target)]
 
 
 def _flatten(m: _OnnxMapper, node: Any, a: dict) -> None:
     x = m.act(node.input[0])
-    if a.get("axis", 1) != 1 or x.pos:
-        raise m.unsupported(node, f"Flatten axis {a.get('axis')} (only 1: keep the batch axis)")
-    m.set(node.output[0], m.ctx.reshape(x, (math.prod(x.shape),), suffix=""))
+    view = _view(x)
+    axis = int(a.get("axis", 1)) % (len(view) + 1)
+    m.set(node.output[0], _reshape_to(m, x, [math.prod(view[:axis]), math.prod(view[axis:])]))
 
 
 def _transpose(m: _OnnxMapper, node: Any, a: dict) -> None:
+    """The model's axes permuted; the batch and the sample axes folded with it move as one."""
     x = m.value(node.input[0])
     perm = [int(p) for p in a.get("perm", range(x.rank - 1, -1, -1))]
     if x.is_const:
         m.consts[node.output[0]] = np.transpose(x.const, perm)
         return
-    per_sample = [p if p < x.pos else p - 1 for p in perm if p != x.pos]
-    m.set(node.output[0], transpose(m.ctx, x, tuple(per_sample), pos=perm.index(x.pos)))
+    if sorted(perm) != list(range(x.rank)):
+        raise m.unsupported(node, f"perm {perm} is not a permutation of the {x.rank} axes")
+    lo, hi = x.lead_dim, x.pos + x.fold[1]
+    groups = [[i] for i in range(lo)] + [[*range(lo, x.pos), "N", *range(x.pos, hi)]] \
+        + [[i] for i in range(hi, len(x.shape))]
+    order = [i for p in perm for i in groups[p]]
+    pos = order.index("N")
+    per_sample = tuple(i for i in order if i != "N")
+    m.set(node.output[0], transpose(m.ctx, x, per_sample, pos=pos).with_fold(x.fold))
 
 
 def _concat(m: _OnnxMapper, node: Any, a: dict) -> None:
@@ -691,7 +820,7 @@ def _concat(m: _OnnxMapper, node: Any, a: dict) -> None:
         m.consts[node.output[0]] = np.concatenate([v.const for v in values], axis=int(a["axis"]))
         return
     ref = tensors[0]
-    if any((v.pos, len(v.shape)) != (ref.pos, len(ref.shape)) for v in tensors):
+    if any((v.pos, len(v.shape), v.fold) != (ref.pos, len(ref.shape), ref.fold) for v in tensors):
         raise m.unsupported(node, "Concat of tensors with different layouts")
     values = [m.ctx.sample_of_const(v, ref) if v.is_const else v for v in values]
     m.emit(node, "cat", values, {"axis": m.sample_axis(ref, int(a["axis"]))})
@@ -744,7 +873,7 @@ def _slice(m: _OnnxMapper, node: Any, a: dict) -> None:
     out = x
     for s, e, ax, st in zip(starts, ends, axes, steps):
         ax = int(ax) % x.rank
-        if ax == x.pos:
+        if ax == x.lead_dim and not any(x.fold):
             if int(s) != 0 or int(e) < (m.batch or 2 ** 62) or st != 1:
                 raise m.unsupported(node, "Slice along the batch axis")
             continue
@@ -760,10 +889,10 @@ def _slice(m: _OnnxMapper, node: Any, a: dict) -> None:
 def _expand(m: _OnnxMapper, node: Any, a: dict) -> None:
     x = m.act(node.input[0])
     target = _shape_value(m, node.input[1])
-    if target is None or x.pos:
+    if target is None or x.pos or any(x.fold):
         raise m.unsupported(node, "Expand to a computed shape, or with the batch axis not first")
-    full = [1] * (len(target) - x.rank) + ["N", *x.shape]
-    if len(full) != x.rank or target[0] not in ("N", 1, -1) + ((m.batch,) if m.batch else ()):
+    full = [1] * (len(target) - x.rank) + [N, *x.shape]
+    if len(full) != x.rank or not (target[0] == N or target[0] in (1, -1) + ((m.batch,) if m.batch else ())):
         raise m.unsupported(node, f"Expand to {target} adds axes before the batch axis or changes it")
     shape = tuple(s if t in (1, -1) else int(t) for s, t in zip(x.shape, target[1:]))
     m.set(node.output[0], x if shape == x.shape else m.ctx.emit("expand", [x], {"shape": shape}))

@@ -12,6 +12,11 @@ reshape that merges the batch into features, a softmax over time) has no IR form
 by name. A mean or sum over the time axis is the exception: it becomes a ``time_reduce`` node (a
 running reduction whose final step is the model's value) and leaves a value with lead ``("N",)``.
 
+``fold`` (the ONNX importer's) says how many per-sample axes share one model axis with the batch:
+``(1, 0)`` on shape ``(L, E)`` with ``pos=1`` is ``[L*N, E]``, ``(0, 1)`` on ``(H, L, d)`` with
+``pos=0`` is ``[N*H, L, d]`` (torch's multi-head attention folds heads into the batch that way).
+Such a value is still per-sample data in the IR; only ops over the folded axis are refused.
+
 The tracer hands the model concrete shapes: ``x.shape`` is ``(T, N, *sample)`` with the lead sizes
 as ``LeadDim`` ints that remember which axis they came from, so ``x.view(x.shape[0], -1)`` and
 ``T, N, C, L = x.shape; x.reshape(T, N, 3, h, C // 3 // h, L)`` resolve without guessing.
@@ -65,16 +70,26 @@ class TracedShape(tuple):
 @dataclass(frozen=True)
 class Value:
     """A traced tensor: ``lead`` axes (names) + per-sample ``shape``; an IR ``node`` or a ``const``.
-    The model sees ``shape[:pos] + lead + shape[pos:]``."""
+    The model sees ``shape[:pos] + lead + shape[pos:]``, where ``fold = (before, after)`` per-sample
+    axes next to the lead (0 or 1 each) are merged with it into one axis."""
 
     lead: tuple[str, ...]
     shape: tuple[int, ...]
     node: str | None = None
     const: np.ndarray | None = None
     pos: int = 0
+    fold: tuple[int, int] = (0, 0)
 
     def moved(self, pos: int) -> Value:
-        return Value(self.lead, self.shape, self.node, self.const, pos)
+        return Value(self.lead, self.shape, self.node, self.const, pos, self.fold)
+
+    def with_fold(self, fold: tuple[int, int]) -> Value:
+        return Value(self.lead, self.shape, self.node, self.const, self.pos, tuple(fold))
+
+    @property
+    def lead_dim(self) -> int:
+        """The model-view dim of the (first) lead axis, folded axes merged."""
+        return self.pos - self.fold[0]
 
     @property
     def is_const(self) -> bool:
@@ -82,8 +97,8 @@ class Value:
 
     @property
     def rank(self) -> int:
-        """The rank the model's code sees (lead axes included)."""
-        return len(self.lead) + len(self.shape)
+        """The rank the model's code sees (lead axes included, folded axes merged)."""
+        return len(self.lead) + len(self.shape) - sum(self.fold)
 
 
 def constant(array: Any) -> Value:
@@ -128,9 +143,13 @@ class TraceContext:
         if not -v.rank <= dim < v.rank:
             raise self.error(f"{what}: dim {dim} is out of range for a tensor of rank {v.rank}")
         dim %= v.rank
-        if dim < v.pos:
+        if dim < v.lead_dim:
             return dim
-        if dim < v.pos + len(v.lead):
+        if any(v.fold) and dim == v.lead_dim:
+            raise self.error(f"{what} over dim {dim} of {self._describe(v)}: that axis holds the batch folded "
+                             "with per-sample axes; snnir ops act per sample, so only reshapes that keep the "
+                             "batch whole, transposes and ops over other axes can use it")
+        if dim < v.lead_dim + len(v.lead):
             if v.lead[dim - v.pos] == "T":
                 raise self.error(f"{what} over dim {dim} works across time steps, but a graph runs one step at a "
                                  "time; of the ops over the time axis only a mean or sum (x.mean(0), x.sum(0)) has "
@@ -139,7 +158,7 @@ class TraceContext:
             axes = lead_words(v.lead)
             raise self.error(f"{what} over dim {dim} touches the {axes}; snnir ops act per sample, the time and "
                              "batch axes cannot be reduced, moved or mixed with the sample's")
-        return dim - len(v.lead)
+        return dim - len(v.lead) + sum(v.fold)
 
     def is_time_dim(self, v: Value, dim: Any) -> bool:
         """Whether torch ``dim`` of ``v`` is its time axis (``T`` alone, not merged with the batch)."""
@@ -172,6 +191,7 @@ class TraceContext:
             lead = first.lead if first is not None else ()
         if pos is None:
             pos = first.pos if first is not None else 0
+        fold = first.fold if first is not None else (0, 0)
         ids = [self.node(v) for v in inputs]
         try:
             node_id = self.g.add_node(op, ids, attrs=attrs, params=params, id=self.g._new_id(self.name + suffix))
@@ -183,7 +203,7 @@ class TraceContext:
         except (ShapeError, GraphError) as e:
             self.g.remove_node(node_id)
             raise self.invalid_type(f"{self.where}: {op}: {e}") from None
-        return Value(lead, shape, node_id, None, min(pos, len(shape)))
+        return Value(lead, shape, node_id, None, min(pos, len(shape)), fold)
 
     def reshape(self, v: Value, shape: tuple[int, ...], suffix: str = "_reshape", pos: int | None = None) -> Value:
         """``v`` with per-sample ``shape`` (no node when nothing changes; a constant is reshaped);
@@ -210,12 +230,14 @@ class TraceContext:
             raise self.error(f"a constant of shape {a.shape} broadcast against {self._describe(ref)} would add "
                              "leading axes")
         start = view_rank - a.ndim  # the model-view dim of a's axis 0
-        lead_dims = set(range(ref.pos, ref.pos + len(ref.lead)))
+        lead_dims = set(range(ref.lead_dim, ref.lead_dim + len(ref.lead)))
         on_lead = [j for j in range(a.ndim) if start + j in lead_dims]
         if any(a.shape[j] != 1 for j in on_lead):
             raise self.error(f"a constant of shape {a.shape} varies along the {lead_words(ref.lead)}; constants "
                              "are per sample")
-        a = a.reshape([d for j, d in enumerate(a.shape) if j not in on_lead])
+        # the folded sample axes (merged with the lead) see size 1
+        shape = [[1] * sum(ref.fold) if j in on_lead else [d] for j, d in enumerate(a.shape)]
+        a = a.reshape([d for ds in shape for d in ds])
         a = a.reshape((1,) * (len(ref.shape) - a.ndim) + a.shape)
         return Value((), tuple(a.shape), None, a)
 
@@ -234,7 +256,7 @@ class TraceContext:
                                  "reduced over time (x.mean(0)), the other has a value per time step; broadcasting "
                                  "them needs all steps at once. Reduce both over time, or combine them before "
                                  "the reduction")
-            if (v.lead, v.pos, len(v.shape)) != (ref.lead, ref.pos, len(ref.shape)):
+            if (v.lead, v.pos, len(v.shape), v.fold) != (ref.lead, ref.pos, len(ref.shape), ref.fold):
                 raise self.error(f"{what} of {self._describe(ref)} and {self._describe(v)}: torch would broadcast "
                                  f"the {lead_words(ref.lead)} against per-sample axes; give both one layout")
         return [self.sample_of_const(v, ref) if v.is_const else v for v in values], ref
@@ -282,6 +304,11 @@ class TraceContext:
         return lead, tuple(dims[k:])
 
     def _describe(self, v: Value) -> str:
+        if any(v.fold):
+            before, after = v.shape[:v.lead_dim], v.shape[v.pos + v.fold[1]:]
+            merged = "*".join([*map(str, v.shape[v.lead_dim:v.pos]), *v.lead,
+                               *map(str, v.shape[v.pos:v.pos + v.fold[1]])])
+            return f"a tensor of shape ({', '.join([*map(str, before), merged, *map(str, after)])})"
         return f"a tensor of shape {tuple(self.traced_shape(v))}"
 
 
@@ -384,6 +411,9 @@ def matmul(ctx: TraceContext, a: Value, b: Value) -> Value:
         ctx.folded("matmul", (*np.broadcast_shapes(x.shape[:-2], y.shape[:-2]), *x.shape[-2:-1], *y.shape[-1:]), x, y)
         return constant(np.matmul(x, y))
     if b.is_const and b.const.ndim == 2:
+        if not a.is_const and a.pos + a.fold[1] >= len(a.shape):
+            raise ctx.error(f"matmul of {ctx._describe(a)}: its last axis must be per-sample (the "
+                            f"{lead_words(a.lead)} cannot be a matrix axis)")
         return ctx.emit("linear", [a], {}, {"weight": np.ascontiguousarray(np.asarray(b.const).T, np.float32)})
     vec_a, vec_b = a.is_const and a.const.ndim == 1, b.is_const and b.const.ndim == 1
     if vec_a:
@@ -391,7 +421,7 @@ def matmul(ctx: TraceContext, a: Value, b: Value) -> Value:
     if vec_b:
         b = constant(np.asarray(b.const)[:, None])
     (a, b), x = ctx.align([a, b], "matmul")
-    if len(x.shape) < 2 or x.pos > len(x.shape) - 2:
+    if len(x.shape) < 2 or x.pos + x.fold[1] > len(x.shape) - 2:
         raise ctx.error(f"matmul of {ctx._describe(x)}: its last two axes must be per-sample (the "
                         f"{lead_words(x.lead)} cannot be a matrix axis)")
     y = ctx.emit("matmul", [a, b])
