@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from . import layout
+from . import buffers, layout
 from .fused import CpuKernel, _reduce_learn, _tile, compute_dtype, config, cpu_kernel, initial_rows, neuron_forward
 from .threads import kernel_threads
 
@@ -52,16 +52,33 @@ class Plan:
     S: int = 1
     fast: tuple | None = None  # the kernel call's constants on the inference fast path (``infer``)
     bwd_tile: int = 0
+    # the training call's constant kernel arguments (``_DirectNeuron``), so a call passes only its pointers
+    fwd_head: tuple = ()
+    bwd_head: tuple = ()
+    tail: tuple = ()  # (prm pointer, arrays pointer)
+    fwd_threads: int = 1
+    bwd_threads: int = 1
+    pooled: bool = False  # outputs large enough for the buffer pool (``buffers``)
 
     def __post_init__(self) -> None:
         self.state_shape, self.shape = tuple(self.pshape[1:]), tuple(self.pshape)
         self.S = self.init.shape[0] if self.init is not None else 0
-        if self.kernel is not None:
-            self.bwd_tile = self.kernel.backward_tile(self.T, self.N)
-        if (self.kernel is not None and self.order is None and not self.copy and not self.want_v
-                and self.init is not None):
-            self.fast = (self.T, self.N, self.M, self.tile, self.prm.data_ptr(), self.arrays.data_ptr(),
-                         kernel_threads(self.T * self.N, -(-self.N // (self.tile or _tile(self.N)))))
+        if self.kernel is None:
+            return
+        T, N = self.T, self.N
+        tile = self.tile or _tile(N)
+        self.bwd_tile = self.kernel.backward_tile(T, N)
+        self.fwd_head, self.bwd_head = (T, N, self.M, tile), (T, N, self.M, self.bwd_tile)
+        self.tail = (self.prm.data_ptr(), self.arrays.data_ptr())
+        self.fwd_threads = kernel_threads(T * N, -(-N // tile))
+        self.bwd_threads = kernel_threads(T * N, -(-N // self.bwd_tile))
+        self.pooled = T * N * self.kernel.dtype.itemsize >= buffers.MIN_BYTES
+        if self.order is None and not self.copy and not self.want_v and self.init is not None:
+            self.fast = (T, N, self.M, tile, self.prm.data_ptr(), self.arrays.data_ptr(), self.fwd_threads)
+
+    def empty(self, dtype: torch.dtype) -> torch.Tensor:
+        """An output sequence in the input's memory order (``pshape``): pooled when large."""
+        return buffers.empty(self.shape, dtype) if self.pooled else torch.empty(self.shape, dtype=dtype)
 
 
 def signature(module: Any, x: torch.Tensor) -> tuple:
@@ -142,18 +159,22 @@ def run_plan(module: Any, plan: Plan, x_seq: torch.Tensor, params: dict[str, Any
     if plan.copy:
         x_seq = x_seq.contiguous()
     state0 = _state0(module, plan, x_seq, params)
-    arrays = plan.arrays if affine is None else torch.cat([plan.arrays, affine])
-    learn = _learn(module, plan, params) if plan.learned else plan.no_learn
+    arrays = None if affine is None else torch.cat([plan.arrays, affine])
+    learn = _learn(module, plan, params) if plan.learned else None
     kernel = plan.kernel
     if kernel is not None and torch.is_grad_enabled() and (x_seq.requires_grad or state0.requires_grad
-                                                           or learn.requires_grad):
-        spikes, state, v_seq = _DirectNeuron.apply(x_seq, state0, plan.prm, arrays, learn, plan)
+                                                           or learn is not None and learn.requires_grad):
+        out = _direct(x_seq, state0, learn, arrays, plan)
+        spikes, state = out[0], out[1]
+        v_seq = out[2] if plan.want_v else None
     else:
+        arrays = plan.arrays if arrays is None else arrays
         x2 = x_seq.view(plan.T, plan.N) if plan.order is None else x_seq.permute(plan.order).reshape(plan.T, plan.N)
         if kernel is not None:
             s0 = plan.init_rows if state0 is plan.init else initial_rows(state0, plan.sdtype)
             spikes, state, v_seq = kernel.run_forward(x2, s0, plan.prm, arrays, plan.want_v, plan.M, plan.tile)
         else:
+            learn = plan.no_learn if learn is None else learn
             spikes, state, v_seq = neuron_forward(x2, state0, plan.prm, arrays, learn, plan.key, plan.want_v)
         spikes = _unrows(spikes, plan)
     _store(module, plan, state)
@@ -169,42 +190,94 @@ def _unrows(t: torch.Tensor, plan: Plan) -> torch.Tensor:
 
 
 class _DirectNeuron(torch.autograd.Function):
-    """The eager training call: the C kernels on the input as it is shaped (the row views are made
-    inside, so autograd has one node per layer, not three)."""
+    """The eager training call: the C kernels on the input as it is laid out in memory.
+
+    Per-call cost is most of a small layer's time (streaming, small batches), so the call passes
+    the kernels only pointers and the plan's precomputed arguments: inputs ``x_seq`` (dense in the
+    plan's memory order), ``state0`` (``[S, N]`` rows, or ``plan.init``), ``learn`` (``None``
+    without learned parameters), ``arrays`` (``None``: the plan's); outputs allocated directly in
+    the input's memory order, so no output is a view unless the layout is permuted."""
 
     @staticmethod
-    def forward(ctx, x_seq, state0, prm, arrays, learn, plan):  # type: ignore[override]
+    def forward(ctx, x_seq, state0, learn, arrays, plan):  # type: ignore[override]
         ctx.set_materialize_grads(False)
-        ctx.plan, ctx.n_learn, ctx.neurons = plan, learn.shape[0], learn.shape[1]
-        x2 = x_seq.view(plan.T, plan.N) if plan.order is None else x_seq.permute(plan.order).reshape(plan.T, plan.N)
-        s0 = plan.init_rows if state0 is plan.init else initial_rows(state0, plan.sdtype)
-        spikes, state, v_seq = plan.kernel.run_forward(x2, s0, prm, arrays, plan.want_v, plan.M, plan.tile)
-        ctx.s0_strides = s0[1:]
-        ctx.save_for_backward(x2, s0[0], prm, arrays)
+        ctx.plan, ctx.learn_shape = plan, None if learn is None else learn.shape
+        if state0 is plan.init:  # broadcast initial values: the plan's column, nothing to save
+            s0 = plan.init_rows
+            ctx.save_for_backward(x_seq)
+        else:
+            s0 = initial_rows(state0, plan.sdtype)
+            ctx.save_for_backward(x_seq, s0[0])
+        ctx.s0 = s0
+        if arrays is None:
+            tail = plan.tail
+        else:  # per-call rows (input affine): kept alive for the backward
+            ctx.arrays, tail = arrays, (plan.tail[0], arrays.data_ptr())
+        ctx.tail = tail
+        spikes = plan.empty(x_seq.dtype)
+        state = torch.empty(plan.S, plan.N, dtype=plan.sdtype)
+        v_seq = plan.empty(plan.sdtype) if plan.want_v else None
+        plan.kernel._fwd(*plan.fwd_head, x_seq.data_ptr(), spikes.data_ptr(), s0[0].data_ptr(), s0[1], s0[2],
+                         state.data_ptr(), None if v_seq is None else v_seq.data_ptr(), *tail, plan.fwd_threads)
+        if plan.inv is not None:
+            spikes = spikes.permute(plan.inv)
+        if v_seq is None:
+            return spikes, state
         ctx.mark_non_differentiable(v_seq)
-        return _unrows(spikes, plan), state, v_seq
+        return spikes, state, v_seq
 
     @staticmethod
-    def backward(ctx, g_spikes, g_state, g_v):  # type: ignore[override]
+    def backward(ctx, g_spikes, g_state, *_):  # type: ignore[override]
         if torch.is_grad_enabled():  # create_graph=True: the kernels' gradients are not differentiable
             return _DirectNeuron._backward_once(ctx, g_spikes, g_state)
         return _DirectNeuron._backward(ctx, g_spikes, g_state)
 
     @staticmethod
     def _backward(ctx, g_spikes, g_state):
-        x2, s0, prm, arrays = ctx.saved_tensors
         plan = ctx.plan
+        x = ctx.saved_tensors[0]
+        s0 = ctx.s0
         if g_spikes is None:
-            g2 = torch.zeros_like(x2)
+            g, scalar = torch.zeros(plan.shape, dtype=x.dtype), 0
         else:
-            g2 = (g_spikes if plan.order is None else g_spikes.permute(plan.order)).reshape(plan.T, plan.N)
-        gx, gs0, gl = plan.kernel.run_backward(g2, g_state, x2, (s0, *ctx.s0_strides), prm, arrays, ctx.n_learn,
-                                               ctx.needs_input_grad[1], plan.M, plan.bwd_tile)
-        if ctx.n_learn:
-            gl = _reduce_learn(gl, ctx.n_learn, ctx.neurons, x2)
-        return _unrows(gx, plan), gs0, None, None, gl if ctx.n_learn else None, None
+            g = g_spikes if plan.order is None else g_spikes.permute(plan.order)
+            if g.dtype != x.dtype:
+                g = g.to(x.dtype)
+            # a broadcast scalar gradient (loss = spikes.sum()) is read as one value, not materialized
+            scalar = int(not any(g.stride()))
+            if not scalar:
+                g = g.contiguous()
+        if g_state is not None:
+            g_state = g_state.to(plan.sdtype).contiguous()
+        gx = plan.empty(x.dtype)
+        gs0 = torch.empty(plan.S, plan.N, dtype=plan.sdtype) if ctx.needs_input_grad[1] else None
+        n_learn = 0 if ctx.learn_shape is None else ctx.learn_shape[0]
+        gl = torch.empty(n_learn, plan.N, dtype=torch.float64) if n_learn else None
+        failed = plan.kernel._bwd(*plan.bwd_head, g.data_ptr(), scalar, _ptr(g_state), x.data_ptr(),
+                                  s0[0].data_ptr(), s0[1], s0[2], gx.data_ptr(), _ptr(gs0), _ptr(gl), *ctx.tail,
+                                  plan.bwd_threads)
+        if failed:
+            raise MemoryError(f"fused neuron backward: could not allocate a {plan.bwd_tile}-neuron recompute buffer")
+        if n_learn:
+            gl = _reduce_learn(gl, n_learn, ctx.learn_shape[1], x)
+        return gx if plan.inv is None else gx.permute(plan.inv), gs0, gl, None, None
 
     _backward_once = staticmethod(torch.autograd.function.once_differentiable(_backward.__func__))
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+# ``Function.apply`` in Python binds arguments and unwraps functorch's dead wrappers before the C
+# ``apply``; outside functorch transforms (every eager call) that costs microseconds for nothing.
+_c_apply = super(torch.autograd.Function, _DirectNeuron).apply
+
+
+def _direct(x_seq, state0, learn, arrays, plan):
+    if torch._C._are_functorch_transforms_active():
+        return _DirectNeuron.apply(x_seq, state0, learn, arrays, plan)
+    return _c_apply(x_seq, state0, learn, arrays, plan)
 
 
 def _state0(module: Any, plan: Plan, x_seq: torch.Tensor, params: dict[str, Any] | None) -> torch.Tensor:
