@@ -52,6 +52,8 @@ class Plan:
     S: int = 1
     fast: tuple | None = None  # the kernel call's constants on the inference fast path (``infer``)
     bwd_tile: int = 0
+    head: tuple = ()  # ``sig`` without the configuration key: what ``signature`` returns
+    step_sig: tuple | None = None  # the signature of one step ``x`` of a ``T = 1`` fast plan (single-step mode)
     # the training call's constant kernel arguments (``_DirectNeuron``), so a call passes only its pointers
     fwd_head: tuple = ()
     bwd_head: tuple = ()
@@ -63,6 +65,7 @@ class Plan:
     def __post_init__(self) -> None:
         self.state_shape, self.shape = tuple(self.pshape[1:]), tuple(self.pshape)
         self.S = self.init.shape[0] if self.init is not None else 0
+        self.head = self.sig[:-1]
         if self.kernel is None:
             return
         T, N = self.T, self.N
@@ -75,6 +78,8 @@ class Plan:
         self.pooled = T * N * self.kernel.dtype.itemsize >= buffers.MIN_BYTES
         if self.order is None and not self.copy and not self.want_v and self.init is not None:
             self.fast = (T, N, self.M, tile, self.prm.data_ptr(), self.arrays.data_ptr(), self.fwd_threads)
+            if T == 1 and self.sig:  # x.unsqueeze(0) of a step x matches exactly when x's shape and strides do
+                self.step_sig = (self.sig[0][1:], self.sig[1][1:], *self.head[2:])
 
     def empty(self, dtype: torch.dtype) -> torch.Tensor:
         """An output sequence in the input's memory order (``pshape``): pooled when large."""
@@ -126,10 +131,11 @@ def make_plan(module: Any, key: str, x_seq: torch.Tensor, params: dict[str, Any]
                 learned=bool(cfg.step.learnable))
 
 
-def infer(module: Any, plan: Plan, x_seq: torch.Tensor) -> torch.Tensor | None:
+def infer(module: Any, plan: Plan, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor | None:
     """The inference fast path (streaming: one step, batch 1, where Python is all the cost): a
-    contiguous input, no gradient, no voltage sequence; ``None`` where it does not apply."""
-    if plan.fast is None or (torch.is_grad_enabled() and (x_seq.requires_grad or plan.learned)):
+    contiguous input, no gradient, no voltage sequence; ``None`` where it does not apply. ``x``:
+    the sequence, or one step of a ``T = 1`` plan; ``shape``: the spikes' shape (``x``'s)."""
+    if plan.fast is None or (torch.is_grad_enabled() and (x.requires_grad or plan.learned)):
         return None
     buffers = module._buffers
     if buffers["v"] is None:
@@ -141,11 +147,15 @@ def infer(module: Any, plan: Plan, x_seq: torch.Tensor) -> torch.Tensor | None:
             return None
         s0, row, col = rows[0], plan.N, 1
     T, N, M, tile, prm, arrays, threads = plan.fast
-    spikes = torch.empty(plan.shape, dtype=x_seq.dtype)
-    state = torch.empty(plan.S, N, dtype=plan.sdtype)
-    plan.kernel._fwd(T, N, M, tile, x_seq.data_ptr(), spikes.data_ptr(), s0.data_ptr(), row, col, state.data_ptr(),
+    spikes = torch.empty(shape, dtype=x.dtype)
+    if plan.S == 1:  # one state: allocated in its own shape, kept as it is (no view per call)
+        state = torch.empty(plan.state_shape, dtype=plan.sdtype)
+        views = (state,)
+    else:
+        state = torch.empty(plan.S, N, dtype=plan.sdtype)
+        views = [r.view(plan.state_shape) for r in state.unbind(0)]
+    plan.kernel._fwd(T, N, M, tile, x.data_ptr(), spikes.data_ptr(), s0.data_ptr(), row, col, state.data_ptr(),
                      None, prm, arrays, threads)
-    views = [state.view(plan.state_shape)] if plan.S == 1 else [r.view(plan.state_shape) for r in state.unbind(0)]
     for k, value in zip(module.model.state, views):
         buffers[k] = value
     module.__dict__["_rows"] = (state, views)
@@ -297,7 +307,7 @@ def _state0(module: Any, plan: Plan, x_seq: torch.Tensor, params: dict[str, Any]
                          f"shape {tuple(v.shape)}; call snn.reset(net) between sequences")
     rows = module.__dict__.get("_rows")
     if rows is not None and rows[0].dtype == plan.sdtype and all(buffers[k] is r for k, r in zip(names, rows[1])):
-        return rows[0]
+        return rows[0].view(plan.S, plan.N)  # ``infer`` keeps one state in its own shape
     return torch.stack([_as_row(buffers[k].to(plan.sdtype), plan.order) for k in names])
 
 
