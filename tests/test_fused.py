@@ -109,6 +109,37 @@ def test_single_steps_chain_like_one_sequence():
     torch.testing.assert_close(g_steps, g_seq, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("make", [lambda f: snn.LIF(tau=2.0, fused=f), lambda f: snn.CubaLIF(fused=f),
+                                  lambda f: snn.LIF(v_reset=torch.tensor([0.0, 0.1, -0.1, 0.2, 0.0]), fused=f),
+                                  lambda f: snn.ParametricLIF(fused=f)],
+                         ids=["LIF", "CubaLIF", "per-neuron-v_reset", "ParametricLIF"])
+def test_streaming_and_training_steps_share_the_state(make):
+    # single steps under no_grad (the inference fast path, one state kept in its own shape), then
+    # training steps continuing from that state and carrying gradients through it, then no_grad again
+    torch.manual_seed(0)
+    xs = [torch.rand(2, 5) * 2 for _ in range(7)]
+    results = []
+    for fused in (False, True):
+        neuron = make(fused)
+        torch.manual_seed(1)
+        with torch.no_grad():
+            for p in neuron.parameters():
+                p.uniform_(-0.5, 0.5)
+            out = [neuron(x) for x in xs[:3]]
+        xg = xs[3].clone().requires_grad_()
+        y1 = neuron(xg)
+        y2 = neuron(xs[4] * y1.sum() / 10)  # the second step's input also depends on xg
+        loss = (y1 * torch.arange(5.0)).sum() + (y2 * torch.arange(5.0).flip(0)).sum() + neuron.v.sum() * 0.1
+        loss.backward()
+        with torch.no_grad():
+            out += [neuron(x) for x in xs[5:]]
+        results.append(out + [y1.detach(), y2.detach(), xg.grad, *(p.grad for p in neuron.parameters()),
+                               *(v for v in neuron.state().values())])
+    for a, b in zip(*results):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    assert results[1][7].abs().sum() > 0  # the input's gradient (after 5 outputs and y1, y2)
+
+
 def test_inference_keeps_nothing_for_backward():
     lif = snn.LIF(step_mode="m")
     with torch.no_grad():

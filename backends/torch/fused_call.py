@@ -47,9 +47,9 @@ class Plan:
     want_v: bool
     sdtype: torch.dtype
     learned: bool  # the configuration has learned parameters
-    state_shape: tuple[int, ...] = ()
+    S: int  # states per neuron
+    state_shape: tuple[int, ...] = ()  # one state in memory order (``pshape[1:]``)
     shape: tuple[int, ...] = ()
-    S: int = 1
     fast: tuple | None = None  # the kernel call's constants on the inference fast path (``infer``)
     bwd_tile: int = 0
     head: tuple = ()  # ``sig`` without the configuration key: what ``signature`` returns
@@ -61,10 +61,12 @@ class Plan:
     fwd_threads: int = 1
     bwd_threads: int = 1
     pooled: bool = False  # outputs large enough for the buffer pool (``buffers``)
+    state_args: tuple = ()  # ``new_empty(*state_args)``: the final state, [S, N] or (S = 1) one state's shape
 
     def __post_init__(self) -> None:
         self.state_shape, self.shape = tuple(self.pshape[1:]), tuple(self.pshape)
-        self.S = self.init.shape[0] if self.init is not None else 0
+        # positional sizes: torch.empty(*sizes) costs half of torch.empty(sizes) (a 0-d state: ((),))
+        self.state_args = (self.state_shape or ((),)) if self.S == 1 else (self.S, self.N)
         self.head = self.sig[:-1]
         if self.kernel is None:
             return
@@ -84,6 +86,17 @@ class Plan:
     def empty(self, dtype: torch.dtype) -> torch.Tensor:
         """An output sequence in the input's memory order (``pshape``): pooled when large."""
         return buffers.empty(self.shape, dtype) if self.pooled else torch.empty(self.shape, dtype=dtype)
+
+    def like(self, x: torch.Tensor) -> torch.Tensor:
+        """An output sequence laid out as ``x`` (dense in the plan's memory order): pooled when large."""
+        if self.pooled:
+            t = buffers.empty(self.shape, x.dtype)
+            return t if self.inv is None else t.permute(self.inv)
+        return torch.empty_like(x)  # keeps x's strides, and costs half of torch.empty(shape, dtype=...)
+
+    def new_state(self) -> torch.Tensor:
+        """The final state's buffer: ``[S, N]`` rows, or for one state that state in memory order."""
+        return self.no_learn.new_empty(*self.state_args)
 
 
 def signature(module: Any, x: torch.Tensor) -> tuple:
@@ -126,15 +139,15 @@ def make_plan(module: Any, key: str, x_seq: torch.Tensor, params: dict[str, Any]
                 state_inv=None if inv is None else [d - 1 for d in inv[1:]], pshape=xp.shape, T=x_seq.shape[0],
                 N=N, M=arrays.shape[1], tile=0 if direct is None else _tile(N), sample=sample, prm=prm,
                 arrays=arrays, init=init, init_rows=init_rows,
-                no_learn=arrays.new_empty((0, arrays.shape[1]), dtype=sdtype),
+                no_learn=arrays.new_empty((0, arrays.shape[1]), dtype=sdtype), S=len(values),
                 want_v=module.store_v_seq and module.step_mode == "m", sdtype=sdtype,
                 learned=bool(cfg.step.learnable))
 
 
-def infer(module: Any, plan: Plan, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor | None:
+def infer(module: Any, plan: Plan, x: torch.Tensor) -> torch.Tensor | None:
     """The inference fast path (streaming: one step, batch 1, where Python is all the cost): a
     contiguous input, no gradient, no voltage sequence; ``None`` where it does not apply. ``x``:
-    the sequence, or one step of a ``T = 1`` plan; ``shape``: the spikes' shape (``x``'s)."""
+    the sequence, or one step of a ``T = 1`` plan (the spikes take its shape)."""
     if plan.fast is None or (torch.is_grad_enabled() and (x.requires_grad or plan.learned)):
         return None
     buffers = module._buffers
@@ -147,13 +160,9 @@ def infer(module: Any, plan: Plan, x: torch.Tensor, shape: tuple[int, ...]) -> t
             return None
         s0, row, col = rows[0], plan.N, 1
     T, N, M, tile, prm, arrays, threads = plan.fast
-    spikes = torch.empty(shape, dtype=x.dtype)
-    if plan.S == 1:  # one state: allocated in its own shape, kept as it is (no view per call)
-        state = torch.empty(plan.state_shape, dtype=plan.sdtype)
-        views = (state,)
-    else:
-        state = torch.empty(plan.S, N, dtype=plan.sdtype)
-        views = [r.view(plan.state_shape) for r in state.unbind(0)]
+    spikes = torch.empty_like(x)
+    state = plan.new_state()  # one state: allocated in its own shape, kept as it is (no view per call)
+    views = (state,) if plan.S == 1 else [r.view(plan.state_shape) for r in state.unbind(0)]
     plan.kernel._fwd(T, N, M, tile, x.data_ptr(), spikes.data_ptr(), s0.data_ptr(), row, col, state.data_ptr(),
                      None, prm, arrays, threads)
     for k, value in zip(module.model.state, views):
@@ -177,16 +186,21 @@ def run_plan(module: Any, plan: Plan, x_seq: torch.Tensor, params: dict[str, Any
         out = _direct(x_seq, state0, learn, arrays, plan)
         spikes, state = out[0], out[1]
         v_seq = out[2] if plan.want_v else None
+        _store(module, plan, state, own_shape=True)
+        if plan.want_v:
+            module.v_seq = _unrows(v_seq, plan)
+        return spikes
+    arrays = plan.arrays if arrays is None else arrays
+    x2 = x_seq.view(plan.T, plan.N) if plan.order is None else x_seq.permute(plan.order).reshape(plan.T, plan.N)
+    if state0 is not plan.init:
+        state0 = state0.reshape(plan.S, plan.N)  # one state may be kept in its own shape (``Plan.new_state``)
+    if kernel is not None:
+        s0 = plan.init_rows if state0 is plan.init else initial_rows(state0, plan.sdtype)
+        spikes, state, v_seq = kernel.run_forward(x2, s0, plan.prm, arrays, plan.want_v, plan.M, plan.tile)
     else:
-        arrays = plan.arrays if arrays is None else arrays
-        x2 = x_seq.view(plan.T, plan.N) if plan.order is None else x_seq.permute(plan.order).reshape(plan.T, plan.N)
-        if kernel is not None:
-            s0 = plan.init_rows if state0 is plan.init else initial_rows(state0, plan.sdtype)
-            spikes, state, v_seq = kernel.run_forward(x2, s0, plan.prm, arrays, plan.want_v, plan.M, plan.tile)
-        else:
-            learn = plan.no_learn if learn is None else learn
-            spikes, state, v_seq = neuron_forward(x2, state0, plan.prm, arrays, learn, plan.key, plan.want_v)
-        spikes = _unrows(spikes, plan)
+        learn = plan.no_learn if learn is None else learn
+        spikes, state, v_seq = neuron_forward(x2, state0, plan.prm, arrays, learn, plan.key, plan.want_v)
+    spikes = _unrows(spikes, plan)
     _store(module, plan, state)
     if plan.want_v:
         module.v_seq = _unrows(v_seq, plan)
@@ -215,22 +229,21 @@ class _DirectNeuron(torch.autograd.Function):
         if state0 is plan.init:  # broadcast initial values: the plan's column, nothing to save
             s0 = plan.init_rows
             ctx.save_for_backward(x_seq)
-        else:
-            s0 = initial_rows(state0, plan.sdtype)
+        else:  # the last call's state (its rows, or one state in its own shape), or stacked rows
+            s0 = (state0, plan.N, 1) if state0.dtype == plan.sdtype and state0.is_contiguous() else \
+                initial_rows(state0.reshape(plan.S, plan.N), plan.sdtype)
             ctx.save_for_backward(x_seq, s0[0])
-        ctx.s0 = s0
+        ctx.s0, ctx.s0_shape = s0, state0.shape
         if arrays is None:
             tail = plan.tail
         else:  # per-call rows (input affine): kept alive for the backward
             ctx.arrays, tail = arrays, (plan.tail[0], arrays.data_ptr())
         ctx.tail = tail
-        spikes = plan.empty(x_seq.dtype)
-        state = torch.empty(plan.S, plan.N, dtype=plan.sdtype)
+        spikes = plan.like(x_seq)
+        state = plan.new_state()
         v_seq = plan.empty(plan.sdtype) if plan.want_v else None
         plan.kernel._fwd(*plan.fwd_head, x_seq.data_ptr(), spikes.data_ptr(), s0[0].data_ptr(), s0[1], s0[2],
                          state.data_ptr(), None if v_seq is None else v_seq.data_ptr(), *tail, plan.fwd_threads)
-        if plan.inv is not None:
-            spikes = spikes.permute(plan.inv)
         if v_seq is None:
             return spikes, state
         ctx.mark_non_differentiable(v_seq)
@@ -259,8 +272,8 @@ class _DirectNeuron(torch.autograd.Function):
                 g = g.contiguous()
         if g_state is not None:
             g_state = g_state.to(plan.sdtype).contiguous()
-        gx = plan.empty(x.dtype)
-        gs0 = torch.empty(plan.S, plan.N, dtype=plan.sdtype) if ctx.needs_input_grad[1] else None
+        gx = plan.like(x)
+        gs0 = plan.no_learn.new_empty(ctx.s0_shape) if ctx.needs_input_grad[1] else None
         n_learn = 0 if ctx.learn_shape is None else ctx.learn_shape[0]
         gl = torch.empty(n_learn, plan.N, dtype=torch.float64) if n_learn else None
         failed = plan.kernel._bwd(*plan.bwd_head, g.data_ptr(), scalar, _ptr(g_state), x.data_ptr(),
@@ -270,7 +283,7 @@ class _DirectNeuron(torch.autograd.Function):
             raise MemoryError(f"fused neuron backward: could not allocate a {plan.bwd_tile}-neuron recompute buffer")
         if n_learn:
             gl = _reduce_learn(gl, n_learn, ctx.learn_shape[1], x)
-        return gx if plan.inv is None else gx.permute(plan.inv), gs0, gl, None, None
+        return gx, gs0, gl, None, None
 
     _backward_once = staticmethod(torch.autograd.function.once_differentiable(_backward.__func__))
 
@@ -307,7 +320,7 @@ def _state0(module: Any, plan: Plan, x_seq: torch.Tensor, params: dict[str, Any]
                          f"shape {tuple(v.shape)}; call snn.reset(net) between sequences")
     rows = module.__dict__.get("_rows")
     if rows is not None and rows[0].dtype == plan.sdtype and all(buffers[k] is r for k, r in zip(names, rows[1])):
-        return rows[0].view(plan.S, plan.N)  # ``infer`` keeps one state in its own shape
+        return rows[0]  # [S, N], or one state in its own shape (``Plan.new_state``)
     return torch.stack([_as_row(buffers[k].to(plan.sdtype), plan.order) for k in names])
 
 
@@ -346,10 +359,13 @@ def per_channel_rows(affine: tuple[torch.Tensor, torch.Tensor], plan: Plan) -> t
     return torch.stack([layout_rows(a.to(plan.sdtype).view(view).expand(sample), s_order, M) for a in affine])
 
 
-def _store(module: Any, plan: Plan, state: torch.Tensor) -> None:
-    """Keep the final states as the module's state tensors (views of the kernel's rows)."""
+def _store(module: Any, plan: Plan, state: torch.Tensor, own_shape: bool = False) -> None:
+    """Keep the final states as the module's state tensors (views of the kernel's rows).
+    ``own_shape``: ``state`` is ``Plan.new_state()``'s (one state in memory order when S = 1)."""
     shape = plan.state_shape
-    if plan.state_inv is None:
+    if own_shape and plan.S == 1:
+        views = [state if plan.state_inv is None else state.permute(plan.state_inv)]
+    elif plan.state_inv is None:
         views = [row.view(shape) for row in state.unbind(0)] if state.shape[0] > 1 else [state.view(shape)]
     else:
         views = [row.view(shape).permute(plan.state_inv) for row in state.unbind(0)]
