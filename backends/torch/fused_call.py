@@ -13,6 +13,7 @@ Under ``torch.compile`` (or with tensor subclasses) the plan is rebuilt per trac
 
 from __future__ import annotations
 
+import ctypes
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -50,16 +51,18 @@ class Plan:
     S: int  # states per neuron
     state_shape: tuple[int, ...] = ()  # one state in memory order (``pshape[1:]``)
     shape: tuple[int, ...] = ()
-    fast: tuple | None = None  # the kernel call's constants on the inference fast path (``infer``)
+    fast: bool = False  # the inference fast path applies (``infer``)
     bwd_tile: int = 0
     head: tuple = ()  # ``sig`` without the configuration key: what ``signature`` returns
     step_sig: tuple | None = None  # the signature of one step ``x`` of a ``T = 1`` fast plan (single-step mode)
-    # the training call's constant kernel arguments (``_DirectNeuron``), so a call passes only its pointers
-    fwd_head: tuple = ()
-    bwd_head: tuple = ()
+    # The kernel calls' constant arguments, as ctypes values: ctypes passes an argument that already
+    # has its declared type as it is, where a Python int is converted per call (~0.05 us each).
+    fwd_head: tuple = ()  # (T, N, M, tile)
+    bwd_head: tuple = ()  # (T, N, M, backward tile)
     tail: tuple = ()  # (prm pointer, arrays pointer)
-    fwd_threads: int = 1
-    bwd_threads: int = 1
+    init_args: tuple = ()  # the broadcast initial state as (pointer, row stride, column stride)
+    fwd_threads: Any = 1
+    bwd_threads: Any = 1
     pooled: bool = False  # outputs large enough for the buffer pool (``buffers``)
     state_args: tuple = ()  # ``new_empty(*state_args)``: the final state, [S, N] or (S = 1) one state's shape
 
@@ -73,13 +76,17 @@ class Plan:
         T, N = self.T, self.N
         tile = self.tile or _tile(N)
         self.bwd_tile = self.kernel.backward_tile(T, N)
-        self.fwd_head, self.bwd_head = (T, N, self.M, tile), (T, N, self.M, self.bwd_tile)
-        self.tail = (self.prm.data_ptr(), self.arrays.data_ptr())
-        self.fwd_threads = kernel_threads(T * N, -(-N // tile))
-        self.bwd_threads = kernel_threads(T * N, -(-N // self.bwd_tile))
+        i64, ptr = ctypes.c_int64, ctypes.c_void_p
+        self.fwd_head = (i64(T), i64(N), i64(self.M), i64(tile))
+        self.bwd_head = (i64(T), i64(N), i64(self.M), i64(self.bwd_tile))
+        self.tail = (ptr(self.prm.data_ptr()), ptr(self.arrays.data_ptr()))
+        if self.init_rows is not None:
+            self.init_args = (ptr(self.init_rows[0].data_ptr()), i64(1), i64(0))
+        self.fwd_threads = ctypes.c_int(kernel_threads(T * N, -(-N // tile)))
+        self.bwd_threads = ctypes.c_int(kernel_threads(T * N, -(-N // self.bwd_tile)))
         self.pooled = T * N * self.kernel.dtype.itemsize >= buffers.MIN_BYTES
         if self.order is None and not self.copy and not self.want_v and self.init is not None:
-            self.fast = (T, N, self.M, tile, self.prm.data_ptr(), self.arrays.data_ptr(), self.fwd_threads)
+            self.fast = True
             if T == 1 and self.sig:  # x.unsqueeze(0) of a step x matches exactly when x's shape and strides do
                 self.step_sig = (self.sig[0][1:], self.sig[1][1:], *self.head[2:])
 
@@ -148,23 +155,22 @@ def infer(module: Any, plan: Plan, x: torch.Tensor) -> torch.Tensor | None:
     """The inference fast path (streaming: one step, batch 1, where Python is all the cost): a
     contiguous input, no gradient, no voltage sequence; ``None`` where it does not apply. ``x``:
     the sequence, or one step of a ``T = 1`` plan (the spikes take its shape)."""
-    if plan.fast is None or (torch.is_grad_enabled() and (x.requires_grad or plan.learned)):
+    if not plan.fast or (torch.is_grad_enabled() and (x.requires_grad or plan.learned)):
         return None
     buffers = module._buffers
     if buffers["v"] is None:
-        s0, row, col = plan.init_rows
+        s0 = plan.init_args
     else:
         rows = module.__dict__.get("_rows")
         if rows is None or rows[0].requires_grad and torch.is_grad_enabled() or \
                 any(buffers[k] is not r for k, r in zip(module.model.state, rows[1])):
             return None
-        s0, row, col = rows[0], plan.N, 1
-    T, N, M, tile, prm, arrays, threads = plan.fast
+        s0 = (rows[0].data_ptr(), plan.N, 1)
     spikes = torch.empty_like(x)
     state = plan.new_state()  # one state: allocated in its own shape, kept as it is (no view per call)
     views = (state,) if plan.S == 1 else [r.view(plan.state_shape) for r in state.unbind(0)]
-    plan.kernel._fwd(T, N, M, tile, x.data_ptr(), spikes.data_ptr(), s0.data_ptr(), row, col, state.data_ptr(),
-                     None, prm, arrays, threads)
+    plan.kernel._fwd(*plan.fwd_head, x.data_ptr(), spikes.data_ptr(), *s0, state.data_ptr(), None, *plan.tail,
+                     plan.fwd_threads)
     for k, value in zip(module.model.state, views):
         buffers[k] = value
     module.__dict__["_rows"] = (state, views)
@@ -225,25 +231,25 @@ class _DirectNeuron(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq, state0, learn, arrays, plan):  # type: ignore[override]
         ctx.set_materialize_grads(False)
-        ctx.plan, ctx.learn_shape = plan, None if learn is None else learn.shape
         if state0 is plan.init:  # broadcast initial values: the plan's column, nothing to save
-            s0 = plan.init_rows
+            s0 = plan.init_args
             ctx.save_for_backward(x_seq)
         else:  # the last call's state (its rows, or one state in its own shape), or stacked rows
-            s0 = (state0, plan.N, 1) if state0.dtype == plan.sdtype and state0.is_contiguous() else \
+            rows, row, col = (state0, plan.N, 1) if state0.dtype == plan.sdtype and state0.is_contiguous() else \
                 initial_rows(state0.reshape(plan.S, plan.N), plan.sdtype)
-            ctx.save_for_backward(x_seq, s0[0])
-        ctx.s0, ctx.s0_shape = s0, state0.shape
+            s0 = (rows.data_ptr(), row, col)
+            ctx.save_for_backward(x_seq, rows)
         if arrays is None:
             tail = plan.tail
         else:  # per-call rows (input affine): kept alive for the backward
             ctx.arrays, tail = arrays, (plan.tail[0], arrays.data_ptr())
-        ctx.tail = tail
-        spikes = plan.like(x_seq)
+        # one attribute: the backward's constants (each ctx attribute costs a dict write and read)
+        ctx.call = (plan, s0, tail, state0.shape, None if learn is None else learn.shape)
+        spikes = torch.empty_like(x_seq) if not plan.pooled else plan.like(x_seq)
         state = plan.new_state()
         v_seq = plan.empty(plan.sdtype) if plan.want_v else None
-        plan.kernel._fwd(*plan.fwd_head, x_seq.data_ptr(), spikes.data_ptr(), s0[0].data_ptr(), s0[1], s0[2],
-                         state.data_ptr(), None if v_seq is None else v_seq.data_ptr(), *tail, plan.fwd_threads)
+        plan.kernel._fwd(*plan.fwd_head, x_seq.data_ptr(), spikes.data_ptr(), *s0, state.data_ptr(),
+                         None if v_seq is None else v_seq.data_ptr(), *tail, plan.fwd_threads)
         if v_seq is None:
             return spikes, state
         ctx.mark_non_differentiable(v_seq)
@@ -257,9 +263,8 @@ class _DirectNeuron(torch.autograd.Function):
 
     @staticmethod
     def _backward(ctx, g_spikes, g_state):
-        plan = ctx.plan
+        plan, s0, tail, s0_shape, learn_shape = ctx.call
         x = ctx.saved_tensors[0]
-        s0 = ctx.s0
         if g_spikes is None:
             g, scalar = torch.zeros(plan.shape, dtype=x.dtype), 0
         else:
@@ -272,17 +277,15 @@ class _DirectNeuron(torch.autograd.Function):
                 g = g.contiguous()
         if g_state is not None:
             g_state = g_state.to(plan.sdtype).contiguous()
-        gx = plan.like(x)
-        gs0 = plan.no_learn.new_empty(ctx.s0_shape) if ctx.needs_input_grad[1] else None
-        n_learn = 0 if ctx.learn_shape is None else ctx.learn_shape[0]
-        gl = torch.empty(n_learn, plan.N, dtype=torch.float64) if n_learn else None
-        failed = plan.kernel._bwd(*plan.bwd_head, g.data_ptr(), scalar, _ptr(g_state), x.data_ptr(),
-                                  s0[0].data_ptr(), s0[1], s0[2], gx.data_ptr(), _ptr(gs0), _ptr(gl), *ctx.tail,
-                                  plan.bwd_threads)
+        gx = torch.empty_like(x) if not plan.pooled else plan.like(x)
+        gs0 = plan.no_learn.new_empty(s0_shape) if ctx.needs_input_grad[1] else None
+        gl = None if learn_shape is None else torch.empty(learn_shape[0], plan.N, dtype=torch.float64)
+        failed = plan.kernel._bwd(*plan.bwd_head, g.data_ptr(), scalar, _ptr(g_state), x.data_ptr(), *s0,
+                                  gx.data_ptr(), _ptr(gs0), _ptr(gl), *tail, plan.bwd_threads)
         if failed:
             raise MemoryError(f"fused neuron backward: could not allocate a {plan.bwd_tile}-neuron recompute buffer")
-        if n_learn:
-            gl = _reduce_learn(gl, n_learn, ctx.learn_shape[1], x)
+        if gl is not None:
+            gl = _reduce_learn(gl, learn_shape[0], learn_shape[1], x)
         return gx, gs0, gl, None, None
 
     _backward_once = staticmethod(torch.autograd.function.once_differentiable(_backward.__func__))
