@@ -48,6 +48,7 @@ class Plan:
     want_v: bool
     sdtype: torch.dtype
     learned: bool  # the configuration has learned parameters
+    learn_names: tuple[str, ...]  # their names
     S: int  # states per neuron
     state_shape: tuple[int, ...] = ()  # one state in memory order (``pshape[1:]``)
     shape: tuple[int, ...] = ()
@@ -148,7 +149,7 @@ def make_plan(module: Any, key: str, x_seq: torch.Tensor, params: dict[str, Any]
                 arrays=arrays, init=init, init_rows=init_rows,
                 no_learn=arrays.new_empty((0, arrays.shape[1]), dtype=sdtype), S=len(values),
                 want_v=module.store_v_seq and module.step_mode == "m", sdtype=sdtype,
-                learned=bool(cfg.step.learnable))
+                learned=bool(cfg.step.learnable), learn_names=tuple(cfg.step.learnable))
 
 
 def infer(module: Any, plan: Plan, x: torch.Tensor) -> torch.Tensor | None:
@@ -279,13 +280,17 @@ class _DirectNeuron(torch.autograd.Function):
             g_state = g_state.to(plan.sdtype).contiguous()
         gx = torch.empty_like(x) if not plan.pooled else plan.like(x)
         gs0 = plan.no_learn.new_empty(s0_shape) if ctx.needs_input_grad[1] else None
-        gl = None if learn_shape is None else torch.empty(learn_shape[0], plan.N, dtype=torch.float64)
+        gl = None if learn_shape is None else torch.empty(learn_shape[0] if len(learn_shape) == 2 else 1, plan.N,
+                                                          dtype=torch.float64)
         failed = plan.kernel._bwd(*plan.bwd_head, g.data_ptr(), scalar, _ptr(g_state), x.data_ptr(), *s0,
                                   gx.data_ptr(), _ptr(gs0), _ptr(gl), *tail, plan.bwd_threads)
         if failed:
             raise MemoryError(f"fused neuron backward: could not allocate a {plan.bwd_tile}-neuron recompute buffer")
-        if gl is not None:
+        if gl is not None and len(learn_shape) == 2:  # learn: [L, M] rows
             gl = _reduce_learn(gl, learn_shape[0], learn_shape[1], x)
+        # else learn is a one-element parameter itself (``_learn``): its gradient [1, N] in float64 is
+        # summed to the parameter's shape and cast by autograd's output check (in C++: a tiny
+        # gradient costs microseconds per torch call from Python)
         return gx, gs0, gl, None, None
 
     _backward_once = staticmethod(torch.autograd.function.once_differentiable(_backward.__func__))
@@ -334,13 +339,14 @@ def _as_row(t: torch.Tensor, order: tuple[int, ...] | None) -> torch.Tensor:
 
 def _learn(module: Any, plan: Plan, params: dict[str, Any] | None) -> torch.Tensor:
     """The learned parameters as the op's ``learn`` argument (it carries their gradient back)."""
-    cfg = config(plan.key)
-    learnable = [getattr(module, n) for n in cfg.step.learnable]
+    learnable = [getattr(module, n) for n in plan.learn_names]
     if not learnable:
         return plan.no_learn
     M = plan.arrays.shape[1]
     if not torch.is_grad_enabled():
         return plan.no_learn.new_zeros(()).expand(len(learnable), M)
+    if len(learnable) == 1 and learnable[0].numel() == 1 and learnable[0].dtype == plan.sdtype and plan.kernel:
+        return learnable[0]  # the parameter itself (one element, any shape): no reshape node per call
     if all(p.numel() == 1 for p in learnable):  # [L, 1]: few autograd nodes
         return (learnable[0].reshape(1, 1) if len(learnable) == 1 else
                 torch.stack([p.reshape(1) for p in learnable])).to(plan.sdtype)
