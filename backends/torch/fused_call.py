@@ -282,8 +282,9 @@ class _DirectNeuron(torch.autograd.Function):
         gs0 = plan.no_learn.new_empty(s0_shape) if ctx.needs_input_grad[1] else None
         gl = None if learn_shape is None else torch.empty(learn_shape[0] if len(learn_shape) == 2 else 1, plan.N,
                                                           dtype=torch.float64)
-        failed = plan.kernel._bwd(*plan.bwd_head, g.data_ptr(), scalar, _ptr(g_state), x.data_ptr(), *s0,
-                                  gx.data_ptr(), _ptr(gs0), _ptr(gl), *tail, plan.bwd_threads)
+        failed = plan.kernel._bwd(*plan.bwd_head, g.data_ptr(), scalar, None if g_state is None else g_state.data_ptr(),
+                                  x.data_ptr(), *s0, gx.data_ptr(), None if gs0 is None else gs0.data_ptr(),
+                                  None if gl is None else gl.data_ptr(), *tail, plan.bwd_threads)
         if failed:
             raise MemoryError(f"fused neuron backward: could not allocate a {plan.bwd_tile}-neuron recompute buffer")
         if gl is not None and len(learn_shape) == 2:  # learn: [L, M] rows
@@ -294,10 +295,6 @@ class _DirectNeuron(torch.autograd.Function):
         return gx, gs0, gl, None, None
 
     _backward_once = staticmethod(torch.autograd.function.once_differentiable(_backward.__func__))
-
-
-def _ptr(t: torch.Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
 
 
 # ``Function.apply`` in Python binds arguments and unwraps functorch's dead wrappers before the C
