@@ -140,6 +140,31 @@ def test_streaming_and_training_steps_share_the_state(make):
     assert results[1][7].abs().sum() > 0  # the input's gradient (after 5 outputs and y1, y2)
 
 
+def test_state_of_another_shape_is_refused_every_time():
+    # the refused call leaves a plan for the new shape behind: the next call must not read the old
+    # (smaller) state through it
+    lif = snn.LIF()
+    with torch.no_grad():
+        lif(torch.rand(1, 4))
+        for _ in range(2):
+            with pytest.raises(ValueError, match="differs from the state shape"):
+                lif(torch.rand(300, 4))
+
+
+def test_state_carries_over_a_change_of_memory_layout():
+    torch.manual_seed(0)
+    x = torch.rand(4, 2, 3, 4, 5) * 2
+    cl = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (4, 2))
+    outs = []
+    for fused in (False, True):
+        lif = snn.LIF(tau=2.0, step_mode="m", fused=fused)
+        with torch.no_grad():
+            outs.append(torch.cat([lif(x[:2]), lif(cl[2:])]))
+        outs.append(lif.v)
+    assert torch.equal(outs[2], outs[0])
+    torch.testing.assert_close(outs[3], outs[1])
+
+
 def test_inference_keeps_nothing_for_backward():
     lif = snn.LIF(step_mode="m")
     with torch.no_grad():

@@ -159,12 +159,16 @@ def infer(module: Any, plan: Plan, x: torch.Tensor) -> torch.Tensor | None:
     if not plan.fast or (torch.is_grad_enabled() and (x.requires_grad or plan.learned)):
         return None
     buffers = module._buffers
-    if buffers["v"] is None:
+    v = buffers["v"]
+    if v is None:
         s0 = plan.init_args
     else:
+        # the rows must be this plan's (a plan made for another shape, whose call then refused the
+        # old state, must not read it) and still the module's state (not replaced by the user)
         rows = module.__dict__.get("_rows")
-        if rows is None or rows[0].requires_grad and torch.is_grad_enabled() or \
-                any(buffers[k] is not r for k, r in zip(module.model.state, rows[1])):
+        if rows is None or rows[2] is not plan or rows[0].requires_grad and torch.is_grad_enabled() or \
+                (v is not rows[1][0] if plan.S == 1 else any(buffers[k] is not r for k, r in
+                                                             zip(module.model.state, rows[1]))):
             return None
         s0 = (rows[0].data_ptr(), plan.N, 1)
     spikes = torch.empty_like(x)
@@ -174,7 +178,7 @@ def infer(module: Any, plan: Plan, x: torch.Tensor) -> torch.Tensor | None:
                      plan.fwd_threads)
     for k, value in zip(module.model.state, views):
         buffers[k] = value
-    module.__dict__["_rows"] = (state, views)
+    module.__dict__["_rows"] = (state, views, plan)
     return spikes
 
 
@@ -324,7 +328,8 @@ def _state0(module: Any, plan: Plan, x_seq: torch.Tensor, params: dict[str, Any]
         raise ValueError(f"{type(module).__name__}: input shape {tuple(x_seq.shape[1:])} differs from the state "
                          f"shape {tuple(v.shape)}; call snn.reset(net) between sequences")
     rows = module.__dict__.get("_rows")
-    if rows is not None and rows[0].dtype == plan.sdtype and all(buffers[k] is r for k, r in zip(names, rows[1])):
+    if rows is not None and rows[0].dtype == plan.sdtype and (rows[2] is plan or rows[2].order == plan.order) and \
+            all(buffers[k] is r for k, r in zip(names, rows[1])):  # rows in this plan's memory order
         return rows[0]  # [S, N], or one state in its own shape (``Plan.new_state``)
     return torch.stack([_as_row(buffers[k].to(plan.sdtype), plan.order) for k in names])
 
@@ -379,4 +384,4 @@ def _store(module: Any, plan: Plan, state: torch.Tensor, own_shape: bool = False
     for k, value in zip(module.model.state, views):
         buffers[k] = value
     if not torch.compiler.is_compiling():
-        module.__dict__["_rows"] = (state, views)
+        module.__dict__["_rows"] = (state, views, plan)
