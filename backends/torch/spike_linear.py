@@ -14,10 +14,15 @@ and the weight gradient is accumulated from the same events,
 dense result up to summation order for any input, so correctness never depends on the input
 being binary; what the spikes tell is only that the path is worth trying. Work falls with the
 density ``d``: ``R * K * d * J`` multiply-adds instead of ``R * K * J``, but each one loads a
-weight (or gradient) row rather than reusing registers as BLAS does, so the event path wins only
-below ``MAX_DENSITY`` nonzeros (measured on this 2-core CPU for 512x512 and 784x512 layers, see
-``benchmarks/bench_spike_linear.py``: at 5% about 4x faster forward and 3x on the weight
-gradient, even at 20%, slower above ~30%).
+weight row (forward) or updates a row of the gradient (backward) where BLAS reuses registers, so
+the event path wins only at low density. Measured (``benchmarks/bench_spike_mlp.py --kernels``,
+one thread, 1600 rows, ms, event vs GEMM at 1 / 5 / 10 / 20 / 30% nonzero): 512 -> 512 forward
+0.9 / 1.6 / 2.2 / 3.8 / 5.1 against 4.0-4.2, weight gradient 1.7 / 2.4 / 3.4 / 5.6 / 8.1 against
+4.3; 784 -> 512 forward 1.8 / 2.7 / 4.1 / 7.1 / 9.6 against 6.3-7.0, weight gradient 2.8 / 4.2 /
+6.1 / 10.2 / 15.6 against 6.4.
+Hence ``MAX_DENSITY`` (forward) and ``MAX_DENSITY_GW`` (weight gradient; above it a GEMM).
+Each kernel call is one OpenMP region with no inner barrier (a barrier costs a scheduler slice
+when other processes keep the cores busy, see ``threads``).
 
 ``linear(x, weight, bias)`` is ``F.linear`` for 2-d float32/float64 CPU input, differentiable in
 all three; ``event_density`` tells whether it would take the event path (it counts the
@@ -37,18 +42,20 @@ from torch.nn import functional as F
 from .cpu_kernel import KernelBuildError, build
 from .threads import kernel_threads
 
-MAX_DENSITY = 0.2      # nonzero fraction of the input below which the event forward is faster (measured)
-MAX_DENSITY_GW = 0.08  # the same for the event weight gradient (it first sorts the events by column)
+MAX_DENSITY = 0.15     # nonzero fraction of the input below which the event forward is faster (measured)
+MAX_DENSITY_GW = 0.08  # the same for the event weight gradient
 MIN_ROWS = 64       # fewer rows (streaming): BLAS is as fast and the density count is pure overhead
 BLOCK = 256
 
 _SOURCE = r"""
 #include <stdint.h>
 #include <stdlib.h>
+#include <omp.h>
 
 #define JT 4      /* vectors of accumulators per pass over the events */
 #define BLOCK 256 /* events per block sum */
-#define RB 32     /* rows per forward block */
+#define RB 32     /* rows per block */
+#define RBLK 256  /* rows per block sum of the weight gradient */
 
 /* sums[JT * VL] = sum over e < n of val[e] * base[idx[e] * ld + j0 + j] for the nv full vectors at
    j0 (nv <= JT), block by block. */
@@ -138,49 +145,69 @@ int snnir_spike_fwd_##SUF(int64_t R, int64_t K, int64_t J, const T* x, int64_t l
     }                                                                                                 \
     return failed;                                                                                    \
 }                                                                                                     \
-/* gw[J, K] = g[R, J]^T @ x[R, K], skipping zeros of x. The events are first sorted by input column \
-   (each thread gathers the columns of its slab, rows in order), then for each tile of JT vectors    \
-   of g's columns (L2-resident) every column k sums its events. */                                   \
-int snnir_spike_gw_##SUF(int64_t R, int64_t K, int64_t J, const T* g, const T* x, int64_t ldx, T* gw,\
-                         int threads) {                                                               \
-    int64_t* start = (int64_t*)calloc((size_t)(K + 1), sizeof(int64_t));                             \
-    if (!start) return 1;                                                                             \
-    for (int64_t r = 0; r < R; r++) {                                                                 \
-        const T* xr = x + r * ldx;                                                                    \
-        for (int64_t k = 0; k < K; k++) start[k + 1] += xr[k] != 0;                                   \
-    }                                                                                                 \
-    for (int64_t k = 0; k < K; k++) start[k + 1] += start[k];                                         \
-    const int64_t nnz = start[K];                                                                     \
-    int32_t* idx = (int32_t*)malloc(sizeof(int32_t) * (size_t)(nnz + 1));                            \
-    T* val = (T*)malloc(sizeof(T) * (size_t)(nnz + 1));                                              \
-    int64_t* fill = (int64_t*)malloc(sizeof(int64_t) * (size_t)(K + 1));                             \
-    if (!idx || !val || !fill) { free(start); free(idx); free(val); free(fill); return 1; }         \
-    for (int64_t k = 0; k < K; k++) fill[k] = start[k];                                               \
-    for (int64_t r = 0; r < R; r++) {                                                                 \
-        const T* xr = x + r * ldx;                                                                    \
-        for (int64_t k = 0; k < K; k++)                                                               \
-            if (xr[k] != 0) { idx[fill[k]] = (int32_t)r; val[fill[k]] = xr[k]; fill[k]++; }   \
-    }                                                                                                 \
-    const int64_t JV = J / VL_##SUF * VL_##SUF;                                                       \
-    _Pragma("omp parallel num_threads(threads)")                                                      \
+/* gw[J, K] = g[R, J]^T @ x[R, K] from the row events: each thread owns tiles of JT vectors of     \
+   columns of g, and per row adds v * g[r, tile] to the rows k of its block of dW^T (L2-resident) \
+   for the row's events; every RBLK rows the block is added to the thread's total. */                \
+int snnir_spike_gw_##SUF(int64_t R, int64_t K, int64_t J, const T* g, const T* x, int64_t ldx,  \
+                              T* gw, int threads) {                                                   \
+    const int64_t TW = JT * VL_##SUF, ntiles = (J + TW - 1) / TW;                                     \
+    int failed = 0;                                                                                   \
+    _Pragma("omp parallel num_threads(threads) reduction(|:failed)")                                  \
     {                                                                                                 \
-        T sums[JT * VL_##SUF];                                                                        \
-        for (int64_t j0 = 0; j0 < JV; j0 += JT * VL_##SUF) {                                          \
-            const int nv = (JV - j0) / VL_##SUF < JT ? (int)((JV - j0) / VL_##SUF) : JT;              \
-            _Pragma("omp for schedule(dynamic, 16)")                                                  \
-            for (int64_t k = 0; k < K; k++) {                                                         \
-                sum_events_##SUF(start[k + 1] - start[k], idx + start[k], val + start[k], g, J, j0, nv, sums); \
-                for (int64_t j = 0; j < nv * VL_##SUF; j++) gw[(j0 + j) * K + k] = sums[j];          \
+        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();                            \
+        const int64_t mine = tid < ntiles ? (ntiles - tid + nth - 1) / nth : 0;                       \
+        int32_t* idx = (int32_t*)malloc(sizeof(int32_t) * (size_t)(K * RB));                          \
+        T* val = (T*)malloc(sizeof(T) * (size_t)(K * RB));                                            \
+        char* raw = (char*)malloc(sizeof(vec_##SUF) * (size_t)(2 * mine * K * JT + 1) + 63);          \
+        vec_##SUF* total = (vec_##SUF*)(((uintptr_t)raw + 63) & ~(uintptr_t)63);  /* c99: no aligned_alloc */ \
+        int64_t count[RB];                                                                            \
+        if (!idx || !val || !raw) failed = 1;                                                         \
+        else if (mine) {                                                                              \
+            vec_##SUF* acc = total + mine * K * JT;                                                   \
+            for (int64_t i = 0; i < 2 * mine * K * JT; i++) total[i] = (vec_##SUF){0};                \
+            for (int64_t r0 = 0; r0 < R; r0 += RB) {                                                  \
+                const int64_t nr = R - r0 < RB ? R - r0 : RB;                                         \
+                for (int64_t i = 0; i < nr; i++) {                                                    \
+                    const T* xr = x + (r0 + i) * ldx;                                                 \
+                    int32_t* ri = idx + i * K; T* rv = val + i * K;                                   \
+                    int64_t n = 0;                                                                    \
+                    for (int64_t k = 0; k < K; k++) { ri[n] = (int32_t)k; rv[n] = xr[k]; n += xr[k] != 0; } \
+                    count[i] = n;                                                                     \
+                }                                                                                     \
+                for (int64_t m = 0; m < mine; m++) {                                                  \
+                    const int64_t j0 = (tid + m * nth) * TW;                                          \
+                    vec_##SUF* a = acc + m * K * JT;                                                  \
+                    for (int64_t i = 0; i < nr; i++) {                                                \
+                        vec_##SUF gv[JT];                                                             \
+                        const T* gr = g + (r0 + i) * J + j0;                                          \
+                        if (j0 + TW <= J) {                                                           \
+                            for (int l = 0; l < JT; l++) gv[l] = *(const vecu_##SUF*)(gr + l * VL_##SUF); \
+                        } else {                                                                      \
+                            T* gs = (T*)gv;                                                           \
+                            for (int64_t j = 0; j < TW; j++) gs[j] = j0 + j < J ? gr[j] : (T)0;       \
+                        }                                                                             \
+                        const int32_t* ri = idx + i * K; const T* rv = val + i * K;                   \
+                        for (int64_t e = 0; e < count[i]; e++) {                                      \
+                            vec_##SUF* ak = a + (int64_t)ri[e] * JT;                                  \
+                            const T v = rv[e];                                                        \
+                            _Pragma("GCC unroll 4")                                                   \
+                            for (int l = 0; l < JT; l++) ak[l] += v * gv[l];                          \
+                        }                                                                             \
+                    }                                                                                 \
+                }                                                                                     \
+                if ((r0 / RB + 1) % (RBLK / RB) == 0 || r0 + RB >= R)                                 \
+                    for (int64_t i = 0; i < mine * K * JT; i++) { total[i] += acc[i]; acc[i] = (vec_##SUF){0}; } \
+            }                                                                                         \
+            for (int64_t m = 0; m < mine; m++) {                                                      \
+                const int64_t j0 = (tid + m * nth) * TW;                                              \
+                const T* t = (const T*)(total + m * K * JT);                                          \
+                for (int64_t j = j0; j < J && j < j0 + TW; j++)                                       \
+                    for (int64_t k = 0; k < K; k++) gw[j * K + k] = t[k * TW + (j - j0)];             \
             }                                                                                         \
         }                                                                                             \
-        _Pragma("omp for schedule(static)")                                                           \
-        for (int64_t k = 0; k < K; k++)                                                               \
-            for (int64_t j = JV; j < J; j++)                                                          \
-                gw[j * K + k] = sum_events_tail_##SUF(start[k + 1] - start[k], idx + start[k],        \
-                                                      val + start[k], g, J, j);                     \
+        free(idx); free(val); free(raw);                                                              \
     }                                                                                                 \
-    free(start); free(idx); free(val); free(fill);                                                    \
-    return 0;                                                                                         \
+    return failed;                                                                                    \
 }                                                                                                     \
 /* the number of nonzeros of x[R, K] (rows ldx apart) */                                              \
 int64_t snnir_count_nonzero_##SUF(int64_t R, int64_t K, const T* x, int64_t ldx, int threads) {       \
