@@ -288,7 +288,7 @@ class _SpikeLinear(torch.autograd.Function):
         b = bias.detach().contiguous() if bias is not None else None
         fwd = getattr(_library(), f"snnir_spike_fwd_{_SUFFIX[x.dtype]}")
         if fwd(R, K, J, x.data_ptr(), x.stride(0), wt.data_ptr(), None if b is None else b.data_ptr(), y.data_ptr(),
-               kernel_threads(R * K, R)):
+               kernel_threads(R * K, -(-R // 32))):  # blocks of 32 rows
             raise MemoryError("spike linear: could not allocate the per-thread event lists")
         ctx.save_for_backward(x, weight)
         ctx.has_bias, ctx.density = bias is not None, density
@@ -308,7 +308,8 @@ class _SpikeLinear(torch.autograd.Function):
             J = weight.shape[0]
             gw = torch.empty(J, K, dtype=x.dtype)
             fn = getattr(_library(), f"snnir_spike_gw_{_SUFFIX[x.dtype]}")
-            if fn(R, K, J, g.data_ptr(), x.data_ptr(), x.stride(0), gw.data_ptr(), kernel_threads(R * K, K)):
+            tiles = -(-J // (256 // x.element_size()))  # threads own tiles of 4 vectors of 64 bytes
+            if fn(R, K, J, g.data_ptr(), x.data_ptr(), x.stride(0), gw.data_ptr(), kernel_threads(R * K, tiles)):
                 raise MemoryError("spike linear: could not allocate the per-thread event lists")
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = g.sum(0)
