@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import pool_kernel, skinny_kernel
+from . import pool_kernel, skinny_kernel, spike_linear
 from .base import FoldTime, StepModule, check_step_mode, check_time_axis
 
 
@@ -38,11 +38,24 @@ class Linear(_folded(nn.Linear)):
     mode). With few outputs (at most 64; float32 CPU input of at least 64 rows) it runs snnir's
     compiled kernels (``skinny_kernel``), which read the input once where BLAS is slow for such
     shapes; results differ from torch's only in float32 summation order.
+
+    ``spike_input = True`` (set by the torch lowering where the input is a neuron's output) lets
+    a layer with more outputs skip the zeros of a sparse input (``spike_linear``: at most
+    ``MAX_DENSITY`` nonzero, counted per call; float32/float64 CPU); again only the summation
+    order differs.
     """
+
+    spike_input = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2 and x.shape[0] < 64:  # a few rows (streaming): BLAS, straight away
             return F.linear(x, self.weight, self.bias) if self.step_mode == "s" else super().forward(x)
+        if (self.spike_input and self.out_features > skinny_kernel.MAX_OUT and x.dim() >= 2
+                and not torch.is_autocast_enabled(x.device.type)):
+            rows = x.reshape(-1, x.shape[-1])
+            density = spike_linear.event_density(rows, self.weight)
+            if density is not None:
+                return spike_linear.linear(rows, self.weight, self.bias, density).view(*x.shape[:-1], self.out_features)
         if (self.out_features > skinny_kernel.MAX_OUT or x.dim() < 2 or x.dtype != torch.float32
                 or torch.is_autocast_enabled(x.device.type)):
             return super().forward(x)

@@ -57,6 +57,24 @@ def _quantized(module: nn.Module, node: Node) -> nn.Module:
     return apply_quant(module, node.attrs["quant"]) if node.attrs.get("quant") else module
 
 
+_SPIKE_PRESERVING = ("flatten", "dropout")  # zeros stay zeros (dropout scales the rest)
+
+
+def _reads_spikes(graph: Graph, node_id: str) -> bool:
+    """Whether ``node_id``'s only input is a neuron's output (through flattens and dropouts):
+    mostly zeros, which ``spike_linear`` skips."""
+    while True:
+        preds = graph.predecessors(node_id)
+        if len(preds) != 1:
+            return False
+        node = graph.node(preds[0])
+        if node.op == "neuron":
+            return True
+        if node.op not in _SPIKE_PRESERVING:
+            return False
+        node_id = node.id
+
+
 @builds("linear")
 def _linear(node: Node, in_shape: tuple[int, ...]) -> nn.Module:
     out_f, in_f = node.params["weight"].shape
@@ -292,6 +310,9 @@ class GraphModule(StepModule):
             self._key[node_id] = key
             self.layers[key] = _BUILDERS[node.op](node, graph.node(preds[0]).shape if preds else ())
         self._order = graph.topological_order()
+        for node_id, key in self._key.items():  # linear layers fed by spikes may skip the zeros
+            if self._op[node_id] == "linear" and _reads_spikes(graph, node_id):
+                self.layers[key].spike_input = True
         regions = graph.meta["schedule"]["regions"]
         self._plan = [(r["mode"], list(r["nodes"])) for r in regions]
         self._sample_elems = [r.get("sample_elems", 0) for r in regions]
