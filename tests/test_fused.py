@@ -109,6 +109,62 @@ def test_single_steps_chain_like_one_sequence():
     torch.testing.assert_close(g_steps, g_seq, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("make", [lambda f: snn.LIF(tau=2.0, fused=f), lambda f: snn.CubaLIF(fused=f),
+                                  lambda f: snn.LIF(v_reset=torch.tensor([0.0, 0.1, -0.1, 0.2, 0.0]), fused=f),
+                                  lambda f: snn.ParametricLIF(fused=f)],
+                         ids=["LIF", "CubaLIF", "per-neuron-v_reset", "ParametricLIF"])
+def test_streaming_and_training_steps_share_the_state(make):
+    # single steps under no_grad (the inference fast path, one state kept in its own shape), then
+    # training steps continuing from that state and carrying gradients through it, then no_grad again
+    torch.manual_seed(0)
+    xs = [torch.rand(2, 5) * 2 for _ in range(7)]
+    results = []
+    for fused in (False, True):
+        neuron = make(fused)
+        torch.manual_seed(1)
+        with torch.no_grad():
+            for p in neuron.parameters():
+                p.uniform_(-0.5, 0.5)
+            out = [neuron(x) for x in xs[:3]]
+        xg = xs[3].clone().requires_grad_()
+        y1 = neuron(xg)
+        y2 = neuron(xs[4] * y1.sum() / 10)  # the second step's input also depends on xg
+        loss = (y1 * torch.arange(5.0)).sum() + (y2 * torch.arange(5.0).flip(0)).sum() + neuron.v.sum() * 0.1
+        loss.backward()
+        with torch.no_grad():
+            out += [neuron(x) for x in xs[5:]]
+        results.append(out + [y1.detach(), y2.detach(), xg.grad, *(p.grad for p in neuron.parameters()),
+                               *(v for v in neuron.state().values())])
+    for a, b in zip(*results):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    assert results[1][7].abs().sum() > 0  # the input's gradient (after 5 outputs and y1, y2)
+
+
+def test_state_of_another_shape_is_refused_every_time():
+    # the refused call leaves a plan for the new shape behind: the next call must not read the old
+    # (smaller) state through it
+    lif = snn.LIF()
+    with torch.no_grad():
+        lif(torch.rand(1, 4))
+        for _ in range(2):
+            with pytest.raises(ValueError, match="differs from the state shape"):
+                lif(torch.rand(300, 4))
+
+
+def test_state_carries_over_a_change_of_memory_layout():
+    torch.manual_seed(0)
+    x = torch.rand(4, 2, 3, 4, 5) * 2
+    cl = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (4, 2))
+    outs = []
+    for fused in (False, True):
+        lif = snn.LIF(tau=2.0, step_mode="m", fused=fused)
+        with torch.no_grad():
+            outs.append(torch.cat([lif(x[:2]), lif(cl[2:])]))
+        outs.append(lif.v)
+    assert torch.equal(outs[2], outs[0])
+    torch.testing.assert_close(outs[3], outs[1])
+
+
 def test_inference_keeps_nothing_for_backward():
     lif = snn.LIF(step_mode="m")
     with torch.no_grad():

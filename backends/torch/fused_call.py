@@ -13,13 +13,14 @@ Under ``torch.compile`` (or with tensor subclasses) the plan is rebuilt per trac
 
 from __future__ import annotations
 
+import ctypes
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from . import layout
+from . import buffers, layout
 from .fused import CpuKernel, _reduce_learn, _tile, compute_dtype, config, cpu_kernel, initial_rows, neuron_forward
 from .threads import kernel_threads
 
@@ -47,21 +48,63 @@ class Plan:
     want_v: bool
     sdtype: torch.dtype
     learned: bool  # the configuration has learned parameters
-    state_shape: tuple[int, ...] = ()
+    learn_names: tuple[str, ...]  # their names
+    S: int  # states per neuron
+    state_shape: tuple[int, ...] = ()  # one state in memory order (``pshape[1:]``)
     shape: tuple[int, ...] = ()
-    S: int = 1
-    fast: tuple | None = None  # the kernel call's constants on the inference fast path (``infer``)
+    fast: bool = False  # the inference fast path applies (``infer``)
     bwd_tile: int = 0
+    head: tuple = ()  # ``sig`` without the configuration key: what ``signature`` returns
+    step_sig: tuple | None = None  # the signature of one step ``x`` of a ``T = 1`` fast plan (single-step mode)
+    # The kernel calls' constant arguments, as ctypes values: ctypes passes an argument that already
+    # has its declared type as it is, where a Python int is converted per call (~0.05 us each).
+    fwd_head: tuple = ()  # (T, N, M, tile)
+    bwd_head: tuple = ()  # (T, N, M, backward tile)
+    tail: tuple = ()  # (prm pointer, arrays pointer)
+    init_args: tuple = ()  # the broadcast initial state as (pointer, row stride, column stride)
+    fwd_threads: Any = 1
+    bwd_threads: Any = 1
+    pooled: bool = False  # outputs large enough for the buffer pool (``buffers``)
+    state_args: tuple = ()  # ``new_empty(*state_args)``: the final state, [S, N] or (S = 1) one state's shape
 
     def __post_init__(self) -> None:
         self.state_shape, self.shape = tuple(self.pshape[1:]), tuple(self.pshape)
-        self.S = self.init.shape[0] if self.init is not None else 0
-        if self.kernel is not None:
-            self.bwd_tile = self.kernel.backward_tile(self.T, self.N)
-        if (self.kernel is not None and self.order is None and not self.copy and not self.want_v
-                and self.init is not None):
-            self.fast = (self.T, self.N, self.M, self.tile, self.prm.data_ptr(), self.arrays.data_ptr(),
-                         kernel_threads(self.T * self.N, -(-self.N // (self.tile or _tile(self.N)))))
+        # positional sizes: torch.empty(*sizes) costs half of torch.empty(sizes) (a 0-d state: ((),))
+        self.state_args = (self.state_shape or ((),)) if self.S == 1 else (self.S, self.N)
+        self.head = self.sig[:-1]
+        if self.kernel is None:
+            return
+        T, N = self.T, self.N
+        tile = self.tile or _tile(N)
+        self.bwd_tile = self.kernel.backward_tile(T, N)
+        i64, ptr = ctypes.c_int64, ctypes.c_void_p
+        self.fwd_head = (i64(T), i64(N), i64(self.M), i64(tile))
+        self.bwd_head = (i64(T), i64(N), i64(self.M), i64(self.bwd_tile))
+        self.tail = (ptr(self.prm.data_ptr()), ptr(self.arrays.data_ptr()))
+        if self.init_rows is not None:
+            self.init_args = (ptr(self.init_rows[0].data_ptr()), i64(1), i64(0))
+        self.fwd_threads = ctypes.c_int(kernel_threads(T * N, -(-N // tile)))
+        self.bwd_threads = ctypes.c_int(kernel_threads(T * N, -(-N // self.bwd_tile)))
+        self.pooled = T * N * self.kernel.dtype.itemsize >= buffers.MIN_BYTES
+        if self.order is None and not self.copy and not self.want_v and self.init is not None:
+            self.fast = True
+            if T == 1 and self.sig:  # x.unsqueeze(0) of a step x matches exactly when x's shape and strides do
+                self.step_sig = (self.sig[0][1:], self.sig[1][1:], *self.head[2:])
+
+    def empty(self, dtype: torch.dtype) -> torch.Tensor:
+        """An output sequence in the input's memory order (``pshape``): pooled when large."""
+        return buffers.empty(self.shape, dtype) if self.pooled else torch.empty(self.shape, dtype=dtype)
+
+    def like(self, x: torch.Tensor) -> torch.Tensor:
+        """An output sequence laid out as ``x`` (dense in the plan's memory order): pooled when large."""
+        if self.pooled:
+            t = buffers.empty(self.shape, x.dtype)
+            return t if self.inv is None else t.permute(self.inv)
+        return torch.empty_like(x)  # keeps x's strides, and costs half of torch.empty(shape, dtype=...)
+
+    def new_state(self) -> torch.Tensor:
+        """The final state's buffer: ``[S, N]`` rows, or for one state that state in memory order."""
+        return self.no_learn.new_empty(*self.state_args)
 
 
 def signature(module: Any, x: torch.Tensor) -> tuple:
@@ -104,34 +147,38 @@ def make_plan(module: Any, key: str, x_seq: torch.Tensor, params: dict[str, Any]
                 state_inv=None if inv is None else [d - 1 for d in inv[1:]], pshape=xp.shape, T=x_seq.shape[0],
                 N=N, M=arrays.shape[1], tile=0 if direct is None else _tile(N), sample=sample, prm=prm,
                 arrays=arrays, init=init, init_rows=init_rows,
-                no_learn=arrays.new_empty((0, arrays.shape[1]), dtype=sdtype),
+                no_learn=arrays.new_empty((0, arrays.shape[1]), dtype=sdtype), S=len(values),
                 want_v=module.store_v_seq and module.step_mode == "m", sdtype=sdtype,
-                learned=bool(cfg.step.learnable))
+                learned=bool(cfg.step.learnable), learn_names=tuple(cfg.step.learnable))
 
 
-def infer(module: Any, plan: Plan, x_seq: torch.Tensor) -> torch.Tensor | None:
+def infer(module: Any, plan: Plan, x: torch.Tensor) -> torch.Tensor | None:
     """The inference fast path (streaming: one step, batch 1, where Python is all the cost): a
-    contiguous input, no gradient, no voltage sequence; ``None`` where it does not apply."""
-    if plan.fast is None or (torch.is_grad_enabled() and (x_seq.requires_grad or plan.learned)):
+    contiguous input, no gradient, no voltage sequence; ``None`` where it does not apply. ``x``:
+    the sequence, or one step of a ``T = 1`` plan (the spikes take its shape)."""
+    if not plan.fast or (torch.is_grad_enabled() and (x.requires_grad or plan.learned)):
         return None
     buffers = module._buffers
-    if buffers["v"] is None:
-        s0, row, col = plan.init_rows
+    v = buffers["v"]
+    if v is None:
+        s0 = plan.init_args
     else:
+        # the rows must be this plan's (a plan made for another shape, whose call then refused the
+        # old state, must not read it) and still the module's state (not replaced by the user)
         rows = module.__dict__.get("_rows")
-        if rows is None or rows[0].requires_grad and torch.is_grad_enabled() or \
-                any(buffers[k] is not r for k, r in zip(module.model.state, rows[1])):
+        if rows is None or rows[2] is not plan or rows[0].requires_grad and torch.is_grad_enabled() or \
+                (v is not rows[1][0] if plan.S == 1 else any(buffers[k] is not r for k, r in
+                                                             zip(module.model.state, rows[1]))):
             return None
-        s0, row, col = rows[0], plan.N, 1
-    T, N, M, tile, prm, arrays, threads = plan.fast
-    spikes = torch.empty(plan.shape, dtype=x_seq.dtype)
-    state = torch.empty(plan.S, N, dtype=plan.sdtype)
-    plan.kernel._fwd(T, N, M, tile, x_seq.data_ptr(), spikes.data_ptr(), s0.data_ptr(), row, col, state.data_ptr(),
-                     None, prm, arrays, threads)
-    views = [state.view(plan.state_shape)] if plan.S == 1 else [r.view(plan.state_shape) for r in state.unbind(0)]
+        s0 = (rows[0].data_ptr(), plan.N, 1)
+    spikes = torch.empty_like(x)
+    state = plan.new_state()  # one state: allocated in its own shape, kept as it is (no view per call)
+    views = (state,) if plan.S == 1 else [r.view(plan.state_shape) for r in state.unbind(0)]
+    plan.kernel._fwd(*plan.fwd_head, x.data_ptr(), spikes.data_ptr(), *s0, state.data_ptr(), None, *plan.tail,
+                     plan.fwd_threads)
     for k, value in zip(module.model.state, views):
         buffers[k] = value
-    module.__dict__["_rows"] = (state, views)
+    module.__dict__["_rows"] = (state, views, plan)
     return spikes
 
 
@@ -142,20 +189,29 @@ def run_plan(module: Any, plan: Plan, x_seq: torch.Tensor, params: dict[str, Any
     if plan.copy:
         x_seq = x_seq.contiguous()
     state0 = _state0(module, plan, x_seq, params)
-    arrays = plan.arrays if affine is None else torch.cat([plan.arrays, affine])
-    learn = _learn(module, plan, params) if plan.learned else plan.no_learn
+    arrays = None if affine is None else torch.cat([plan.arrays, affine])
+    learn = _learn(module, plan, params) if plan.learned else None
     kernel = plan.kernel
     if kernel is not None and torch.is_grad_enabled() and (x_seq.requires_grad or state0.requires_grad
-                                                           or learn.requires_grad):
-        spikes, state, v_seq = _DirectNeuron.apply(x_seq, state0, plan.prm, arrays, learn, plan)
+                                                           or learn is not None and learn.requires_grad):
+        out = _direct(x_seq, state0, learn, arrays, plan)
+        spikes, state = out[0], out[1]
+        v_seq = out[2] if plan.want_v else None
+        _store(module, plan, state, own_shape=True)
+        if plan.want_v:
+            module.v_seq = _unrows(v_seq, plan)
+        return spikes
+    arrays = plan.arrays if arrays is None else arrays
+    x2 = x_seq.view(plan.T, plan.N) if plan.order is None else x_seq.permute(plan.order).reshape(plan.T, plan.N)
+    if state0 is not plan.init:
+        state0 = state0.reshape(plan.S, plan.N)  # one state may be kept in its own shape (``Plan.new_state``)
+    if kernel is not None:
+        s0 = plan.init_rows if state0 is plan.init else initial_rows(state0, plan.sdtype)
+        spikes, state, v_seq = kernel.run_forward(x2, s0, plan.prm, arrays, plan.want_v, plan.M, plan.tile)
     else:
-        x2 = x_seq.view(plan.T, plan.N) if plan.order is None else x_seq.permute(plan.order).reshape(plan.T, plan.N)
-        if kernel is not None:
-            s0 = plan.init_rows if state0 is plan.init else initial_rows(state0, plan.sdtype)
-            spikes, state, v_seq = kernel.run_forward(x2, s0, plan.prm, arrays, plan.want_v, plan.M, plan.tile)
-        else:
-            spikes, state, v_seq = neuron_forward(x2, state0, plan.prm, arrays, learn, plan.key, plan.want_v)
-        spikes = _unrows(spikes, plan)
+        learn = plan.no_learn if learn is None else learn
+        spikes, state, v_seq = neuron_forward(x2, state0, plan.prm, arrays, learn, plan.key, plan.want_v)
+    spikes = _unrows(spikes, plan)
     _store(module, plan, state)
     if plan.want_v:
         module.v_seq = _unrows(v_seq, plan)
@@ -169,42 +225,91 @@ def _unrows(t: torch.Tensor, plan: Plan) -> torch.Tensor:
 
 
 class _DirectNeuron(torch.autograd.Function):
-    """The eager training call: the C kernels on the input as it is shaped (the row views are made
-    inside, so autograd has one node per layer, not three)."""
+    """The eager training call: the C kernels on the input as it is laid out in memory.
+
+    Per-call cost is most of a small layer's time (streaming, small batches), so the call passes
+    the kernels only pointers and the plan's precomputed arguments: inputs ``x_seq`` (dense in the
+    plan's memory order), ``state0`` (``[S, N]`` rows, or ``plan.init``), ``learn`` (``None``
+    without learned parameters), ``arrays`` (``None``: the plan's); outputs allocated directly in
+    the input's memory order, so no output is a view unless the layout is permuted."""
 
     @staticmethod
-    def forward(ctx, x_seq, state0, prm, arrays, learn, plan):  # type: ignore[override]
+    def forward(ctx, x_seq, state0, learn, arrays, plan):  # type: ignore[override]
         ctx.set_materialize_grads(False)
-        ctx.plan, ctx.n_learn, ctx.neurons = plan, learn.shape[0], learn.shape[1]
-        x2 = x_seq.view(plan.T, plan.N) if plan.order is None else x_seq.permute(plan.order).reshape(plan.T, plan.N)
-        s0 = plan.init_rows if state0 is plan.init else initial_rows(state0, plan.sdtype)
-        spikes, state, v_seq = plan.kernel.run_forward(x2, s0, prm, arrays, plan.want_v, plan.M, plan.tile)
-        ctx.s0_strides = s0[1:]
-        ctx.save_for_backward(x2, s0[0], prm, arrays)
+        if state0 is plan.init:  # broadcast initial values: the plan's column, nothing to save
+            s0 = plan.init_args
+            ctx.save_for_backward(x_seq)
+        else:  # the last call's state (its rows, or one state in its own shape), or stacked rows
+            rows, row, col = (state0, plan.N, 1) if state0.dtype == plan.sdtype and state0.is_contiguous() else \
+                initial_rows(state0.reshape(plan.S, plan.N), plan.sdtype)
+            s0 = (rows.data_ptr(), row, col)
+            ctx.save_for_backward(x_seq, rows)
+        if arrays is None:
+            tail = plan.tail
+        else:  # per-call rows (input affine): kept alive for the backward
+            ctx.arrays, tail = arrays, (plan.tail[0], arrays.data_ptr())
+        # one attribute: the backward's constants (each ctx attribute costs a dict write and read)
+        ctx.call = (plan, s0, tail, state0.shape, None if learn is None else learn.shape)
+        spikes = torch.empty_like(x_seq) if not plan.pooled else plan.like(x_seq)
+        state = plan.new_state()
+        v_seq = plan.empty(plan.sdtype) if plan.want_v else None
+        plan.kernel._fwd(*plan.fwd_head, x_seq.data_ptr(), spikes.data_ptr(), *s0, state.data_ptr(),
+                         None if v_seq is None else v_seq.data_ptr(), *tail, plan.fwd_threads)
+        if v_seq is None:
+            return spikes, state
         ctx.mark_non_differentiable(v_seq)
-        return _unrows(spikes, plan), state, v_seq
+        return spikes, state, v_seq
 
     @staticmethod
-    def backward(ctx, g_spikes, g_state, g_v):  # type: ignore[override]
+    def backward(ctx, g_spikes, g_state, *_):  # type: ignore[override]
         if torch.is_grad_enabled():  # create_graph=True: the kernels' gradients are not differentiable
             return _DirectNeuron._backward_once(ctx, g_spikes, g_state)
         return _DirectNeuron._backward(ctx, g_spikes, g_state)
 
     @staticmethod
     def _backward(ctx, g_spikes, g_state):
-        x2, s0, prm, arrays = ctx.saved_tensors
-        plan = ctx.plan
+        plan, s0, tail, s0_shape, learn_shape = ctx.call
+        x = ctx.saved_tensors[0]
         if g_spikes is None:
-            g2 = torch.zeros_like(x2)
+            g, scalar = torch.zeros(plan.shape, dtype=x.dtype), 0
         else:
-            g2 = (g_spikes if plan.order is None else g_spikes.permute(plan.order)).reshape(plan.T, plan.N)
-        gx, gs0, gl = plan.kernel.run_backward(g2, g_state, x2, (s0, *ctx.s0_strides), prm, arrays, ctx.n_learn,
-                                               ctx.needs_input_grad[1], plan.M, plan.bwd_tile)
-        if ctx.n_learn:
-            gl = _reduce_learn(gl, ctx.n_learn, ctx.neurons, x2)
-        return _unrows(gx, plan), gs0, None, None, gl if ctx.n_learn else None, None
+            g = g_spikes if plan.order is None else g_spikes.permute(plan.order)
+            if g.dtype != x.dtype:
+                g = g.to(x.dtype)
+            # a broadcast scalar gradient (loss = spikes.sum()) is read as one value, not materialized
+            scalar = int(not any(g.stride()))
+            if not scalar:
+                g = g.contiguous()
+        if g_state is not None:
+            g_state = g_state.to(plan.sdtype).contiguous()
+        gx = torch.empty_like(x) if not plan.pooled else plan.like(x)
+        gs0 = plan.no_learn.new_empty(s0_shape) if ctx.needs_input_grad[1] else None
+        gl = None if learn_shape is None else torch.empty(learn_shape[0] if len(learn_shape) == 2 else 1, plan.N,
+                                                          dtype=torch.float64)
+        failed = plan.kernel._bwd(*plan.bwd_head, g.data_ptr(), scalar, None if g_state is None else g_state.data_ptr(),
+                                  x.data_ptr(), *s0, gx.data_ptr(), None if gs0 is None else gs0.data_ptr(),
+                                  None if gl is None else gl.data_ptr(), *tail, plan.bwd_threads)
+        if failed:
+            raise MemoryError(f"fused neuron backward: could not allocate a {plan.bwd_tile}-neuron recompute buffer")
+        if gl is not None and len(learn_shape) == 2:  # learn: [L, M] rows
+            gl = _reduce_learn(gl, learn_shape[0], learn_shape[1], x)
+        # else learn is a one-element parameter itself (``_learn``): its gradient [1, N] in float64 is
+        # summed to the parameter's shape and cast by autograd's output check (in C++: a tiny
+        # gradient costs microseconds per torch call from Python)
+        return gx, gs0, gl, None, None
 
     _backward_once = staticmethod(torch.autograd.function.once_differentiable(_backward.__func__))
+
+
+# ``Function.apply`` in Python binds arguments and unwraps functorch's dead wrappers before the C
+# ``apply``; outside functorch transforms (every eager call) that costs microseconds for nothing.
+_c_apply = super(torch.autograd.Function, _DirectNeuron).apply
+
+
+def _direct(x_seq, state0, learn, arrays, plan):
+    if torch._C._are_functorch_transforms_active():
+        return _DirectNeuron.apply(x_seq, state0, learn, arrays, plan)
+    return _c_apply(x_seq, state0, learn, arrays, plan)
 
 
 def _state0(module: Any, plan: Plan, x_seq: torch.Tensor, params: dict[str, Any] | None) -> torch.Tensor:
@@ -223,8 +328,9 @@ def _state0(module: Any, plan: Plan, x_seq: torch.Tensor, params: dict[str, Any]
         raise ValueError(f"{type(module).__name__}: input shape {tuple(x_seq.shape[1:])} differs from the state "
                          f"shape {tuple(v.shape)}; call snn.reset(net) between sequences")
     rows = module.__dict__.get("_rows")
-    if rows is not None and rows[0].dtype == plan.sdtype and all(buffers[k] is r for k, r in zip(names, rows[1])):
-        return rows[0]
+    if rows is not None and rows[0].dtype == plan.sdtype and (rows[2] is plan or rows[2].order == plan.order) and \
+            all(buffers[k] is r for k, r in zip(names, rows[1])):  # rows in this plan's memory order
+        return rows[0]  # [S, N], or one state in its own shape (``Plan.new_state``)
     return torch.stack([_as_row(buffers[k].to(plan.sdtype), plan.order) for k in names])
 
 
@@ -235,13 +341,14 @@ def _as_row(t: torch.Tensor, order: tuple[int, ...] | None) -> torch.Tensor:
 
 def _learn(module: Any, plan: Plan, params: dict[str, Any] | None) -> torch.Tensor:
     """The learned parameters as the op's ``learn`` argument (it carries their gradient back)."""
-    cfg = config(plan.key)
-    learnable = [getattr(module, n) for n in cfg.step.learnable]
+    learnable = [getattr(module, n) for n in plan.learn_names]
     if not learnable:
         return plan.no_learn
     M = plan.arrays.shape[1]
     if not torch.is_grad_enabled():
         return plan.no_learn.new_zeros(()).expand(len(learnable), M)
+    if len(learnable) == 1 and learnable[0].numel() == 1 and learnable[0].dtype == plan.sdtype and plan.kernel:
+        return learnable[0]  # the parameter itself (one element, any shape): no reshape node per call
     if all(p.numel() == 1 for p in learnable):  # [L, 1]: few autograd nodes
         return (learnable[0].reshape(1, 1) if len(learnable) == 1 else
                 torch.stack([p.reshape(1) for p in learnable])).to(plan.sdtype)
@@ -263,10 +370,13 @@ def per_channel_rows(affine: tuple[torch.Tensor, torch.Tensor], plan: Plan) -> t
     return torch.stack([layout_rows(a.to(plan.sdtype).view(view).expand(sample), s_order, M) for a in affine])
 
 
-def _store(module: Any, plan: Plan, state: torch.Tensor) -> None:
-    """Keep the final states as the module's state tensors (views of the kernel's rows)."""
+def _store(module: Any, plan: Plan, state: torch.Tensor, own_shape: bool = False) -> None:
+    """Keep the final states as the module's state tensors (views of the kernel's rows).
+    ``own_shape``: ``state`` is ``Plan.new_state()``'s (one state in memory order when S = 1)."""
     shape = plan.state_shape
-    if plan.state_inv is None:
+    if own_shape and plan.S == 1:
+        views = [state if plan.state_inv is None else state.permute(plan.state_inv)]
+    elif plan.state_inv is None:
         views = [row.view(shape) for row in state.unbind(0)] if state.shape[0] > 1 else [state.view(shape)]
     else:
         views = [row.view(shape).permute(plan.state_inv) for row in state.unbind(0)]
@@ -274,4 +384,4 @@ def _store(module: Any, plan: Plan, state: torch.Tensor) -> None:
     for k, value in zip(module.model.state, views):
         buffers[k] = value
     if not torch.compiler.is_compiling():
-        module.__dict__["_rows"] = (state, views)
+        module.__dict__["_rows"] = (state, views, plan)

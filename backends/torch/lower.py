@@ -557,11 +557,13 @@ class GraphModule(StepModule):
 
     def _single_step(self, env: dict[str, torch.Tensor], like: torch.Tensor) -> None:
         # (node, module, inputs, constant?) per node, looked up once: a streaming step is all overhead
-        steps = self.__dict__.get("_step_list")
-        if steps is None or any(self.layers[self._key[n]] is not m for n, m, _, _ in steps):
-            steps = self.__dict__["_step_list"] = [
+        # rebuilt when a layer was replaced: the list compare runs in C and tests identity first
+        cached, layers = self.__dict__.get("_step_list"), list(self.layers._modules.values())
+        if cached is None or cached[0] != layers:
+            cached = self.__dict__["_step_list"] = (layers, [
                 (n, self.layers[self._key[n]], self._preds[n], self._op[n] == "constant")
-                for n in self._order if self._op[n] not in ("input", "output")]
+                for n in self._order if self._op[n] not in ("input", "output")])
+        steps = cached[1]
         delayed = self._delayed_sources
         for node_id, layer, preds, constant in steps:
             if constant:

@@ -405,6 +405,12 @@ class Neuron(StepModule):
 
     # --- stepping ------------------------------------------------------------------------------------
     def single_step(self, x: torch.Tensor) -> torch.Tensor:
+        plan = self.__dict__.get("_plan")
+        if plan is not None and plan.step_sig is not None and not torch.compiler.is_compiling() and \
+                plan.step_sig == fused_call.signature(self, x):  # streaming: no unsqueeze, no [0] per step
+            out = fused_call.infer(self, plan, x)
+            if out is not None:
+                return out
         return self.multi_step(x.unsqueeze(0), single=True)[0]
 
     def reference_step(self, x: torch.Tensor) -> torch.Tensor:
@@ -424,7 +430,7 @@ class Neuron(StepModule):
     def multi_step(self, x_seq: torch.Tensor, single: bool = False) -> torch.Tensor:
         plan = self.__dict__.get("_plan")
         if plan is not None and not torch.compiler.is_compiling() and x_seq.shape[0] and \
-                plan.sig[:-1] == fused_call.signature(self, x_seq):  # the plan of the last call still holds
+                plan.head == fused_call.signature(self, x_seq):  # the plan of the last call still holds
             out = fused_call.infer(self, plan, x_seq)
             return out if out is not None else fused_call.run_plan(self, plan, x_seq, None)
         params = self._param_env(x_seq)
