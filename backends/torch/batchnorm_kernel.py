@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import ctypes
 import math
-import threading
 
 import torch
 
-from .cpu_kernel import KernelBuildError, build
+from .cpu_kernel import LazyLibrary
 from .threads import kernel_threads
 
 _SOURCE = r"""
@@ -83,28 +82,17 @@ DEFINE(_Float16, f16, LOAD_PLAIN)
 """
 
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64", torch.bfloat16: "bf16", torch.float16: "f16"}
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_failed = False
+def _declare(lib: ctypes.CDLL) -> None:
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    for suffix in _SUFFIX.values():
+        fn = getattr(lib, f"snnir_channel_stats_{suffix}", None)
+        if fn is not None:
+            fn.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, ctypes.c_int]
+            fn.restype = ctypes.c_int
 
 
-def _library() -> ctypes.CDLL | None:
-    global _lib, _failed
-    with _lock:
-        if _lib is None and not _failed:
-            try:
-                lib = build(_SOURCE)
-            except KernelBuildError:
-                _failed = True
-                return None
-            i64, ptr = ctypes.c_int64, ctypes.c_void_p
-            for suffix in _SUFFIX.values():
-                fn = getattr(lib, f"snnir_channel_stats_{suffix}", None)
-                if fn is not None:
-                    fn.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, ctypes.c_int]
-                    fn.restype = ctypes.c_int
-            _lib = lib
-    return _lib
+_LIBRARY = LazyLibrary(_SOURCE, _declare)
+_library = _LIBRARY.get
 
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -293,6 +294,37 @@ def build(source: str) -> ctypes.CDLL:
                 shutil.copyfile(out, tmp_lib)
                 os.replace(tmp_lib, lib_path)  # atomic: concurrent builders never see half a file
         return ctypes.CDLL(str(lib_path))
+
+
+class LazyLibrary:
+    """A hand-written kernel library built on first use: ``get()`` returns the loaded ``CDLL`` with
+    its entry points typed by ``declare(lib)``, or ``None`` (remembered) when it cannot be built, so
+    the caller keeps torch's own op. Thread-safe.
+
+    Example:
+        >>> lib = LazyLibrary("int snnir_answer(void) { return 42; }", lambda lib: None)
+        >>> lib.get().snnir_answer() if lib.get() is not None else 42
+        42
+    """
+
+    def __init__(self, source: str, declare: Callable[[ctypes.CDLL], None]) -> None:
+        self.source, self.declare = source, declare
+        self._lib: ctypes.CDLL | None = None
+        self._failed = False
+        self._lock = threading.Lock()
+
+    def get(self) -> ctypes.CDLL | None:
+        if self._lib is None and not self._failed:
+            with self._lock:
+                if self._lib is None and not self._failed:
+                    try:
+                        lib = build(self.source)
+                    except KernelBuildError:
+                        self._failed = True
+                        return None
+                    self.declare(lib)
+                    self._lib = lib
+        return self._lib
 
 
 def build_neuron(source: str) -> ctypes.CDLL:

@@ -14,12 +14,11 @@ the layer keeps using torch's ``max_pool2d``.
 from __future__ import annotations
 
 import ctypes
-import threading
 
 import torch
 
 from . import buffers
-from .cpu_kernel import KernelBuildError, build
+from .cpu_kernel import LazyLibrary
 from .threads import kernel_threads
 
 _SOURCE = r"""
@@ -113,26 +112,15 @@ DEFINE(double, f64)
 """
 
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_failed = False
+def _declare(lib: ctypes.CDLL) -> None:
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    for suffix in _SUFFIX.values():
+        getattr(lib, f"snnir_maxpool2d_fwd_{suffix}").argtypes = [i64] * 11 + [ptr] * 3 + [ctypes.c_int]
+        getattr(lib, f"snnir_maxpool2d_bwd_{suffix}").argtypes = [i64] * 11 + [ptr] * 3 + [ctypes.c_int]
 
 
-def _library() -> ctypes.CDLL | None:
-    global _lib, _failed
-    with _lock:
-        if _lib is None and not _failed:
-            try:
-                lib = build(_SOURCE)
-            except KernelBuildError:
-                _failed = True  # torch's max_pool2d stays in use
-                return None
-            i64, ptr = ctypes.c_int64, ctypes.c_void_p
-            for suffix in _SUFFIX.values():
-                getattr(lib, f"snnir_maxpool2d_fwd_{suffix}").argtypes = [i64] * 11 + [ptr] * 3 + [ctypes.c_int]
-                getattr(lib, f"snnir_maxpool2d_bwd_{suffix}").argtypes = [i64] * 11 + [ptr] * 3 + [ctypes.c_int]
-            _lib = lib
-    return _lib
+_LIBRARY = LazyLibrary(_SOURCE, _declare)
+_library = _LIBRARY.get
 
 
 def _pair(v) -> tuple[int, int]:

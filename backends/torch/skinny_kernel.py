@@ -16,12 +16,11 @@ Results differ from BLAS only by summation order (float32 ulps). Without a C com
 from __future__ import annotations
 
 import ctypes
-import threading
 
 import torch
 from torch.nn import functional as F
 
-from .cpu_kernel import KernelBuildError, build
+from .cpu_kernel import LazyLibrary
 from .threads import kernel_threads
 
 MAX_OUT = 64  # up to four vectors of 16 accumulators per row
@@ -156,27 +155,16 @@ int snnir_skinny_gw(int64_t R, int64_t K, int64_t J, const float* g, const float
 }
 """
 
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_failed = False
+def _declare(lib: ctypes.CDLL) -> None:
+    i64, ptr, integer = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    lib.snnir_skinny_fwd.argtypes = [i64] * 3 + [ptr, i64, ptr, ptr, ptr, integer]
+    lib.snnir_skinny_fwd.restype = None
+    lib.snnir_skinny_gw.argtypes = [i64] * 3 + [ptr, ptr, i64, ptr, ptr, integer]
+    lib.snnir_skinny_gw.restype = integer
 
 
-def _library() -> ctypes.CDLL | None:
-    global _lib, _failed
-    with _lock:
-        if _lib is None and not _failed:
-            try:
-                lib = build(_SOURCE)
-            except KernelBuildError:
-                _failed = True
-                return None
-            i64, ptr, integer = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-            lib.snnir_skinny_fwd.argtypes = [i64] * 3 + [ptr, i64, ptr, ptr, ptr, integer]
-            lib.snnir_skinny_fwd.restype = None
-            lib.snnir_skinny_gw.argtypes = [i64] * 3 + [ptr, ptr, i64, ptr, ptr, integer]
-            lib.snnir_skinny_gw.restype = integer
-            _lib = lib
-    return _lib
+_LIBRARY = LazyLibrary(_SOURCE, _declare)
+_library = _LIBRARY.get
 
 
 def supported(x: torch.Tensor, weight: torch.Tensor) -> bool:

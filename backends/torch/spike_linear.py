@@ -34,12 +34,11 @@ Without a C compiler, torch's ``F.linear`` runs.
 from __future__ import annotations
 
 import ctypes
-import threading
 
 import torch
 from torch.nn import functional as F
 
-from .cpu_kernel import KernelBuildError, build
+from .cpu_kernel import LazyLibrary
 from .threads import kernel_threads
 
 MAX_DENSITY = 0.15     # nonzero fraction of the input below which the event forward is faster (measured)
@@ -226,31 +225,20 @@ DEFINE(double, f64)
 """
 
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_failed = False
+def _declare(lib: ctypes.CDLL) -> None:
+    i64, ptr, integer = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    for suffix in _SUFFIX.values():
+        fwd, gw = getattr(lib, f"snnir_spike_fwd_{suffix}"), getattr(lib, f"snnir_spike_gw_{suffix}")
+        fwd.argtypes = [i64] * 3 + [ptr, i64, ptr, ptr, ptr, integer]
+        gw.argtypes = [i64] * 3 + [ptr, ptr, i64, ptr, integer]
+        fwd.restype = gw.restype = integer
+        count = getattr(lib, f"snnir_count_nonzero_{suffix}")
+        count.argtypes = [i64, i64, ptr, i64, integer]
+        count.restype = i64
 
 
-def _library() -> ctypes.CDLL | None:
-    global _lib, _failed
-    with _lock:
-        if _lib is None and not _failed:
-            try:
-                lib = build(_SOURCE)
-            except KernelBuildError:
-                _failed = True
-                return None
-            i64, ptr, integer = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-            for suffix in _SUFFIX.values():
-                fwd, gw = getattr(lib, f"snnir_spike_fwd_{suffix}"), getattr(lib, f"snnir_spike_gw_{suffix}")
-                fwd.argtypes = [i64] * 3 + [ptr, i64, ptr, ptr, ptr, integer]
-                gw.argtypes = [i64] * 3 + [ptr, ptr, i64, ptr, integer]
-                fwd.restype = gw.restype = integer
-                count = getattr(lib, f"snnir_count_nonzero_{suffix}")
-                count.argtypes = [i64, i64, ptr, i64, integer]
-                count.restype = i64
-            _lib = lib
-    return _lib
+_LIBRARY = LazyLibrary(_SOURCE, _declare)
+_library = _LIBRARY.get
 
 
 def supported(x: torch.Tensor, weight: torch.Tensor) -> bool:
