@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -674,14 +675,23 @@ def _axes_input(m: _OnnxMapper, node: Any, a: dict) -> list[int] | None:
     return a.get("axes")
 
 
-def _unsqueeze(m: _OnnxMapper, node: Any, a: dict) -> None:
-    axes = _axes_input(m, node, a)
+def _axis_op_operand(m: _OnnxMapper, node: Any, fold: Callable[[np.ndarray], np.ndarray]) -> Value | None:
+    """The value input of a Squeeze/Unsqueeze, or None when already handled: a shape tensor passes
+    through unchanged, a constant is folded by ``fold``."""
     if m.is_shape(node.input[0]):
         m.shapes[node.output[0]] = m.shapes[node.input[0]]
-        return
+        return None
     x = m.value(node.input[0])
     if x.is_const:
-        m.consts[node.output[0]] = np.expand_dims(x.const, tuple(axes))
+        m.consts[node.output[0]] = fold(x.const)
+        return None
+    return x
+
+
+def _unsqueeze(m: _OnnxMapper, node: Any, a: dict) -> None:
+    axes = _axes_input(m, node, a)
+    x = _axis_op_operand(m, node, lambda c: np.expand_dims(c, tuple(axes)))
+    if x is None:
         return
     out_rank = x.rank + len(axes)
     new = sorted(d % out_rank for d in axes)
@@ -691,12 +701,8 @@ def _unsqueeze(m: _OnnxMapper, node: Any, a: dict) -> None:
 
 def _squeeze(m: _OnnxMapper, node: Any, a: dict) -> None:
     axes = _axes_input(m, node, a)
-    if m.is_shape(node.input[0]):
-        m.shapes[node.output[0]] = m.shapes[node.input[0]]
-        return
-    x = m.value(node.input[0])
-    if x.is_const:
-        m.consts[node.output[0]] = np.squeeze(x.const, tuple(axes) if axes else None)
+    x = _axis_op_operand(m, node, lambda c: np.squeeze(c, tuple(axes) if axes else None))
+    if x is None:
         return
     view = _view(x)
     if axes:

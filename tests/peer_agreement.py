@@ -41,6 +41,20 @@ def run_both(net: torch.nn.Module, x: torch.Tensor, run_peer: Callable[[torch.nn
     return y_peer, y, g_peer, g, compiled
 
 
+def outputs_and_input_grads(models, x: torch.Tensor, before_each: Callable[[], None] = lambda: None):
+    """``(outputs, input grads)`` of each model on ``x`` (``before_each`` runs first, e.g. a peer's state
+    reset); the loss weights the output elements by ``linspace(-1, 1)`` so every element counts."""
+    outs, grads = [], []
+    for model in models:
+        before_each()
+        xi = x.clone().requires_grad_()
+        y = model(xi)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        outs.append(y.detach())
+        grads.append(xi.grad)
+    return outs, grads
+
+
 def assert_same_spikes(y_peer: torch.Tensor, y: torch.Tensor, lo: float = 0.02, hi: float = 0.98) -> None:
     assert y.shape == y_peer.shape
     assert torch.equal(y, y_peer), f"{int((y != y_peer).sum())} of {y.numel()} outputs differ"

@@ -4,6 +4,7 @@ SpikingJelly's neurons to snnir neurons (snnir.frontends.peers)."""
 
 import pytest
 import torch
+from peer_agreement import outputs_and_input_grads
 from torch import nn
 
 import snnir
@@ -55,14 +56,7 @@ def test_spikformer_matches_spikingjelly():
     g = snnir.trace(net, x)
     assert {"matmul", "slice", "reshape", "mean", "neuron"} <= {n.op for n in g}
     compiled = snnir.compile(g)
-    outs, grads = [], []
-    for model in (net, compiled):
-        functional.reset_net(net)
-        xi = x.clone().requires_grad_()
-        y = model(xi)
-        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
-        outs.append(y.detach())
-        grads.append(xi.grad)
+    outs, grads = outputs_and_input_grads((net, compiled), x, lambda: functional.reset_net(net))
     assert torch.equal(outs[0], outs[1])
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-4 * float(grads[0].abs().max()))
 
@@ -80,14 +74,7 @@ def test_spike_driven_transformer_matches_spikingjelly_through_its_time_average(
     assert {"mul", "sum", "transpose", "neuron", "time_reduce"} <= {n.op for n in g}
     assert g.final_step_nodes() == {"head", "output"}
     compiled = snnir.compile(g)
-    outs, grads = [], []
-    for model in (net, compiled):
-        functional.reset_net(net)
-        xi = x.clone().requires_grad_()
-        y = model(xi)
-        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
-        outs.append(y.detach())
-        grads.append(xi.grad)
+    outs, grads = outputs_and_input_grads((net, compiled), x, lambda: functional.reset_net(net))
     assert outs[0].shape == (2, 10)
     assert torch.equal(outs[0], outs[1])
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-4 * float(grads[0].abs().max()))

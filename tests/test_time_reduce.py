@@ -6,6 +6,7 @@ hold the model."""
 import numpy as np
 import pytest
 import torch
+from peer_agreement import outputs_and_input_grads
 from torch import nn
 
 import snnir
@@ -114,14 +115,7 @@ def test_spikingjelly_multistep_csnn_with_mean_over_time(head_after_mean):
     g = snnir.trace(net, x)
     assert [n.op for n in g].count("time_reduce") == 1
     compiled = snnir.compile(g)
-    outs, grads = [], []
-    for model in (net, compiled):
-        functional.reset_net(net)
-        xi = x.clone().requires_grad_()
-        y = model(xi)
-        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
-        outs.append(y.detach())
-        grads.append(xi.grad)
+    outs, grads = outputs_and_input_grads((net, compiled), x, lambda: functional.reset_net(net))
     assert outs[0].shape == (3, 3 if head_after_mean else 10) and outs[0].abs().sum() > 0
     assert torch.equal(outs[0], outs[1])
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5 * float(grads[0].abs().max()))

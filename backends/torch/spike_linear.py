@@ -99,6 +99,12 @@ static T sum_events_tail_##SUF(int64_t n, const int32_t* idx, const T* val, cons
     }                                                                                                 \
     return total;                                                                                     \
 }                                                                                                     \
+/* the events of one row of x: indices and values of its nonzeros (branch-free); returns their count */ \
+static inline int64_t row_events_##SUF(const T* xr, int64_t K, int32_t* ri, T* rv) {                 \
+    int64_t n = 0;                                                                                    \
+    for (int64_t k = 0; k < K; k++) { ri[n] = (int32_t)k; rv[n] = xr[k]; n += xr[k] != 0; }          \
+    return n;                                                                                         \
+}                                                                                                     \
 /* y[R, J] = x[R, K] @ wt[K, J] (+ bias), skipping zeros of x; rows of x are ldx apart. Blocks of RB   \
    rows: their events are gathered once, then each tile of JT vectors of wt (L2-resident) serves     \
    every row of the block. */                                                                        \
@@ -117,14 +123,8 @@ int snnir_spike_fwd_##SUF(int64_t R, int64_t K, int64_t J, const T* x, int64_t l
             _Pragma("omp for schedule(static)")                                                       \
             for (int64_t r0 = 0; r0 < R; r0 += RB) {                                                  \
                 const int64_t nr = R - r0 < RB ? R - r0 : RB;                                         \
-                for (int64_t i = 0; i < nr; i++) {                                                    \
-                    const T* xr = x + (r0 + i) * ldx;                                                 \
-                    int32_t* ri = idx + i * K; T* rv = val + i * K;                                   \
-                    int64_t n = 0;                                                                    \
-                    for (int64_t k = 0; k < K; k++)                                                   \
-                        { ri[n] = (int32_t)k; rv[n] = xr[k]; n += xr[k] != 0; }  /* branch-free */      \
-                    count[i] = n;                                                                     \
-                }                                                                                     \
+                for (int64_t i = 0; i < nr; i++)                                                      \
+                    count[i] = row_events_##SUF(x + (r0 + i) * ldx, K, idx + i * K, val + i * K);     \
                 for (int64_t j0 = 0; j0 < JV; j0 += JT * VL_##SUF) {                                  \
                     const int nv = (JV - j0) / VL_##SUF < JT ? (int)((JV - j0) / VL_##SUF) : JT;      \
                     for (int64_t i = 0; i < nr; i++) {                                                \
@@ -166,13 +166,8 @@ int snnir_spike_gw_##SUF(int64_t R, int64_t K, int64_t J, const T* g, const T* x
             for (int64_t i = 0; i < 2 * mine * K * JT; i++) total[i] = (vec_##SUF){0};                \
             for (int64_t r0 = 0; r0 < R; r0 += RB) {                                                  \
                 const int64_t nr = R - r0 < RB ? R - r0 : RB;                                         \
-                for (int64_t i = 0; i < nr; i++) {                                                    \
-                    const T* xr = x + (r0 + i) * ldx;                                                 \
-                    int32_t* ri = idx + i * K; T* rv = val + i * K;                                   \
-                    int64_t n = 0;                                                                    \
-                    for (int64_t k = 0; k < K; k++) { ri[n] = (int32_t)k; rv[n] = xr[k]; n += xr[k] != 0; } \
-                    count[i] = n;                                                                     \
-                }                                                                                     \
+                for (int64_t i = 0; i < nr; i++)                                                      \
+                    count[i] = row_events_##SUF(x + (r0 + i) * ldx, K, idx + i * K, val + i * K);     \
                 for (int64_t m = 0; m < mine; m++) {                                                  \
                     const int64_t j0 = (tid + m * nth) * TW;                                          \
                     vec_##SUF* a = acc + m * K * JT;                                                  \
