@@ -70,6 +70,8 @@ def to_onnx(graph: Graph, unroll: int | None = None) -> Any:
     b = OnnxBuilder()
     states = _state_table(graph)
     order = graph.topological_order()
+    # outputs after a reduction over time: their final step, [N, ...], as the torch module returns them
+    last_only = graph.final_step_nodes()
     current = {s["name"]: f"{s['name']}_in" for s in states}
     if unroll is None:
         feeds = {i: i for i in graph.inputs}
@@ -83,9 +85,7 @@ def to_onnx(graph: Graph, unroll: int | None = None) -> Any:
             outs = _step(b, graph, order, feeds, current)
             for o in graph.outputs:
                 per_step[o].append(b.op("Unsqueeze", [outs[o], b.const(np.array([0], np.int64))]))
-        # an output after a reduction over time is its final step, [N, ...], as the torch module returns it
-        last = set(graph.final_step_nodes())
-        final = {o: (b.op("Squeeze", [names[-1], b.const(np.array([0], np.int64))]) if o in last
+        final = {o: (b.op("Squeeze", [names[-1], b.const(np.array([0], np.int64))]) if o in last_only
                      else b.op("Concat", names, axis=0)) for o, names in per_step.items()}
     for o, name in final.items():
         b.op("Identity", [name], output=o)
@@ -98,7 +98,7 @@ def to_onnx(graph: Graph, unroll: int | None = None) -> Any:
 
     inputs = [value_info(i, graph.node(i).shape, lead) for i in graph.inputs]
     inputs += [value_info(f"{s['name']}_in", tuple(s["shape"]), ["N"]) for s in states]
-    outputs = [value_info(o, graph.node(o).shape, ["N"] if o in graph.final_step_nodes() else lead)
+    outputs = [value_info(o, graph.node(o).shape, ["N"] if o in last_only else lead)
                for o in graph.outputs]
     outputs += [value_info(f"{s['name']}_out", tuple(s["shape"]), ["N"]) for s in states]
     proto = helper.make_graph(b.nodes, graph.name, inputs, outputs, b.initializers)
