@@ -13,7 +13,7 @@ import torch
 import snnir
 from snnir import nn as snn
 from snnir.backends.torch import fused_bn, skinny_kernel
-from snnir.backends.torch.batchnorm_kernel import channel_stats
+from snnir.backends.torch.batchnorm_kernel import batch_norm_backward, channel_stats
 
 
 def _pair(bn_kw, neuron_kw, dtype):
@@ -112,6 +112,34 @@ def test_channel_stats_against_float64(dtype, layout):
     torch.testing.assert_close(var, ref_var, rtol=1e-9, atol=1e-10)
     sliced = torch.randn(4, 3, 6, 6, dtype=torch.float64)[:, :, ::2]  # not dense: torch's var_mean
     torch.testing.assert_close(channel_stats(sliced)[1], sliced.var(dim=(0, 2, 3), unbiased=False))
+
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_backward_against_aten(dtype, layout, affine):
+    """The pooled-output BatchNorm backward gives ATen's gradients (float64 sums: float32 differs from
+    ATen's float32 sums in the last bits only)."""
+    torch.manual_seed(11)
+    x = (torch.randn(6, 5, 7, 3) * 3 + 2).to(dtype).contiguous(memory_format=layout)
+    g = torch.randn(6, 5, 7, 3).to(dtype).contiguous(memory_format=layout)
+    weight = torch.rand(5, dtype=dtype) + 0.5 if affine else None
+    var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)
+    invstd = (var + 1e-5).rsqrt()
+    for mask in ([True, True, True], [True, False, False], [False, True, True]):
+        mask = [mask[0], mask[1] and affine, mask[2] and affine]
+        got = batch_norm_backward(g, x, weight, mean, invstd, mask)
+        ref = torch.ops.aten.native_batch_norm_backward(g, x, weight, None, None, mean, invstd, True, 1e-5, mask)
+        tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
+        for a, b in zip(got, ref):
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert a.dtype == b.dtype and a.shape == b.shape and a.stride() == b.stride()
+                torch.testing.assert_close(a, b, **tol)
+    # what the kernel does not take goes back to ATen (the caller's fallback)
+    assert batch_norm_backward(g, x.to(torch.bfloat16), None, mean, invstd, [True, False, False]) is None
+    assert batch_norm_backward(g.transpose(2, 3), x, None, mean, invstd, [True, False, False]) is None
 
 
 def conv_net():

@@ -16,6 +16,7 @@ import math
 
 import torch
 
+from . import buffers
 from .cpu_kernel import LazyLibrary
 from .threads import kernel_threads
 
@@ -79,9 +80,92 @@ DEFINE(uint16_t, bf16, load_bf16)
 #ifdef __FLT16_MAX__
 DEFINE(_Float16, f16, LOAD_PLAIN)
 #endif
+
+/* BatchNorm's training backward over the same P x C x inner layout (x and g alike): pass one sums
+   g and g * (x - mean) per channel (each contiguous run in T, the runs in float64, per-thread
+   accumulators); pass two writes
+   gx = (g - sum / n - (x - mean) * k) * invstd * w, k = dot * invstd^2 / n, in T with ATen's
+   operation order. coef: mean, invstd, w per channel (already rounded to T by the caller). */
+#define DEFINE_BWD(T, SUFFIX)                                                                          \
+int snnir_bn_backward_##SUFFIX(int64_t P, int64_t C, int64_t inner, const T* x, const T* g,               \
+                               const T* mean, const T* invstd, const T* w, T* gx, double* sum,            \
+                               double* dot, int threads) {                                            \
+    double* acc_all = (double*)calloc((size_t)(2 * C * threads), sizeof(double));                    \
+    T* coef = (T*)malloc((size_t)(3 * C) * sizeof(T));                                               \
+    if (!acc_all || !coef) { free(acc_all); free(coef); return 1; }                                  \
+    _Pragma("omp parallel num_threads(threads)")                                                     \
+    {                                                                                                \
+        double* acc = acc_all + 2 * C * omp_get_thread_num();                                        \
+        double* acc2 = acc + C;                                                                      \
+        _Pragma("omp for schedule(static)")                                                          \
+        for (int64_t p = 0; p < P; p++) {                                                            \
+            const T* xr = x + p * C * inner;                                                         \
+            const T* gr = g + p * C * inner;                                                         \
+            if (inner == 1) {                                                                        \
+                _Pragma("omp simd")                                                                  \
+                for (int64_t c = 0; c < C; c++) {                                                    \
+                    const double d = (double)gr[c];                                                  \
+                    acc[c] += d; acc2[c] += ((double)xr[c] - (double)mean[c]) * d;                   \
+                }                                                                                    \
+            } else {                                                                                 \
+                for (int64_t c = 0; c < C; c++) {                                                    \
+                    const T* xc = xr + c * inner;                                                    \
+                    const T* gc = gr + c * inner;                                                    \
+                    const T m = mean[c];                                                             \
+                    T s = 0, s2 = 0; /* one run in T (as ATen sums), the runs in float64 */          \
+                    _Pragma("omp simd reduction(+:s,s2)")                                            \
+                    for (int64_t i = 0; i < inner; i++) {                                            \
+                        const T d = gc[i];                                                           \
+                        s += d; s2 += (xc[i] - m) * d;                                               \
+                    }                                                                                \
+                    acc[c] += (double)s; acc2[c] += (double)s2;                                      \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+    const double n = (double)P * (double)inner;                                                      \
+    for (int64_t c = 0; c < C; c++) {                                                                \
+        double s = 0, s2 = 0;                                                                        \
+        for (int t = 0; t < threads; t++) { s += acc_all[2 * C * t + c]; s2 += acc_all[2 * C * t + C + c]; } \
+        sum[c] = s; dot[c] = s2;                                                                     \
+        const T is = invstd[c];                                                                      \
+        coef[c] = (T)s2 * is * is / (T)n; /* k, in ATen's order */                                   \
+        coef[C + c] = (T)s / (T)n;         /* the mean gradient */                                   \
+        coef[2 * C + c] = w ? w[c] : (T)1;                                                           \
+    }                                                                                                \
+    free(acc_all);                                                                                   \
+    if (gx) {                                                                                        \
+        _Pragma("omp parallel for schedule(static) num_threads(threads)")                            \
+        for (int64_t p = 0; p < P; p++) {                                                            \
+            const T* xr = x + p * C * inner;                                                         \
+            const T* gr = g + p * C * inner;                                                         \
+            T* out = gx + p * C * inner;                                                             \
+            if (inner == 1) {                                                                        \
+                _Pragma("omp simd")                                                                  \
+                for (int64_t c = 0; c < C; c++)                                                      \
+                    out[c] = (gr[c] - coef[C + c] - (xr[c] - mean[c]) * coef[c]) * invstd[c] * coef[2 * C + c]; \
+            } else {                                                                                 \
+                for (int64_t c = 0; c < C; c++) {                                                    \
+                    const T m = mean[c], k = coef[c], gm = coef[C + c], is = invstd[c], wc = coef[2 * C + c]; \
+                    const T* xc = xr + c * inner;                                                    \
+                    const T* gc = gr + c * inner;                                                    \
+                    T* oc = out + c * inner;                                                         \
+                    _Pragma("omp simd")                                                              \
+                    for (int64_t i = 0; i < inner; i++) oc[i] = (gc[i] - gm - (xc[i] - m) * k) * is * wc; \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+    free(coef);                                                                                      \
+    return 0;                                                                                        \
+}
+
+DEFINE_BWD(float, f32)
+DEFINE_BWD(double, f64)
 """
 
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64", torch.bfloat16: "bf16", torch.float16: "f16"}
+_BWD_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 def _declare(lib: ctypes.CDLL) -> None:
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     for suffix in _SUFFIX.values():
@@ -89,6 +173,10 @@ def _declare(lib: ctypes.CDLL) -> None:
         if fn is not None:
             fn.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, ctypes.c_int]
             fn.restype = ctypes.c_int
+    for suffix in _BWD_SUFFIX.values():
+        fn = getattr(lib, f"snnir_bn_backward_{suffix}")
+        fn.argtypes = [i64, i64, i64] + [ptr] * 8 + [ctypes.c_int]
+        fn.restype = ctypes.c_int
 
 
 _LIBRARY = LazyLibrary(_SOURCE, _declare)
@@ -121,3 +209,61 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise MemoryError("channel_stats: could not allocate the per-thread sums")
     d = total / n
     return shift + d, (squares / n - d * d).clamp_min_(0.0)
+
+
+def batch_norm_backward(g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None, mean: torch.Tensor,
+                        invstd: torch.Tensor, mask: list[bool]
+                        ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None] | None:
+    """BatchNorm's training-mode backward with the batch statistics ``mean``/``invstd`` (what
+    ``aten::native_batch_norm_backward(g, x, weight, None, None, mean, invstd, True, eps, mask)``
+    returns), or ``None`` where the kernel does not apply (then the caller runs ATen's).
+
+    Why: the input gradient is as large as the layer's activations, and ATen allocates it afresh on
+    every call, which on this CPU faults its pages in again each step (about as long as computing
+    it); here it comes from the kernel-output pool (``buffers``). The sums are taken in float64
+    (ATen: float32 for float32 inputs), the elementwise pass in ATen's operation order.
+
+    Example:
+        >>> import torch
+        >>> x, g = torch.randn(8, 3, 5, 5), torch.randn(8, 3, 5, 5)
+        >>> w, mean = torch.rand(3) + 0.5, x.mean(dim=(0, 2, 3))
+        >>> invstd = x.var(dim=(0, 2, 3), unbiased=False).add(1e-5).rsqrt()
+        >>> gx, gw, gb = batch_norm_backward(g, x, w, mean, invstd, [True, True, True])
+        >>> ref = torch.ops.aten.native_batch_norm_backward(g, x, w, None, None, mean, invstd, True, 1e-5,
+        ...                                                 [True, True, True])
+        >>> all(torch.allclose(a, b, atol=1e-5) for a, b in zip((gx, gw, gb), ref))
+        True
+    """
+    dtype = x.dtype
+    if (x.device.type != "cpu" or dtype not in _BWD_SUFFIX or g.dtype != dtype or g.shape != x.shape
+            or g.stride() != x.stride() or mean.dtype != dtype or invstd.dtype != dtype
+            or (weight is not None and weight.dtype != dtype) or x.dim() < 2 or x.numel() == 0):
+        return None
+    order = sorted(range(x.dim()), key=lambda d: (-x.stride(d), d))
+    if not x.permute(order).is_contiguous() or order[0] != 0:
+        return None
+    lib = _library()
+    if lib is None:
+        return None
+    C = x.shape[1]
+    inner = math.prod(x.shape[d] for d in order[order.index(1) + 1:])
+    P = x.numel() // (C * inner)
+    gx = None
+    if mask[0]:
+        inv = [0] * len(order)
+        for i, d in enumerate(order):
+            inv[d] = i
+        gx = buffers.empty(tuple(x.shape[d] for d in order), dtype).permute(inv)
+    w = weight.detach().contiguous() if weight is not None else None
+    mean, invstd = mean.contiguous(), invstd.contiguous()
+    total, dot = torch.empty(C, dtype=torch.float64), torch.empty(C, dtype=torch.float64)
+    threads = kernel_threads(x.numel(), P)
+    if getattr(lib, f"snnir_bn_backward_{_BWD_SUFFIX[dtype]}")(
+            P, C, inner, x.data_ptr(), g.data_ptr(), mean.data_ptr(), invstd.data_ptr(),
+            None if w is None else w.data_ptr(), None if gx is None else gx.data_ptr(),
+            total.data_ptr(), dot.data_ptr(), threads):
+        raise MemoryError("batch_norm_backward: could not allocate the per-thread sums")
+    wdtype = weight.dtype if weight is not None else dtype
+    gw = (dot * invstd.double()).to(wdtype) if mask[1] else None
+    gb = total.to(wdtype) if mask[2] else None
+    return gx, gw, gb

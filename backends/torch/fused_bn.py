@@ -5,8 +5,10 @@
 statistics come from one read of ``x`` (``batchnorm_kernel.channel_stats``), ``a`` and ``b`` go to
 the neuron's kernel as two per-neuron input rows (a configuration with ``input_affine``), and
 ``y`` is never written: the forward reads ``x`` once more and writes spikes. The backward kernel
-recomputes ``y`` the same way and returns ``dL/dy``, which BatchNorm's own backward
-(``aten::native_batch_norm_backward``) turns into the gradients of ``x``, ``weight`` and ``bias``.
+recomputes ``y`` the same way and returns ``dL/dy``, which BatchNorm's backward turns into the
+gradients of ``x``, ``weight`` and ``bias`` (``batchnorm_kernel.batch_norm_backward`` in training,
+whose ``dL/dx`` comes from the kernel-output pool instead of fresh pages every step;
+``aten::native_batch_norm_backward`` otherwise).
 Only ``x`` is kept for the backward, where the unfused pair keeps both ``x`` and ``y``.
 
 Running statistics, ``num_batches_tracked`` and ``momentum=None`` (cumulative average) follow
@@ -23,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .batchnorm_kernel import channel_stats
+from .batchnorm_kernel import batch_norm_backward, channel_stats
 from .fused import compute_dtype, cpu_kernel_available
 
 
@@ -47,8 +49,11 @@ class _BatchNormOutput(torch.autograd.Function):
         x4, g4 = x.flatten(0, 1), g.flatten(0, 1)
         if g4.stride() != x4.stride():  # the same layout for both, as ATen's kernel reads them
             g4 = torch.empty_like(x4).copy_(g4)
-        gx, gw, gb = torch.ops.aten.native_batch_norm_backward(g4, x4, weight, running_mean, running_var, mean, invstd,
-                                                               ctx.training, ctx.eps, mask)
+        out = batch_norm_backward(g4, x4, weight, mean, invstd, mask) if ctx.training else None
+        if out is None:
+            out = torch.ops.aten.native_batch_norm_backward(g4, x4, weight, running_mean, running_var, mean, invstd,
+                                                            ctx.training, ctx.eps, mask)
+        gx, gw, gb = out
         return (gx.view_as(x) if gx is not None else None), gw, gb, None, None, None, None, None, None
 
 
