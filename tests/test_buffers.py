@@ -62,3 +62,33 @@ def test_outputs_kept_across_training_steps_are_not_overwritten():
     x = torch.rand(64, 32, 256) * 2
     lif.reset()
     assert torch.equal(lif(x), ref(x))
+
+
+def test_pooled_residual_sum_equals_plus_and_passes_gradients():
+    """``Add`` (residual connections) writes large sums into the pool: values and gradients are
+    those of ``a + b``, a kept sum is never overwritten, small or mixed inputs take ``a + b``."""
+    from snnir.backends.torch import buffers
+    from snnir.backends.torch.layers import Add
+
+    torch.manual_seed(1)
+    add = Add(step_mode="m")
+    kept = []
+    for _ in range(3):
+        a = torch.randn(4, 8, 64, 32, 32, requires_grad=True)  # 8 MiB: pooled
+        b = torch.randn(4, 8, 64, 32, 32, requires_grad=True)
+        s = add(a, b)
+        assert torch.equal(s, a.detach() + b.detach()) and s.grad_fn is not None
+        g = torch.randn_like(s)
+        (s * g).sum().backward()
+        assert torch.equal(a.grad, g) and torch.equal(b.grad, g)
+        kept.append((s, s.detach().clone()))
+    for s, copy in kept:
+        assert torch.equal(s, copy)
+    with torch.no_grad():
+        a = torch.randn(2, 512, 1024)
+        assert buffers.add(a, a).grad_fn is None and torch.equal(buffers.add(a, a), a + a)
+    small, half = torch.randn(3, 4), torch.randn(2, 512, 1024, dtype=torch.float64)
+    assert torch.equal(buffers.add(small, small), small + small)
+    assert torch.equal(buffers.add(half.mT, half.mT), half.mT + half.mT)  # not contiguous: a + b
+    three = Add()(small, small, small)
+    assert torch.equal(three, small + small + small)

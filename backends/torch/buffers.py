@@ -109,3 +109,40 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
 def release() -> None:
     """``POOL.release()``: return the free pooled buffers to the OS."""
     POOL.release()
+
+
+class _PooledAdd(torch.autograd.Function):
+    """``a + b`` written into a pooled buffer; the gradient passes to both inputs, as ``AddBackward``."""
+
+    @staticmethod
+    def forward(ctx, a, b):  # type: ignore[override]
+        return torch.add(a, b, out=POOL.empty(tuple(a.shape), a.dtype))
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        return g, g
+
+
+def add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a + b``, the sum in a pooled buffer when it is large (a residual connection's sum is as
+    large as the layer's activations: fresh pages every step otherwise). Same values as ``a + b``
+    (the same kernel); anything but two contiguous CPU tensors of one shape and floating dtype,
+    below ``MIN_BYTES`` or under ``torch.compile`` is plain ``a + b``.
+
+    Example:
+        >>> import torch
+        >>> a, b = torch.rand(512, 1024, requires_grad=True), torch.rand(512, 1024)
+        >>> s = add(a, b)
+        >>> torch.equal(s, a + b)
+        True
+        >>> s.sum().backward(); bool((a.grad == 1).all())
+        True
+    """
+    if (type(a) is not torch.Tensor or type(b) is not torch.Tensor or a.device.type != "cpu"
+            or b.device.type != "cpu" or a.shape != b.shape or a.dtype != b.dtype or not a.is_floating_point()
+            or a.numel() * a.dtype.itemsize < MIN_BYTES or POOL.max_bytes <= 0 or not a.is_contiguous()
+            or not b.is_contiguous() or torch.compiler.is_compiling()):
+        return a + b
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        return _PooledAdd.apply(a, b)
+    return torch.add(a, b, out=POOL.empty(tuple(a.shape), a.dtype))

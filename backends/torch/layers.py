@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import pool_kernel, skinny_kernel, spike_linear
+from . import buffers, pool_kernel, skinny_kernel, spike_linear
 from .base import FoldTime, StepModule, check_step_mode, check_time_axis
 
 
@@ -174,7 +174,7 @@ class Add(StepModule):
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         out = xs[0]
         for x in xs[1:]:
-            out = out + x
+            out = buffers.add(out, x)
         return out
 
 
