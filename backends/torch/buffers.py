@@ -36,6 +36,25 @@ import torch
 MIN_BYTES = 1 << 20  # smaller blocks stay on glibc's heap, which keeps them mapped anyway
 
 
+# glibc serves a block from fresh mmap pages (faulted in on first touch) when it is larger than its
+# mmap threshold, which starts at 128 KiB and rises, up to 32 MiB, each time such a block is freed,
+# so a torch program soon keeps blocks of up to 32 MiB on its heap, mapped. Pooled buffers are
+# never freed, so in a process where snnir's kernels produce most of the large tensors glibc would
+# not adapt, and torch's own large outputs (convolutions, oneDNN's reorders) would fault in every
+# step. The pool's first buffer therefore frees one untouched block just under the limit: glibc's
+# own adaptation, once (no effect where MALLOC_MMAP_THRESHOLD_ or mallopt fixed the threshold).
+_GLIBC_DYNAMIC_MAX = 32 << 20
+_adapted = False
+
+
+def _adapt_glibc_mmap_threshold() -> None:
+    global _adapted
+    if not _adapted and sys.platform.startswith("linux"):
+        block = torch.empty(_GLIBC_DYNAMIC_MAX - (64 << 10), dtype=torch.uint8)  # untouched: no page faulted in
+        del block
+    _adapted = True
+
+
 def _limit() -> int:
     try:
         return int(float(os.environ.get("SNNIR_BUFFER_POOL_MB", "2048")) * (1 << 20))
@@ -71,6 +90,7 @@ class BufferPool:
                     self._drop_free()
                 if self._held + nbytes > self.max_bytes:
                     return torch.empty(shape, dtype=dtype)  # the pool is full of live buffers
+                _adapt_glibc_mmap_threshold()
                 buf = np.empty(nbytes, np.uint8)
                 same.append(buf)
                 self._held += nbytes
