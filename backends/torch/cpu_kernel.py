@@ -117,8 +117,10 @@ def generate_source(step: LoweredStep, dtype: str, per_neuron: frozenset[str] = 
     scalars = [f"const scalar_t {n} = (scalar_t)prm[{i}];" for i, n in enumerate(step.uniforms) if n not in per_neuron]
     # per-neuron uniforms: this tile's values in L1, loaded once per call
     tile_arrays = [f"scalar_t ua_{n}[{TILE_MAX}];" for n in arrays]
-    tile_arrays += [f"for (int64_t j_ = 0; j_ < nb_; ++j_) ua_{n}[j_] = arrays[{a} * M + (b_ + j_) % M];"
-                    for a, n in enumerate(arrays)]
+    if arrays:  # neuron b_ + j_ of a sample at (b_ + j_) % M: one division per tile, not one per neuron
+        loads = " ".join(f"ua_{n}[j_] = arrays[{a} * M + m_];" for a, n in enumerate(arrays))
+        tile_arrays.append(f"{{ int64_t m_ = b_ % M; for (int64_t j_ = 0; j_ < nb_; ++j_) {{ {loads} "
+                           "if (++m_ == M) m_ = 0; } }")
     read_arrays = [f"const scalar_t {n} = ua_{n}[j_];" for n in arrays if n in per_neuron]
 
     def read_x(src: str) -> str:
