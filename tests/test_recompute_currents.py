@@ -258,3 +258,20 @@ def test_weight_modified_in_place_before_backward():
         model.layer("_2").bias.add_(1.0)  # the readout's bias: the default path would not notice
     with pytest.raises(RuntimeError, match="modified in place between forward and backward"):
         out.sum().backward()
+
+
+def test_torch_compile_traces_the_default_chain():
+    """Under ``torch.compile`` the option steps aside (the compiler plans its own memory): no graph
+    break, results as eager."""
+    x = _spikes(6, 8, 40, 0.3, seed=14)
+    graph = snnir.trace(_mlp((40, 30, 10), scale=5.0), x)
+    m = snnir.compile(graph, recompute_currents=True)
+    assert torch._dynamo.explain(m)(x).graph_break_count == 0
+    m.reset()
+    eager = _step(snnir.compile(graph), x)
+    compiled = _step(torch.compile(m, backend="aot_eager", fullgraph=True), x)
+    assert torch.equal(compiled[0], eager[0])
+    grads = {k.removeprefix("_orig_mod."): g for k, g in compiled[1].items()}
+    assert grads.keys() == eager[1].keys()
+    for name in eager[1]:
+        torch.testing.assert_close(grads[name], eager[1][name], rtol=1e-5, atol=1e-6, msg=name)

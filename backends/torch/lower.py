@@ -526,7 +526,8 @@ class GraphModule(StepModule):
         """``synapse [-> batchnorm] -> neuron`` (or ``batchnorm -> neuron``): a batchnorm is applied
         inside the neuron's kernel where that applies (``fused_bn``)."""
         layers = [self.layers[self._key[n]] for n in chain]
-        if self.recompute_currents and len(chain) == 2 and self._op[chain[0]] == "linear":
+        if (self.recompute_currents and len(chain) == 2 and self._op[chain[0]] == "linear"
+                and not torch.compiler.is_compiling()):  # traced: the compiler plans its own memory
             return recompute.linear_neuron(layers[0], layers[1], args[0])
         out = args[0] if self._op[chain[0]] == "batchnorm" else layers[0](*args)
         if self._op[chain[-2]] == "batchnorm":
