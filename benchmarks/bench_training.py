@@ -6,7 +6,8 @@ conv-BN-LIF layers, SEW-ResNet-18) are built in each framework from the same wei
 outputs are compared before anything is timed. All contenders live in one process and are timed
 in interleaved rounds (one step each per round, the order rotated every round), so a change in
 the machine's load hits all of them alike; the table gives medians with the spread (min-max) and
-each contender's speed-up over SpikingJelly computed round by round. Peak memory is measured per
+each contender's speed-up over SpikingJelly computed round by round, and the memory each step
+faults in (MiB, median: fresh pages, the cost of buffers not reused). Peak memory is measured per
 contender in a process of its own (growth of peak RSS during one step after two warm-up steps).
 
     python benchmarks/bench_training.py                       # both nets, default contenders
@@ -26,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -113,17 +115,25 @@ def run_interleaved(net: str, names: list[str], rounds: int, warmup: int) -> dic
         for _ in range(warmup):
             c.step()
     times: dict[str, list[float]] = {c.name: [] for c in contenders}
+    faults: dict[str, list[float]] = {c.name: [] for c in contenders}  # MiB of pages faulted in per step
     loads = [_load()]
     from tqdm import tqdm
 
     for r in tqdm(range(rounds), desc=f"{net} rounds", unit="round"):
         order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
         for c in order:
-            t0 = time.perf_counter()
+            f0, t0 = _minor_faults(), time.perf_counter()
             c.step()
             times[c.name].append((time.perf_counter() - t0) * 1000)
+            faults[c.name].append((_minor_faults() - f0) * resource.getpagesize() / 2**20)
         loads.append(_load())
-    return {"times_ms": times, "max_abs_diff_vs_first": agreement, "load": loads}
+    return {"times_ms": times, "fault_mib": faults, "max_abs_diff_vs_first": agreement, "load": loads}
+
+
+def _minor_faults() -> int:
+    """Pages this process has faulted in so far (fresh memory touched for the first time: a step that
+    reuses its buffers faults none; glibc unmapping large freed blocks makes every step fault them)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def memory_worker(net: str, name: str) -> dict:
@@ -151,7 +161,7 @@ def summarize(net: str, result: dict, peaks: dict) -> list[str]:
     times = result["times_ms"]
     lines = [f"\n{net}: load average {min(result['load']):.1f}-{max(result['load']):.1f} during the rounds",
              f"{'contender':<22}{'median ms':>11}{'min-max ms':>17}{'x SpikingJelly':>16}{'(min-max)':>14}"
-             f"{'peak MiB':>10}{'out diff':>10}"]
+             f"{'peak MiB':>10}{'out diff':>10}{'faults MiB':>12}"]
     sj = times.get("spikingjelly")
     for name, ts in times.items():
         speed = ""
@@ -162,7 +172,8 @@ def summarize(net: str, result: dict, peaks: dict) -> list[str]:
             speed = f"{statistics.median(ratios):>16.2f}{f'{min(ratios):.2f}-{max(ratios):.2f}':>14}"
         peak = peaks.get(name)
         lines.append(f"{name:<22}{statistics.median(ts):>11.1f}{f'{min(ts):.0f}-{max(ts):.0f}':>17}{speed}"
-                     f"{'' if peak is None else f'{peak:10.0f}'}{result['max_abs_diff_vs_first'][name]:>10.2g}")
+                     f"{'-' if peak is None else f'{peak:.0f}':>10}{result['max_abs_diff_vs_first'][name]:>10.2g}"
+                     f"{statistics.median(result['fault_mib'][name]):>12.0f}")
     return lines
 
 
