@@ -150,7 +150,9 @@ struct NeuronCallBackward : public torch::autograd::Node {
     if (at::GradMode::is_enabled()) {  // create_graph=True: as once_differentiable, refuse a second order
       bool any = false;
       for (const Tensor& t : grads) any = any || (t.defined() && t.requires_grad());
-      if (any) {
+      if (any) {  // outputs made to require grad (as once_differentiable's), their grad_fn an error
+        for (Tensor& t : out)
+          if (t.defined()) t.set_requires_grad(true);
         auto err = c10::make_intrusive<torch::autograd::DelayedError>(kOnce, 3);
         out = err->apply(std::move(out));
       }
