@@ -194,3 +194,26 @@ def test_no_grad_and_inference_calls_do_not_use_it():
         assert lif(x).grad_fn is None
     lif.reset()
     assert lif(x.detach()).grad_fn is None
+
+
+@needs_native
+@pytest.mark.parametrize("env", ["1", "0"])
+def test_the_build_starts_after_enough_training_calls(env, monkeypatch):
+    monkeypatch.setenv("SNNIR_NATIVE_CALL", env)
+    monkeypatch.setattr(native_call, "_LOADER", native_call._Loader())
+    monkeypatch.setattr(native_call, "START_AFTER", 3)
+    built = []
+    monkeypatch.setattr(native_call, "build", lambda: built.append(1) or NATIVE)
+    lif = snn.LIF(tau=2.0, step_mode="m")
+    x = torch.rand(4, 2, 8, requires_grad=True)
+    names = []
+    for _ in range(6):
+        names.append(lif(x).grad_fn.name())
+        lif.reset()
+        if native_call._LOADER.thread is not None:
+            native_call._LOADER.thread.join()
+    if env == "0":  # turned off: never built
+        assert not built and set(names) == {"_DirectNeuronBackward"}
+    else:  # the third call starts the build; once loaded, the plan takes it
+        assert built == [1]
+        assert names == ["_DirectNeuronBackward"] * 3 + ["NeuronCallBackward"] * 3

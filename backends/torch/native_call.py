@@ -9,10 +9,13 @@ and attaches a C++ autograd node whose backward calls the backward kernel: the s
 the same arguments as ``fused_call._DirectNeuron``, so outputs and gradients are bit-identical.
 
 The extension is compiled against the installed torch's headers (~15 s on two cores: torch's
-autograd headers are large), in a background thread started by the first training call, and
-cached in the kernel cache (``$SNNIR_CACHE_DIR``) by torch version, source, compiler and flags;
-until it is loaded, and wherever it cannot be built (no C++ compiler, no Python or torch
-headers), calls take the Python path. ``SNNIR_NATIVE_CALL=0`` turns it off. Calls under
+autograd headers are large), in a background thread that the process's ``START_AFTER``-th
+eligible training call starts (``wait()`` builds it at once), and cached in the kernel cache
+(``$SNNIR_CACHE_DIR``) by torch version, source, compiler and flags; until it is loaded, and
+wherever it cannot be built (no C++ compiler, no Python or torch headers), calls take the Python
+path. ``SNNIR_NATIVE_CALL=0`` turns it off. Eligible: plain CPU tensors whose outputs are below
+the buffer pool's size (where the per-call cost matters), no ``store_v_seq``, outside functorch
+transforms and forward-mode AD. Calls under
 ``no_grad`` never use it (they call the C kernel directly), nor does ``torch.compile`` (which
 traces the ``snnir::neuron_forward`` op).
 
@@ -346,9 +349,10 @@ class _Loader:
 
     def __init__(self) -> None:
         self.module: ModuleType | None = None
-        self.failed = os.environ.get("SNNIR_NATIVE_CALL", "1") in ("0", "false", "off", "no")
+        self.failed = False
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
+        self.calls = 0  # training calls that asked for it before the build started
 
     def _run(self) -> None:
         try:
@@ -363,6 +367,8 @@ class _Loader:
 
     def start(self) -> None:
         with self.lock:
+            if os.environ.get("SNNIR_NATIVE_CALL", "1").lower() in ("0", "false", "off", "no"):
+                self.failed = True
             if self.thread is None and not self.failed:
                 self.thread = threading.Thread(target=self._run, name="snnir-native-call-build", daemon=True)
                 self.thread.start()
@@ -382,11 +388,19 @@ if not hasattr(_LOADER, "loader"):
 _LOADER = _LOADER.loader
 
 
+# Training calls before the background build starts: a short script (a test, an example) never pays
+# the compiler; a training run, whose per-call cost adds up, does, once per cache.
+START_AFTER = 200
+
+
 def loaded() -> ModuleType | None:
-    """The extension if it is loaded; otherwise starts building it (once) and returns ``None``."""
+    """The extension if it is loaded; otherwise counts the call, starts building it (once) after
+    ``START_AFTER`` calls, and returns ``None``."""
     module = _LOADER.module
     if module is None and _LOADER.thread is None and not _LOADER.failed:
-        _LOADER.start()
+        _LOADER.calls += 1
+        if _LOADER.calls >= START_AFTER:
+            _LOADER.start()
     return module
 
 
