@@ -124,6 +124,13 @@ def test_a_missing_compiler_is_a_build_error(monkeypatch, tmp_path):
 
 
 @needs_native
+def test_a_built_extension_is_loaded_from_the_cache(monkeypatch):
+    native_call.build()  # in the cache since NATIVE
+    monkeypatch.setattr(native_call.subprocess, "run", lambda *a, **k: pytest.fail("compiled again"))
+    assert native_call.build().neuron_call is NATIVE.neuron_call
+
+
+@needs_native
 @pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
 def test_double_backward_is_refused(native, monkeypatch):
     if not native:

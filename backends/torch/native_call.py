@@ -321,7 +321,8 @@ def build() -> ModuleType:
         src = Path(tmp) / "native_call.cpp"
         out = Path(tmp) / "native_call.so"
         command = _command(src, out)
-        key_text = "\0".join([SOURCE, torch.__version__, os.path.dirname(torch.__file__), sys.version, *command[1:],
+        flags = _command(Path("SOURCE"), Path("OUT"))  # the key: no temporary path in it
+        key_text = "\0".join([SOURCE, torch.__version__, os.path.dirname(torch.__file__), sys.version, *flags,
                               _host_tag()])
         lib_path = _cache_dir() / f"snnir_native_{hashlib.sha256(key_text.encode()).hexdigest()[:24]}.so"
         if not lib_path.exists():
