@@ -55,7 +55,9 @@ NEURONS = {
     "LIF per-channel tau": (lambda: snn.LIF(tau=torch.tensor([2.0, 4.0, 8.0]).view(3, 1), step_mode="m"),
                             (4, 2, 3, 5)),
     "LIF float64": (lambda: snn.LIF(tau=2.0, step_mode="m"), (3, 2, 6)),
+    "LIF bfloat16": (lambda: snn.LIF(tau=2.0, step_mode="m"), (3, 2, 6)),
 }
+DTYPES = {"float64": torch.float64, "bfloat16": torch.bfloat16}
 
 
 @needs_native
@@ -63,7 +65,7 @@ NEURONS = {
 def test_native_call_is_bit_identical_to_the_python_call(name, monkeypatch):
     make, shape = NEURONS[name]
     torch.manual_seed(1)
-    x = torch.rand(*shape, dtype=torch.float64 if "float64" in name else torch.float32) * 2
+    x = torch.rand(*shape, dtype=DTYPES.get(name.split()[-1], torch.float32)) * 2
     native = train_steps(make, x)
     assert set(native[3]) == {"NeuronCallBackward"}
     python_path(monkeypatch)
@@ -201,6 +203,8 @@ def test_no_grad_and_inference_calls_do_not_use_it():
         assert lif(x).grad_fn is None
     lif.reset()
     assert lif(x.detach()).grad_fn is None
+    kept = snn.LIF(tau=2.0, step_mode="m", store_v_seq=True)  # a voltage sequence: the Python call
+    assert kept(x).grad_fn.name() == "_DirectNeuronBackward" and kept.v_seq.shape == x.shape
 
 
 @needs_native

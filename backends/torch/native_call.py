@@ -87,7 +87,7 @@ struct Plan {
   int64_t T, N, M, S, tile, bwd_tile;
   int fwd_threads, bwd_threads;
   std::vector<int64_t> state_shape;  // the final state's shape: one state in memory order (S = 1) or [S, N]
-  at::ScalarType sdtype;
+  at::ScalarType dtype, sdtype;  // the sequences' and the states' types
   Tensor init;  // [S]: the initial values broadcast to every neuron (read with column stride 0)
   Tensor prm, arrays;
 };
@@ -171,9 +171,9 @@ static void free_plan(PyObject* capsule) {
 static bool is_tensor(PyObject* o) { return THPVariable_Check(o); }
 
 // make_plan(fwd, bwd, T, N, M, S, tile, bwd_tile, fwd_threads, bwd_threads, state_shape, init, prm, arrays,
-//           sdtype_like) -> capsule
+//           dtype_like, sdtype_like) -> capsule
 static PyObject* make_plan(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 15 || !is_tensor(args[12]) || !is_tensor(args[13]) || !is_tensor(args[14]) ||
+  if (nargs != 16 || !is_tensor(args[12]) || !is_tensor(args[13]) || !is_tensor(args[14]) || !is_tensor(args[15]) ||
       !PyTuple_Check(args[10])) {
     PyErr_SetString(PyExc_TypeError, "make_plan: bad arguments");
     return nullptr;
@@ -200,7 +200,8 @@ static PyObject* make_plan(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   }
   plan->prm = THPVariable_Unpack(args[12]);
   plan->arrays = THPVariable_Unpack(args[13]);
-  plan->sdtype = THPVariable_Unpack(args[14]).scalar_type();
+  plan->dtype = THPVariable_Unpack(args[14]).scalar_type();
+  plan->sdtype = THPVariable_Unpack(args[15]).scalar_type();
   return PyCapsule_New(new std::shared_ptr<const Plan>(std::move(plan)), "snnir.Plan", free_plan);
 }
 
@@ -228,7 +229,10 @@ static PyObject* neuron_call(PyObject*, PyObject* const* args, Py_ssize_t nargs)
     if (x._fw_grad(0).defined() || (state0.defined() && state0._fw_grad(0).defined()) ||
         (learn.defined() && learn._fw_grad(0).defined()))
       Py_RETURN_NOTIMPLEMENTED;
-    TORCH_CHECK(x.is_cpu() && x.numel() == p.T * p.N && arrays.size(1) == p.M,
+    TORCH_CHECK(x.is_cpu() && x.scalar_type() == p.dtype && x.numel() == p.T * p.N &&
+                x.is_non_overlapping_and_dense() && arrays.dim() == 2 && arrays.size(1) == p.M &&
+                arrays.scalar_type() == p.sdtype && arrays.is_contiguous() &&
+                (!state0.defined() || state0.numel() == p.S * p.N),
                 "neuron_call: the input does not match its plan");
     // the initial state as the kernels read it (fused.initial_rows)
     Tensor rows;
@@ -420,7 +424,11 @@ def plan_handle(plan: Any) -> Any:
     address = ctypes.cast(kernel._fwd, ctypes.c_void_p).value, ctypes.cast(kernel._bwd, ctypes.c_void_p).value
     init = None if plan.init_rows is None else plan.init_rows[0]
     state_shape = plan.state_shape if plan.S == 1 else (plan.S, plan.N)  # ``Plan.new_state``
-    handle = module.make_plan(*address, plan.T, plan.N, plan.M, plan.S, plan.fwd_head[3].value, plan.bwd_tile,
-                              plan.fwd_threads.value, plan.bwd_threads.value, state_shape, init, plan.prm, plan.arrays,
-                              plan.no_learn)
+    try:
+        handle = module.make_plan(*address, plan.T, plan.N, plan.M, plan.S, plan.fwd_head[3].value, plan.bwd_tile,
+                                  plan.fwd_threads.value, plan.bwd_threads.value, state_shape, init, plan.prm,
+                                  plan.arrays, torch.empty(0, dtype=kernel.dtype), plan.no_learn)
+    except (TypeError, ValueError, OverflowError, RuntimeError) as e:  # never break a training call
+        warnings.warn(f"snnir native call: this plan takes the Python path ({e})", RuntimeWarning, stacklevel=3)
+        return False
     return functools.partial(module.neuron_call, handle)
