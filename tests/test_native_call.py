@@ -228,3 +228,15 @@ def test_the_build_starts_after_enough_training_calls(env, monkeypatch):
     else:  # the third call starts the build; once loaded, the plan takes it
         assert built == [1]
         assert names == ["_DirectNeuronBackward"] * 3 + ["NeuronCallBackward"] * 3
+
+
+@needs_native
+def test_forward_mode_ad_is_refused_as_by_the_python_call():
+    lif = snn.LIF(tau=2.0, step_mode="m")
+    x = torch.rand(4, 2, 8, requires_grad=True)
+    assert lif(x).grad_fn.name() == "NeuronCallBackward"
+    lif.reset()
+    with torch.autograd.forward_ad.dual_level():  # the extension hands it to the Python call, which refuses it
+        dual = torch.autograd.forward_ad.make_dual(x, torch.ones_like(x))
+        with pytest.raises(NotImplementedError, match="jvp"):
+            lif(dual)
