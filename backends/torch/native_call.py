@@ -15,9 +15,8 @@ eligible training call starts (``wait()`` builds it at once), and cached in the 
 wherever it cannot be built (no C++ compiler, no Python or torch headers), calls take the Python
 path. ``SNNIR_NATIVE_CALL=0`` turns it off. Eligible: plain CPU tensors whose outputs are below
 the buffer pool's size (where the per-call cost matters), no ``store_v_seq``, outside functorch
-transforms and forward-mode AD. Calls under
-``no_grad`` never use it (they call the C kernel directly), nor does ``torch.compile`` (which
-traces the ``snnir::neuron_forward`` op).
+transforms and forward-mode AD. Calls under ``no_grad`` never use it (they call the C kernel
+directly), nor does ``torch.compile`` (which traces the ``snnir::neuron_forward`` op).
 
 Example:
     >>> import torch
@@ -387,10 +386,10 @@ class _Loader:
 
 # One loader per process, shared by every copy of this module (pytest's doctest collection imports
 # the file a second time as ``backends.torch.native_call``).
-_LOADER = sys.modules.setdefault("snnir.backends.torch._native_call_state", ModuleType("_native_call_state"))
-if not hasattr(_LOADER, "loader"):
-    _LOADER.loader = _Loader()
-_LOADER = _LOADER.loader
+_SHARED = sys.modules.setdefault("snnir.backends.torch._native_call_state", ModuleType("_native_call_state"))
+if not hasattr(_SHARED, "loader"):
+    _SHARED.loader = _Loader()
+_LOADER = _SHARED.loader
 
 
 # Training calls before the background build starts: a short script (a test, an example) never pays
