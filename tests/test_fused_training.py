@@ -1,6 +1,6 @@
 """Whole-network fast paths against their reference paths: BatchNorm inside the neuron pass,
-chains in compiled graphs, channels-last and bfloat16 compilation, the skinny linear kernels,
-torch.compile of a compiled graph.
+chains in compiled graphs, channels-last and bfloat16 compilation, torch.compile of a compiled
+graph.
 
 float64 runs are compared tightly (the fused BatchNorm sums its statistics in another order than
 torch, so float32 voltages may differ in the last bit: float32 spikes are compared where the
@@ -12,7 +12,7 @@ import torch
 
 import snnir
 from snnir import nn as snn
-from snnir.backends.torch import fused_bn, skinny_kernel
+from snnir.backends.torch import fused_bn
 from snnir.backends.torch.batchnorm_kernel import channel_stats
 
 
@@ -186,42 +186,6 @@ def test_torch_compile_of_a_compiled_graph_has_no_graph_break():
     assert torch.equal(compiled[0], eager[0])
     for name in eager[2]:
         torch.testing.assert_close(compiled[2][name], eager[2][name], rtol=1e-5, atol=1e-6, msg=name)
-
-
-@pytest.mark.parametrize("rows,inputs,outputs", [(6400, 784, 10), (130, 33, 64), (64, 5, 1), (97, 200, 17)])
-def test_skinny_linear_against_torch(rows, inputs, outputs):
-    torch.manual_seed(11)
-    x = torch.rand(rows, inputs, requires_grad=True)
-    w = torch.randn(outputs, inputs, requires_grad=True)
-    b = torch.randn(outputs, requires_grad=True)
-    assert skinny_kernel.supported(x, w)
-    y = skinny_kernel.linear(x, w, b)
-    ref_args = [t.detach().clone().requires_grad_() for t in (x, w, b)]
-    y_ref = torch.nn.functional.linear(*ref_args)
-    exact = torch.nn.functional.linear(*(t.detach().double() for t in (x, w, b)))
-
-    def as_accurate_as_blas(ours, blas, exact):  # float32 summation order is all that differs
-        assert (ours.double() - exact).abs().max() <= 2 * (blas.double() - exact).abs().max() + 1e-6
-
-    as_accurate_as_blas(y.detach(), y_ref.detach(), exact)
-    g = torch.randn_like(y)
-    y.backward(g), y_ref.backward(g)
-    as_accurate_as_blas(w.grad, ref_args[1].grad, g.double().t() @ x.detach().double())
-    as_accurate_as_blas(b.grad, ref_args[2].grad, g.double().sum(0))
-    torch.testing.assert_close(x.grad, ref_args[0].grad)  # torch's own GEMM
-
-
-def test_snn_linear_runs_torchs_linear_on_dense_inputs():
-    """The few-output kernels are no faster than MKL on a quiet machine: snn.Linear keeps torch's."""
-    torch.manual_seed(12)
-    lin = snn.Linear(50, 10, step_mode="m")
-    x = torch.rand(8, 16, 50)
-    assert torch.equal(lin(x), torch.nn.functional.linear(x.reshape(-1, 50), lin.weight, lin.bias).view(8, 16, 10))
-    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast: torch's bfloat16 linear
-        assert lin(x).dtype == torch.bfloat16
-    assert not skinny_kernel.supported(torch.rand(100, 50), torch.rand(65, 50))  # wide: BLAS
-    assert not skinny_kernel.supported(torch.rand(100, 50, dtype=torch.float64), torch.rand(5, 50,
-                                                                                            dtype=torch.float64))
 
 
 @pytest.mark.parametrize("layers", ["linear", "conv1d"])

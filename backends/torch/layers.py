@@ -35,27 +35,31 @@ def _folded(torch_layer: type[nn.Module]) -> type[nn.Module]:
 
 class Linear(_folded(nn.Linear)):
     """``torch.nn.Linear`` with ``step_mode`` (``[T, N, ...]`` folded into ``[T*N, ...]`` in ``'m'``
-    mode). Dense inputs run torch's linear: snnir's few-output kernels (``skinny_kernel``) measured
-    no faster than MKL on a quiet machine (0.95-1.03x on ``[6400, 784] -> 10``, slower with 64
-    outputs or few rows), so they are not taken by default.
+    mode). With few outputs (a readout: at most ``skinny_kernel.tile()``, 10 with AVX-512) and
+    many rows, float32 CPU inputs run snnir's few-output kernels (``skinny_kernel``: ~2x MKL's
+    forward there, and a weight gradient that uses both threads); otherwise torch's linear.
 
     ``spike_input = True`` (set by the torch lowering where the input is a neuron's output) lets
     a layer with more outputs skip the zeros of a sparse input (``spike_linear``: at most
-    ``MAX_DENSITY`` nonzero, counted per call; float32/float64 CPU); again only the summation
-    order differs.
+    ``MAX_DENSITY`` nonzero, counted per call; float32/float64 CPU). Either way only the float
+    summation order differs from torch's.
     """
 
     spike_input = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2 and x.shape[0] < 64:  # a few rows (streaming): BLAS, straight away
+        if x.dim() == 2 and x.shape[0] < skinny_kernel.MIN_ROWS:  # a few rows (streaming): BLAS, straight away
             return F.linear(x, self.weight, self.bias) if self.step_mode == "s" else super().forward(x)
-        if (self.spike_input and self.out_features > skinny_kernel.MAX_OUT and x.dim() >= 2
-                and not torch.is_autocast_enabled(x.device.type)):
+        if x.dim() >= (3 if self.step_mode == "m" else 2) and x.shape[-1] == self.in_features:
             rows = x.reshape(-1, x.shape[-1])
-            density = spike_linear.event_density(rows, self.weight)
-            if density is not None:
-                return spike_linear.linear(rows, self.weight, self.bias, density).view(*x.shape[:-1], self.out_features)
+            if skinny_kernel.supported(rows, self.weight):
+                return skinny_kernel.linear(rows, self.weight, self.bias).view(*x.shape[:-1], self.out_features)
+            if (self.spike_input and self.out_features >= spike_linear.MIN_OUTPUTS
+                    and not torch.is_autocast_enabled(x.device.type)):
+                density = spike_linear.event_density(rows, self.weight)
+                if density is not None:
+                    y = spike_linear.linear(rows, self.weight, self.bias, density)
+                    return y.view(*x.shape[:-1], self.out_features)
         return super().forward(x)
 
 

@@ -44,6 +44,7 @@ from .threads import kernel_threads
 MAX_DENSITY = 0.15     # nonzero fraction of the input below which the event forward is faster (measured)
 MAX_DENSITY_GW = 0.08  # the same for the event weight gradient
 MIN_ROWS = 64       # fewer rows (streaming): BLAS is as fast and the density count is pure overhead
+MIN_OUTPUTS = 65    # fewer outputs: a readout, where the dense few-output kernel or BLAS is as fast
 BLOCK = 256
 
 _SOURCE = r"""
