@@ -48,19 +48,32 @@ class Linear(_folded(nn.Linear)):
     spike_input = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.product(x, self.weight, self.bias)
+
+    def product(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """``forward`` with the given ``weight`` and ``bias``: the same kernel choice, so a value
+        computed again from the tensors a forward used (``recompute``) is the same bits."""
         if x.dim() == 2 and x.shape[0] < skinny_kernel.MIN_ROWS:  # a few rows (streaming): BLAS, straight away
-            return F.linear(x, self.weight, self.bias) if self.step_mode == "s" else super().forward(x)
+            return F.linear(x, weight, bias) if self.step_mode == "s" else self._dense(x, weight, bias)
         if x.dim() >= (3 if self.step_mode == "m" else 2) and x.shape[-1] == self.in_features:
             rows = x.reshape(-1, x.shape[-1])
-            if skinny_kernel.supported(rows, self.weight):
-                return skinny_kernel.linear(rows, self.weight, self.bias).view(*x.shape[:-1], self.out_features)
+            if skinny_kernel.supported(rows, weight):
+                return skinny_kernel.linear(rows, weight, bias).view(*x.shape[:-1], self.out_features)
             if (self.spike_input and self.out_features >= spike_linear.MIN_OUTPUTS
                     and not torch.is_autocast_enabled(x.device.type)):
-                density = spike_linear.event_density(rows, self.weight)
+                density = spike_linear.event_density(rows, weight)
                 if density is not None:
-                    y = spike_linear.linear(rows, self.weight, self.bias, density)
+                    y = spike_linear.linear(rows, weight, bias, density)
                     return y.view(*x.shape[:-1], self.out_features)
-        return super().forward(x)
+        return self._dense(x, weight, bias)
+
+    def _dense(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """torch's linear, time folded into batch in ``'m'`` mode (``FoldTime``'s checks and errors)."""
+        if self.step_mode == "s":
+            return F.linear(x, weight, bias)
+        if x.dim() < 2:
+            return super().forward(x)  # FoldTime's error for a missing time axis
+        return F.linear(x.flatten(0, 1), weight, bias).unflatten(0, x.shape[:2])
 
 
 Conv1d = _folded(nn.Conv1d)

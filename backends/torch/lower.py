@@ -22,7 +22,7 @@ from snnir.passes.grouping import group_synapse_neuron
 from snnir.passes.schedule import schedule as schedule_pass
 from snnir.surrogate import surrogate_from_dict
 
-from . import fused_bn
+from . import fused_bn, recompute
 from . import layers as L
 from . import stateful as S
 from . import tensor_ops as X
@@ -281,9 +281,10 @@ class GraphModule(StepModule):
     """
 
     def __init__(self, graph: Graph, step_mode: str = "m", memory_format: torch.memory_format | None = None,
-                 fuse: bool = True, check_finite: bool = False) -> None:
+                 fuse: bool = True, check_finite: bool = False, recompute_currents: bool = False) -> None:
         super().__init__()
         self.check_finite = bool(check_finite)
+        self.recompute_currents = bool(recompute_currents)
         graph = graph.copy().validate()
         if "schedule" not in graph.meta:
             graph = schedule_pass(graph)
@@ -525,6 +526,9 @@ class GraphModule(StepModule):
         """``synapse [-> batchnorm] -> neuron`` (or ``batchnorm -> neuron``): a batchnorm is applied
         inside the neuron's kernel where that applies (``fused_bn``)."""
         layers = [self.layers[self._key[n]] for n in chain]
+        if (self.recompute_currents and len(chain) == 2 and self._op[chain[0]] == "linear"
+                and not torch.compiler.is_compiling()):  # traced: the compiler plans its own memory
+            return recompute.linear_neuron(layers[0], layers[1], args[0])
         out = args[0] if self._op[chain[0]] == "batchnorm" else layers[0](*args)
         if self._op[chain[-2]] == "batchnorm":
             bn, neuron = layers[-2], layers[-1]
@@ -604,7 +608,8 @@ def _late(node_id: str) -> str:
 
 
 def compile(graph: Graph, step_mode: str = "m", memory_format: torch.memory_format | None = None,
-            fuse: bool = True, check_finite: bool = False, **kwargs: Any) -> GraphModule:
+            fuse: bool = True, check_finite: bool = False, recompute_currents: bool = False,
+            **kwargs: Any) -> GraphModule:
     """Lower ``graph`` to a trainable ``GraphModule`` (see its docstring).
 
     The module starts in the training mode the graph records (``graph.meta["training"]``, set by
@@ -617,6 +622,12 @@ def compile(graph: Graph, step_mode: str = "m", memory_format: torch.memory_form
     (default): the chains of ``group_synapse_neuron`` (computed here if the graph has none) run as
     one unit: a batchnorm before a neuron is applied inside the neuron's kernel.
     ``check_finite=True`` names the first node whose output holds NaN or Inf (``NonFiniteError``).
+    ``recompute_currents=True`` (a memory opt-in, with ``fuse``): a ``linear -> neuron`` chain does
+    not keep the linear's output (the neuron's input current, ``T * N * out`` values) for backward;
+    the backward computes it again with one more forward product per layer (same kernel, same
+    bits: outputs and gradients equal the default's). A graph without such chains, single-step
+    mode, and chains run unfused (``check_finite``, monitors) are unaffected. See
+    ``backends/torch/recompute.py``; settable later as ``module.recompute_currents``.
     A graph with learning synapses (``meta["plasticity"]``, see ``snnir.learning``) compiles with
     one ``Learner`` per synapse in ``module.learners`` (keyed by node id), recording from the start.
 
@@ -637,7 +648,7 @@ non-finite value appears
     if kwargs:
         raise TypeError(f"torch backend: unknown options {sorted(kwargs)}")
     module = GraphModule(graph, step_mode=step_mode, memory_format=memory_format, fuse=fuse,
-                         check_finite=check_finite)
+                         check_finite=check_finite, recompute_currents=recompute_currents)
     module.train(bool(graph.meta.get("training", True)))
     for node_id, flag in graph.meta.get("training_nodes", {}).items():
         if node_id in module._key:
