@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from . import buffers, layout
+from . import buffers, layout, native_call
 from .fused import CpuKernel, _reduce_learn, _tile, compute_dtype, config, cpu_kernel, initial_rows, neuron_forward
 from .threads import kernel_threads
 
@@ -66,6 +66,9 @@ class Plan:
     bwd_threads: Any = 1
     pooled: bool = False  # outputs large enough for the buffer pool (``buffers``)
     state_args: tuple = ()  # ``new_empty(*state_args)``: the final state, [S, N] or (S = 1) one state's shape
+    # the training call's handle in the C++ extension (``native_call``): None until it is loaded,
+    # False where this plan takes the Python ``_DirectNeuron`` (pooled outputs, a voltage sequence)
+    native: Any = None
 
     def __post_init__(self) -> None:
         self.state_shape, self.shape = tuple(self.pshape[1:]), tuple(self.pshape)
@@ -73,6 +76,7 @@ class Plan:
         self.state_args = (self.state_shape or ((),)) if self.S == 1 else (self.S, self.N)
         self.head = self.sig[:-1]
         if self.kernel is None:
+            self.native = False
             return
         T, N = self.T, self.N
         tile = self.tile or _tile(N)
@@ -86,6 +90,8 @@ class Plan:
         self.fwd_threads = ctypes.c_int(kernel_threads(T * N, -(-N // tile)))
         self.bwd_threads = ctypes.c_int(kernel_threads(T * N, -(-N // self.bwd_tile)))
         self.pooled = T * N * self.kernel.dtype.itemsize >= buffers.MIN_BYTES
+        if self.pooled or self.want_v:  # large calls: the Python path's cost is negligible there
+            self.native = False
         if self.order is None and not self.copy and not self.want_v and self.init is not None:
             self.fast = True
             if T == 1 and self.sig:  # x.unsqueeze(0) of a step x matches exactly when x's shape and strides do
@@ -194,6 +200,14 @@ def run_plan(module: Any, plan: Plan, x_seq: torch.Tensor, params: dict[str, Any
     kernel = plan.kernel
     if kernel is not None and torch.is_grad_enabled() and (x_seq.requires_grad or state0.requires_grad
                                                            or learn is not None and learn.requires_grad):
+        native = plan.native
+        if native is None:
+            native = plan.native = native_call.plan_handle(plan)
+        if native and not torch._C._are_functorch_transforms_active():
+            out = native(x_seq, None if state0 is plan.init else state0, learn, arrays)
+            if out is not NotImplemented:  # else forward-mode AD: the Python Function below
+                _store(module, plan, out[1], own_shape=True)
+                return out[0]
         out = _direct(x_seq, state0, learn, arrays, plan)
         spikes, state = out[0], out[1]
         v_seq = out[2] if plan.want_v else None
