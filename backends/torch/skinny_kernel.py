@@ -8,9 +8,9 @@ the input's reading allows (measured ``[6400, 784] -> 10``, 1 thread: 1.5-1.8 ms
 
 - forward: dot products along the input, 2 rows x (up to) 10 outputs of accumulators in
   registers, each input row read once, the next rows prefetched;
-- weight gradient ``g^T x``: 10 outputs x 2 vectors of input columns in registers per block of 128
-  rows (each block summed from zero, then added: rounding error grows like ``R/128 + 128``, not
-  ``R``); the columns are split between threads, so every element is summed in one order
+- weight gradient ``g^T x``: 10 outputs x 2 vectors of input columns in registers per block of 32
+  rows (each block summed from zero, then added: rounding error grows like ``R/32 + 32``, not
+  ``R``; the same columns of the next block prefetched); the columns are split between threads, so every element is summed in one order
   whatever the thread count (results do not depend on ``torch.get_num_threads()``).
 
 Measured (``benchmarks/bench_neurons.py`` and the kernel test harness, see README): forward 1.9-2.1x
@@ -96,7 +96,8 @@ int snnir_skinny_tile(void) {
 
 #if SNNIR_SKINNY
 #define PF_AHEAD 2048  /* floats: the forward streams its rows; fetching ~8 KiB ahead beat the hardware's own */
-#define RBLK 128       /* rows per weight-gradient block (see snnir_skinny_gw) */
+#define RBLK 32        /* rows per weight-gradient block (see snnir_skinny_gw); measured 16-256: 32 is
+                          as quick as 64-128 from cache and 1.1-1.5x quicker from DRAM (a fresh batch) */
 #define KC 2           /* vectors of columns per weight-gradient tile */
 
 /* y[r0 + i, j0 + j] (i < nr <= 2, j < NJ) = x[r0 + i, :] . w[j0 + j, :] (+ bias): dot products along
