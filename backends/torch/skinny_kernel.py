@@ -10,8 +10,9 @@ the input's reading allows (measured ``[6400, 784] -> 10``, 1 thread: 1.5-1.8 ms
   registers, each input row read once, the next rows prefetched;
 - weight gradient ``g^T x``: 10 outputs x 2 vectors of input columns in registers per block of 32
   rows (each block summed from zero, then added: rounding error grows like ``R/32 + 32``, not
-  ``R``; the same columns of the next block prefetched); the columns are split between threads, so every element is summed in one order
-  whatever the thread count (results do not depend on ``torch.get_num_threads()``).
+  ``R``; the same columns of the next block prefetched); the columns are split between threads,
+  so every element is summed in one order whatever the thread count (results do not depend on
+  ``torch.get_num_threads()``).
 
 Measured (``benchmarks/bench_neurons.py`` and the kernel test harness, see README): forward 1.9-2.1x
 MKL for 2-10 outputs, weight gradient at par on 1 thread and ~2x on 2. With more outputs than one
