@@ -280,10 +280,11 @@ def tile() -> int:
 
 def supported(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether ``linear`` runs the compiled kernels for this input and weight."""
-    return (ENABLED and x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == x.dtype
-            and x.dim() == 2 and x.shape[0] >= MIN_ROWS and x.stride(1) == 1 and weight.shape[0] <= tile()
-            and weight.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
-            and not torch.compiler.is_compiling() and type(x) is torch.Tensor)
+    if not ENABLED or torch.compiler.is_compiling():  # first: tile() loads a library, which the compiler cannot trace
+        return False
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == x.dtype and x.dim() == 2
+            and x.shape[0] >= MIN_ROWS and x.stride(1) == 1 and weight.device.type == "cpu"
+            and not torch.is_autocast_enabled("cpu") and type(x) is torch.Tensor and weight.shape[0] <= tile())
 
 
 def _threads(rows: int, inputs: int) -> int:
