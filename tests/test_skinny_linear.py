@@ -136,3 +136,19 @@ def test_avx2_build_agrees_with_float64(tmp_path):
 def test_build_without_avx2_reports_unavailable(tmp_path):
     lib = _compile_for("x86-64", tmp_path)
     assert lib.snnir_skinny_available() == 0 and lib.tile == 0
+
+
+def test_kernel_libraries_step_aside_while_torch_compile_traces():
+    """A ctypes library cannot be called from a compiled graph: while tracing, ``LazyLibrary.get``
+    is None (the caller's torch op is traced), and the traced function has no graph break."""
+    from snnir.backends.torch.cpu_kernel import LazyLibrary
+
+    lib = LazyLibrary("int snnir_answer(void) { return 42; }", lambda lib: None)
+
+    @torch.compile(backend="eager", fullgraph=True)
+    def traced(x):
+        return x + (1.0 if lib.get() is None else 2.0)
+
+    assert traced(torch.zeros(1)).item() == 1.0
+    eager = lib.get()
+    assert eager is None or eager.snnir_answer() == 42

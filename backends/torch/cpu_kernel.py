@@ -45,6 +45,8 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
+import torch
+
 from snnir.lowering import CDialect, LoweredStep, c_lines, prelude
 
 TILE_MAX = 1024
@@ -301,7 +303,8 @@ def build(source: str) -> ctypes.CDLL:
 class LazyLibrary:
     """A hand-written kernel library built on first use: ``get()`` returns the loaded ``CDLL`` with
     its entry points typed by ``declare(lib)``, or ``None`` (remembered) when it cannot be built, so
-    the caller keeps torch's own op. Thread-safe.
+    the caller keeps torch's own op. Thread-safe. While ``torch.compile`` traces, ``get()`` is
+    ``None`` too: a compiled graph cannot call a ``ctypes`` library (the caller's torch op is traced).
 
     Example:
         >>> lib = LazyLibrary("int snnir_answer(void) { return 42; }", lambda lib: None)
@@ -316,6 +319,8 @@ class LazyLibrary:
         self._lock = threading.Lock()
 
     def get(self) -> ctypes.CDLL | None:
+        if torch.compiler.is_compiling():
+            return None
         if self._lib is None and not self._failed:
             with self._lock:
                 if self._lib is None and not self._failed:
