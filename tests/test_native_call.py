@@ -1,6 +1,7 @@
 """The C++ training call of fused neurons (``native_call``) against the Python call it replaces:
 same kernels, so spikes, states and every gradient must be bit-identical."""
 
+import subprocess
 import threading
 
 import pytest
@@ -128,7 +129,7 @@ def test_a_missing_compiler_is_a_build_error(monkeypatch, tmp_path):
 @needs_native
 def test_a_built_extension_is_loaded_from_the_cache(monkeypatch):
     native_call.build()  # in the cache since NATIVE
-    monkeypatch.setattr(native_call.subprocess, "run", lambda *a, **k: pytest.fail("compiled again"))
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("compiled again"))
     assert native_call.build().neuron_call is NATIVE.neuron_call
 
 

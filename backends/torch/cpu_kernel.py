@@ -275,28 +275,36 @@ def _host_tag() -> str:
     return f"{platform.machine()}|{sys.platform}|{info}"
 
 
+def compile_into(lib_path: Path, source: str, command: Callable[[Path, Path], list[str]], language: str,
+                 error: type[Exception]) -> None:
+    """Compile ``source`` with ``command(source_file, output_file)`` in a temporary directory and put
+    the library at ``lib_path`` atomically (concurrent builders never see half a file); ``error``
+    names a compiler that cannot run or fails. Shared by the kernel libraries and ``native_call``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / ("kernel.c" if language == "C" else "kernel.cpp"), Path(tmp) / "kernel.so"
+        src.write_text(source)
+        cmd = command(src, out)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+        except OSError as e:
+            raise error(f"cannot run the {language} compiler {cmd[0]!r}: {e}") from None
+        if proc.returncode != 0:
+            raise error(f"building a {language} kernel library failed:\n{proc.stderr[-2000:]}")
+        tmp_lib = lib_path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        shutil.copyfile(out, tmp_lib)
+        os.replace(tmp_lib, lib_path)
+
+
 def build(source: str) -> ctypes.CDLL:
     """Compile ``source`` to a shared library (cached by content hash) and load it."""
     cc = _compiler()
     key = hashlib.sha256("\0".join([source, cc, *_FLAGS, _host_tag()]).encode()).hexdigest()[:24]
     lib_path = _cache_dir() / f"snnir_{key}.so"
+    mvec = ["-lmvec"] if platform.machine() == "x86_64" and sys.platform.startswith("linux") else []
     with _lock:
         if not lib_path.exists():
-            with tempfile.TemporaryDirectory() as tmp:
-                src = Path(tmp) / "kernel.c"
-                src.write_text(source)
-                out = Path(tmp) / "kernel.so"
-                try:
-                    mvec = ["-lmvec"] if platform.machine() == "x86_64" and sys.platform.startswith("linux") else []
-                    proc = subprocess.run([cc, *_FLAGS, str(src), "-o", str(out), *mvec, "-lm"], capture_output=True,
-                                          text=True)
-                except OSError as e:
-                    raise KernelBuildError(f"cannot run the C compiler {cc!r}: {e}") from None
-                if proc.returncode != 0:
-                    raise KernelBuildError(f"building a fused kernel failed:\n{proc.stderr[-2000:]}")
-                tmp_lib = lib_path.with_suffix(f".{os.getpid()}.tmp")
-                shutil.copyfile(out, tmp_lib)
-                os.replace(tmp_lib, lib_path)  # atomic: concurrent builders never see half a file
+            compile_into(lib_path, source, lambda src, out: [cc, *_FLAGS, str(src), "-o", str(out), *mvec, "-lm"], "C",
+                         KernelBuildError)
         return ctypes.CDLL(str(lib_path))
 
 

@@ -38,10 +38,8 @@ import importlib.machinery
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 import sysconfig
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -50,7 +48,7 @@ from typing import Any
 
 import torch
 
-from .cpu_kernel import _cache_dir, _host_tag
+from .cpu_kernel import _cache_dir, _host_tag, compile_into
 
 MODULE = "snnir_native_call"
 
@@ -320,25 +318,11 @@ def _command(source: Path, out: Path) -> list[str]:
 
 def build() -> ModuleType:
     """Compile (or find in the cache) and import the extension; ``NativeBuildError`` if it cannot."""
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "native_call.cpp"
-        out = Path(tmp) / "native_call.so"
-        command = _command(src, out)
-        flags = _command(Path("SOURCE"), Path("OUT"))  # the key: no temporary path in it
-        key_text = "\0".join([SOURCE, torch.__version__, os.path.dirname(torch.__file__), sys.version, *flags,
-                              _host_tag()])
-        lib_path = _cache_dir() / f"snnir_native_{hashlib.sha256(key_text.encode()).hexdigest()[:24]}.so"
-        if not lib_path.exists():
-            src.write_text(SOURCE)
-            try:
-                proc = subprocess.run(command, capture_output=True, text=True)
-            except OSError as e:
-                raise NativeBuildError(f"cannot run the C++ compiler {command[0]!r}: {e}") from None
-            if proc.returncode != 0:
-                raise NativeBuildError(f"building the native call failed:\n{proc.stderr[-2000:]}")
-            tmp_lib = lib_path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            shutil.copyfile(out, tmp_lib)
-            os.replace(tmp_lib, lib_path)  # atomic: concurrent builders never see half a file
+    flags = _command(Path("SOURCE"), Path("OUT"))  # the key: no temporary path in it
+    key_text = "\0".join([SOURCE, torch.__version__, os.path.dirname(torch.__file__), sys.version, *flags, _host_tag()])
+    lib_path = _cache_dir() / f"snnir_native_{hashlib.sha256(key_text.encode()).hexdigest()[:24]}.so"
+    if not lib_path.exists():
+        compile_into(lib_path, SOURCE, _command, "C++", NativeBuildError)
     try:
         spec = importlib.util.spec_from_loader(MODULE, importlib.machinery.ExtensionFileLoader(MODULE, str(lib_path)))
         module = importlib.util.module_from_spec(spec)
