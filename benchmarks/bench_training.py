@@ -41,8 +41,8 @@ import torch  # noqa: E402
 import training_nets as nets  # noqa: E402
 from timing import peak_rss_reset, rss_status  # noqa: E402
 
-CONTENDERS = ("snnir", "snnir-cl", "snnir-bf16-cl", "snnir-unfused", "snnir-tc", "spikingjelly", "spikingjelly-bf16-cl",
-              "snntorch")
+CONTENDERS = ("snnir", "snnir-cl", "snnir-bf16-cl", "snnir-unfused", "snnir-tc", "snnir-cl-tc", "spikingjelly",
+              "spikingjelly-bf16-cl", "snntorch")
 DEFAULT = ("snnir", "snnir-bf16-cl", "spikingjelly", "snntorch")
 
 
@@ -53,7 +53,7 @@ class Contender:
         self.name = name
         framework = name.split("-")[0]
         bf16 = "bf16" in name
-        cl = name.endswith("-cl")
+        cl = name.endswith("-cl") or "-cl-" in name
         model = nets.load(nets.build(net, framework), weights).train()
         if framework == "snnir":
             import snnir

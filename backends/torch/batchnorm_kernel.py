@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ctypes
 import math
+import sys
+import types
 
 import torch
 
@@ -267,3 +269,90 @@ def batch_norm_backward(g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor |
     gw = (dot * invstd.double()).to(wdtype) if mask[1] else None
     gb = total.to(wdtype) if mask[2] else None
     return gx, gw, gb
+
+
+# --- the kernels as custom ops, for torch.compile ---------------------------------------------------------
+# A compiled graph cannot call a ctypes library, so while torch.compile traces, ``fused_bn`` calls
+# these ops instead: one opaque node each (no graph break), which runs the kernels above at run time.
+
+
+def _channel_stats_op(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return channel_stats(x)
+
+
+def _channel_stats_fake(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x.new_empty(x.shape[1], dtype=torch.float64), x.new_empty(x.shape[1], dtype=torch.float64)
+
+
+def training_backward(g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None, mean: torch.Tensor,
+                      invstd: torch.Tensor, running_mean: torch.Tensor | None, running_var: torch.Tensor | None,
+                      training: bool, eps: float, mask: list[bool]
+                      ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """BatchNorm's backward as ``aten::native_batch_norm_backward`` computes it, by the kernel
+    (``batch_norm_backward``) where that applies; ``g`` in any layout."""
+    if g.stride() != x.stride():  # the same layout for both, as both kernels read them
+        g = torch.empty_like(x).copy_(g)
+    out = batch_norm_backward(g, x, weight, mean, invstd, mask) if training else None
+    if out is None:
+        out = torch.ops.aten.native_batch_norm_backward(g, x, weight, running_mean, running_var, mean, invstd,
+                                                        training, eps, mask)
+    return out
+
+
+def _backward_op(g, x, weight, mean, invstd, running_mean, running_var, training, eps, mask):
+    gx, gw, gb = training_backward(g, x, weight, mean, invstd, running_mean, running_var, training, eps, mask)
+    if gx is None:
+        gx = x.new_empty(0)
+    elif gx.stride() != x.stride():  # the fake's layout (x's), which the compiled graph asserts
+        gx = torch.empty_like(x).copy_(gx)
+    empty = mean.new_empty(0) if weight is None else weight.new_empty(0)
+    return gx, empty if gw is None else gw, empty if gb is None else gb
+
+
+def _backward_fake(g, x, weight, mean, invstd, running_mean, running_var, training, eps, mask):
+    like = mean if weight is None else weight
+    return (torch.empty_like(x) if mask[0] else x.new_empty(0),
+            torch.empty_like(like) if mask[1] else like.new_empty(0),
+            torch.empty_like(like) if mask[2] else like.new_empty(0))
+
+
+def update_running_stats(running_mean: torch.Tensor, running_var: torch.Tensor, mean: torch.Tensor,
+                         var: torch.Tensor, momentum: float | None, count: torch.Tensor, n: int) -> None:
+    """``torch.nn.BatchNorm``'s update of the running statistics from a batch's ``mean`` and biased
+    ``var`` over ``n`` values per channel (the running variance is the unbiased one); ``momentum``
+    ``None``: the cumulative average over ``count`` (``num_batches_tracked``, already incremented)."""
+    if momentum is None:
+        count = int(count)
+        factor = 1.0 / count if count else 0.0
+    else:
+        factor = momentum
+    running_mean.mul_(1 - factor).add_(mean.to(running_mean.dtype), alpha=factor)
+    running_var.mul_(1 - factor).add_((var * (n / max(n - 1, 1))).to(running_var.dtype), alpha=factor)
+
+
+def _update_fake(running_mean, running_var, mean, var, momentum, count, n) -> None:
+    return None
+
+
+def _define_ops() -> None:
+    lib = torch.library.Library("snnir", "FRAGMENT")
+    lib.define("channel_stats(Tensor x) -> (Tensor, Tensor)")
+    lib.define("batch_norm_backward(Tensor g, Tensor x, Tensor? weight, Tensor mean, Tensor invstd, "
+               "Tensor? running_mean, Tensor? running_var, bool training, float eps, bool[3] mask) "
+               "-> (Tensor, Tensor, Tensor)")
+    # a mutating op: the update runs as the eager one does (Inductor would fuse it into other roundings)
+    lib.define("update_running_stats(Tensor(a!) running_mean, Tensor(b!) running_var, Tensor mean, Tensor var, "
+               "float? momentum, Tensor count, int n) -> ()")
+    lib.impl("update_running_stats", update_running_stats, "CompositeExplicitAutograd")
+    torch.library.register_fake("snnir::update_running_stats", _update_fake, lib=lib)
+    lib.impl("channel_stats", _channel_stats_op, "CompositeExplicitAutograd")
+    lib.impl("batch_norm_backward", _backward_op, "CompositeExplicitAutograd")
+    torch.library.register_fake("snnir::channel_stats", _channel_stats_fake, lib=lib)
+    torch.library.register_fake("snnir::batch_norm_backward", _backward_fake, lib=lib)
+    _OPS.library = lib  # kept alive: the registrations last as long as the Library object
+
+
+# once per process (pytest's doctests import this file a second time under another name)
+_OPS = sys.modules.setdefault("snnir.backends.torch._batchnorm_ops", types.ModuleType("_batchnorm_ops"))
+if not hasattr(_OPS, "library"):
+    _define_ops()

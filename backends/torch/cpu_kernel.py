@@ -329,6 +329,11 @@ class LazyLibrary:
     def get(self) -> ctypes.CDLL | None:
         if torch.compiler.is_compiling():
             return None
+        return self.load()
+
+    def load(self) -> ctypes.CDLL | None:
+        """``get()`` without the ``torch.compile`` check: for code that runs outside a traced
+        graph even while one is compiled (custom ops' implementations and fake functions)."""
         if self._lib is None and not self._failed:
             with self._lock:
                 if self._lib is None and not self._failed:

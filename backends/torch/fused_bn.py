@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .batchnorm_kernel import batch_norm_backward, channel_stats
+from .batchnorm_kernel import channel_stats, training_backward, update_running_stats
 from .fused import compute_dtype, cpu_kernel_available
 
 
@@ -47,14 +47,22 @@ class _BatchNormOutput(torch.autograd.Function):
         mask = [ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[1],
                 ctx.has_bias and ctx.needs_input_grad[2]]
         x4, g4 = x.flatten(0, 1), g.flatten(0, 1)
-        if g4.stride() != x4.stride():  # the same layout for both, as ATen's kernel reads them
-            g4 = torch.empty_like(x4).copy_(g4)
-        out = batch_norm_backward(g4, x4, weight, mean, invstd, mask) if ctx.training else None
-        if out is None:
-            out = torch.ops.aten.native_batch_norm_backward(g4, x4, weight, running_mean, running_var, mean, invstd,
-                                                            ctx.training, ctx.eps, mask)
-        gx, gw, gb = out
+        if _traced(g4):  # one opaque op, which runs the same kernel
+            gx, gw, gb = torch.ops.snnir.batch_norm_backward(g4, x4, weight, mean, invstd, running_mean,
+                                                             running_var, ctx.training, ctx.eps, mask)
+            gx, gw, gb = (gx if mask[0] else None), (gw if mask[1] else None), (gb if mask[2] else None)
+        else:
+            gx, gw, gb = training_backward(g4, x4, weight, mean, invstd, running_mean, running_var, ctx.training,
+                                           ctx.eps, mask)
         return (gx.view_as(x) if gx is not None else None), gw, gb, None, None, None, None, None, None
+
+
+_NO_COUNT = torch.zeros((), dtype=torch.long)  # momentum=None without num_batches_tracked: torch's factor 0
+
+
+def _traced(t: torch.Tensor) -> bool:
+    """Whether ``t`` is being traced (``torch.compile``): the kernels then run as custom ops."""
+    return torch.compiler.is_compiling() or type(t) is not torch.Tensor
 
 
 def applies(bn: nn.Module, neuron: nn.Module, x: torch.Tensor) -> bool:
@@ -91,21 +99,20 @@ def batchnorm_neuron(bn: nn.modules.batchnorm._BatchNorm, neuron: Any, x: torch.
         True
     """
     training = bn.training or bn.running_mean is None
-    factor = 0.0 if bn.momentum is None else bn.momentum
+    traced = _traced(x)
     if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
-        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
     weight = bn.weight
     dtype = weight.dtype if weight is not None else compute_dtype(x.dtype)  # the statistics' dtype
     with torch.no_grad():
         if training:
             x4 = x.flatten(0, 1)
-            mean64, var64 = channel_stats(x4)
-            if bn.training and bn.running_mean is not None:  # torch: unbiased variance in the running stats
+            mean64, var64 = torch.ops.snnir.channel_stats(x4) if traced else channel_stats(x4)
+            if bn.training and bn.running_mean is not None:
                 n = x4.numel() // x4.shape[1]
-                bn.running_mean.mul_(1 - factor).add_(mean64.to(bn.running_mean.dtype), alpha=factor)
-                bn.running_var.mul_(1 - factor).add_((var64 * (n / max(n - 1, 1))).to(bn.running_var.dtype),
-                                                     alpha=factor)
+                count = bn.num_batches_tracked if bn.num_batches_tracked is not None else _NO_COUNT
+                update = torch.ops.snnir.update_running_stats if traced else update_running_stats
+                update(bn.running_mean, bn.running_var, mean64, var64, bn.momentum, count, n)
             mean, invstd = mean64.to(dtype), (var64 + bn.eps).rsqrt().to(dtype)
         else:
             mean = bn.running_mean.to(dtype)

@@ -14,6 +14,8 @@ the layer keeps using torch's ``max_pool2d``.
 from __future__ import annotations
 
 import ctypes
+import sys
+import types
 
 import torch
 
@@ -129,31 +131,64 @@ def _pair(v) -> tuple[int, int]:
 
 def supported(x: torch.Tensor, kernel_size, stride, padding, dilation, ceil_mode: bool,
               return_indices: bool) -> bool:
-    """Whether the compiled kernel computes this pooling (else torch's ``max_pool2d`` does)."""
-    if (torch.compiler.is_compiling() or x.device.type != "cpu" or x.dtype not in _SUFFIX or x.dim() not in (3, 4)
-            or not x.is_contiguous() or ceil_mode or return_indices or _pair(dilation) != (1, 1)):
+    """Whether ``max_pool2d`` computes this pooling (else torch's ``max_pool2d`` does): the
+    compiled kernel; while ``torch.compile`` traces, the custom op ``snnir::max_pool2d``, which
+    runs that kernel or, where it does not apply (layout, dtype), torch's eager one."""
+    if (x.device.type != "cpu" or x.dim() not in (3, 4) or ceil_mode or return_indices
+            or _pair(dilation) != (1, 1)):
         return False
     kh, kw = _pair(kernel_size)
     ph, pw = _pair(padding)
-    return kh * kw <= 256 and 2 * ph <= kh and 2 * pw <= kw and _library() is not None
+    if not (kh * kw <= 256 and 2 * ph <= kh and 2 * pw <= kw):
+        return False
+    if torch.compiler.is_compiling():
+        return True
+    return _kernel_applies(x)
+
+
+def _kernel_applies(x: torch.Tensor) -> bool:
+    """Whether the compiled kernel takes ``x`` (geometry checked by ``supported``)."""
+    return x.dtype in _SUFFIX and x.is_contiguous() and _LIBRARY.load() is not None
+
+
+def _geometry(x: torch.Tensor, kernel, stride, padding) -> tuple[int, ...]:
+    """The kernels' ``(P, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)`` for ``x`` (``[..., H, W]``)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    H, W = x.shape[-2:]
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    P = x.numel() // (H * W) if x.numel() else 0
+    return (P, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
+
+
+def _forward_kernel(x: torch.Tensor, geometry: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled ``y`` and one-byte indices of contiguous ``x`` (pooled buffers)."""
+    P, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo = geometry
+    y = buffers.empty((*x.shape[:-2], Ho, Wo), x.dtype)
+    idx = buffers.empty((*x.shape[:-2], Ho, Wo), torch.uint8)
+    if P and Ho > 0 and Wo > 0:
+        getattr(_LIBRARY.load(), f"snnir_maxpool2d_fwd_{_SUFFIX[x.dtype]}")(
+            *geometry, x.data_ptr(), y.data_ptr(), idx.data_ptr(), kernel_threads(x.numel(), P))
+    return y, idx
+
+
+def _backward_kernel(gy: torch.Tensor, idx: torch.Tensor, in_shape, geometry: tuple[int, ...]) -> torch.Tensor:
+    """The input gradient (contiguous, pooled buffer) from ``gy`` and the forward's indices."""
+    gy = gy.contiguous()
+    gx = buffers.empty(tuple(in_shape), gy.dtype)
+    P = geometry[0]
+    if P:
+        getattr(_LIBRARY.load(), f"snnir_maxpool2d_bwd_{_SUFFIX[gy.dtype]}")(
+            *geometry, gy.data_ptr(), idx.data_ptr(), gx.data_ptr(), kernel_threads(gx.numel(), P))
+    return gx
 
 
 class _MaxPool2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, kernel, stride, padding):  # noqa: D102
         x = x.contiguous()
-        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-        H, W = x.shape[-2:]
-        Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-        P = x.numel() // (H * W) if x.numel() else 0
-        y = buffers.empty((*x.shape[:-2], Ho, Wo), x.dtype)
-        idx = buffers.empty((*x.shape[:-2], Ho, Wo), torch.uint8)
-        if P and Ho > 0 and Wo > 0:
-            getattr(_library(), f"snnir_maxpool2d_fwd_{_SUFFIX[x.dtype]}")(
-                P, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, x.data_ptr(), y.data_ptr(), idx.data_ptr(),
-                kernel_threads(x.numel(), P))
+        ctx.geometry = _geometry(x, kernel, stride, padding)
+        y, idx = _forward_kernel(x, ctx.geometry)
         ctx.save_for_backward(idx)
-        ctx.geometry = (P, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
         ctx.in_shape = x.shape
         return y
 
@@ -161,14 +196,64 @@ class _MaxPool2d(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, gy):  # noqa: D102
         (idx,) = ctx.saved_tensors
-        gy = gy.contiguous()
-        gx = buffers.empty(tuple(ctx.in_shape), gy.dtype)
-        P = ctx.geometry[0]
-        if P:
-            getattr(_library(), f"snnir_maxpool2d_bwd_{_SUFFIX[gy.dtype]}")(
-                *ctx.geometry, gy.data_ptr(), idx.data_ptr(), gx.data_ptr(),
-                kernel_threads(gx.numel(), P))
-        return gx, None, None, None
+        return _backward_kernel(gy, idx, ctx.in_shape, ctx.geometry), None, None, None
+
+
+class _TracedMaxPool2d(torch.autograd.Function):
+    """The autograd of ``snnir::max_pool2d`` (what ``torch.compile`` traces): saves the input and
+    the indices; the backward is ``snnir::max_pool2d_backward``."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, stride, padding):  # noqa: D102
+        y, idx = torch.ops.snnir.max_pool2d(x, kernel, stride, padding)
+        ctx.save_for_backward(x, idx)
+        ctx.geometry = (kernel, stride, padding)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):  # noqa: D102
+        x, idx = ctx.saved_tensors
+        return torch.ops.snnir.max_pool2d_backward(gy, x, idx, *ctx.geometry), None, None, None
+
+
+def _out_format(x: torch.Tensor) -> torch.memory_format:
+    """The layout of both ops' outputs (as ATen's pooling chooses it for its input)."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _pool_op(x, kernel, stride, padding):
+    if _kernel_applies(x):
+        return _forward_kernel(x, _geometry(x, kernel, stride, padding))
+    y, idx = torch.ops.aten.max_pool2d_with_indices(x, kernel, stride, padding)
+    fmt = _out_format(x)
+    return y.contiguous(memory_format=fmt), idx.contiguous(memory_format=fmt)
+
+
+def _pool_backward_op(gy, x, idx, kernel, stride, padding):
+    if idx.dtype == torch.uint8:
+        gx = _backward_kernel(gy, idx, x.shape, _geometry(x, kernel, stride, padding))
+    else:
+        gx = torch.ops.aten.max_pool2d_with_indices_backward(gy, x, kernel, stride, padding, [1, 1], False, idx)
+    return gx.contiguous(memory_format=_out_format(x))
+
+
+def _out_shape(x, kernel, stride, padding) -> tuple[int, ...]:
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    H, W = x.shape[-2:]
+    return (*x.shape[:-2], (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)
+
+
+def _pool_fake(x, kernel, stride, padding):
+    shape, fmt = _out_shape(x, kernel, stride, padding), _out_format(x)
+    idx_dtype = torch.uint8 if _kernel_applies(x) else torch.int64
+    return (x.new_empty(shape).contiguous(memory_format=fmt),
+            x.new_empty(shape, dtype=idx_dtype).contiguous(memory_format=fmt))
+
+
+def _pool_backward_fake(gy, x, idx, kernel, stride, padding):
+    return x.new_empty(x.shape, dtype=gy.dtype).contiguous(memory_format=_out_format(x))
 
 
 def max_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0) -> torch.Tensor:
@@ -183,4 +268,25 @@ def max_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0) -> torch.Te
         True
     """
     stride = kernel_size if stride is None or stride == [] or stride == () else stride
-    return _MaxPool2d.apply(x, _pair(kernel_size), _pair(stride), _pair(padding))
+    args = (_pair(kernel_size), _pair(stride), _pair(padding))
+    if torch.compiler.is_compiling() or type(x) is not torch.Tensor:  # one opaque op for the compiler
+        return _TracedMaxPool2d.apply(x, *args)
+    return _MaxPool2d.apply(x, *args)
+
+
+def _define_ops() -> None:
+    lib = torch.library.Library("snnir", "FRAGMENT")
+    lib.define("max_pool2d(Tensor x, int[2] kernel, int[2] stride, int[2] padding) -> (Tensor, Tensor)")
+    lib.define("max_pool2d_backward(Tensor grad, Tensor x, Tensor indices, int[2] kernel, int[2] stride, "
+               "int[2] padding) -> Tensor")
+    lib.impl("max_pool2d", _pool_op, "CompositeExplicitAutograd")
+    lib.impl("max_pool2d_backward", _pool_backward_op, "CompositeExplicitAutograd")
+    torch.library.register_fake("snnir::max_pool2d", _pool_fake, lib=lib)
+    torch.library.register_fake("snnir::max_pool2d_backward", _pool_backward_fake, lib=lib)
+    _OPS.library = lib  # kept alive: the registrations last as long as the Library object
+
+
+# once per process (pytest's doctests import this file a second time under another name)
+_OPS = sys.modules.setdefault("snnir.backends.torch._pool_ops", types.ModuleType("_pool_ops"))
+if not hasattr(_OPS, "library"):
+    _define_ops()

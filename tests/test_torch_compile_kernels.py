@@ -1,0 +1,76 @@
+"""``torch.compile`` of a compiled graph runs snnir's own CPU kernels as custom ops (BatchNorm
+statistics and backward inside the BatchNorm -> neuron pass, the running-statistics update, max
+pooling), so a compiled step computes what the eager compiled graph computes: the same kernels,
+hence the same outputs, gradients and running statistics bit for bit, without graph breaks."""
+
+import pytest
+import torch
+
+import snnir
+from snnir import nn as snn
+
+
+def _net(dtype=torch.float32):
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(
+        snn.Conv2d(2, 8, 3, padding=1, bias=False), snn.BatchNorm2d(8), snn.LIF(tau=2.0), snn.MaxPool2d(2),
+        snn.Conv2d(8, 8, 3, padding=1, bias=False), snn.BatchNorm2d(8, momentum=None), snn.LIF(tau=2.0),
+        snn.MaxPool2d(3, 2, 1))
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.mul_(2.5)
+    return snn.set_step_mode(net, "m").to(dtype)
+
+
+def _train_step(m, x, autocast: bool):
+    x = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        y = m(x)
+    y.float().backward(torch.linspace(0.5, 1.5, y.numel()).view_as(y))
+    return y.detach(), x.grad, {n.removeprefix("_orig_mod."): p.grad for n, p in m.named_parameters()}
+
+
+def _all_code(explained) -> str:
+    return "".join(sub.code for gm in explained.graphs for _, sub in gm.named_modules() if hasattr(sub, "code"))
+
+
+@pytest.mark.parametrize("backend,kwargs,autocast", [
+    ("inductor", {}, False),
+    ("inductor", {"memory_format": torch.channels_last}, False),
+    ("aot_eager", {"memory_format": torch.channels_last}, True),
+])
+def test_torch_compile_runs_the_eager_kernels(backend, kwargs, autocast):
+    # bit for bit where the convolutions run as in eager: Inductor turns contiguous convolutions
+    # channels-last (its layout optimization), whose oneDNN sums round differently
+    exact = bool(kwargs) or backend != "inductor"
+    x = torch.rand(4, 6, 2, 12, 12) * 2
+    graph = snnir.trace(_net(), x)
+    eager, traced = snnir.compile(graph, **kwargs), snnir.compile(graph, **kwargs)
+    traced.load_state_dict(eager.state_dict())
+    explained = torch._dynamo.explain(traced)(x)
+    assert explained.graph_break_count == 0
+    code = _all_code(explained)
+    assert code.count("snnir.channel_stats") == 2 and code.count("snnir.update_running_stats") == 2
+    assert code.count("snnir.max_pool2d") >= 2 and "batch_norm_backward" in code
+    traced.reset()
+    for buf, ref in zip(traced.buffers(), eager.buffers()):  # explain ran a step: start both alike
+        buf.copy_(ref)
+    compiled = torch.compile(traced, backend=backend, fullgraph=True)
+    for step in range(2):  # the second step starts from updated running statistics
+        want, got = _train_step(eager, x, autocast), _train_step(compiled, x, autocast)
+        eager.reset(), traced.reset()
+        assert 0 < want[0].float().mean() < 1
+        assert torch.equal(got[0], want[0]), step
+        for name, g in [("x", want[1]), *want[2].items()]:
+            have = got[1] if name == "x" else got[2][name]
+            if exact:
+                assert torch.equal(have, g), (step, name)
+            else:
+                assert (have - g).abs().max() <= 1e-5 * g.abs().max(), (step, name)
+    for (name, buf), ref in zip(traced.named_buffers(), eager.buffers()):
+        assert torch.equal(buf, ref) if exact else torch.allclose(buf.double(), ref.double(), rtol=1e-6), name
+    assert int(traced.layers._1.num_batches_tracked) == 2
+    eager.eval(), traced.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        assert torch.equal(compiled(x), eager(x))
