@@ -10,17 +10,26 @@ import snnir
 from snnir import nn as snn
 
 
-def _net(dtype=torch.float32):
-    torch.manual_seed(3)
-    net = torch.nn.Sequential(
-        snn.Conv2d(2, 8, 3, padding=1, bias=False), snn.BatchNorm2d(8), snn.LIF(tau=2.0), snn.MaxPool2d(2),
-        snn.Conv2d(8, 8, 3, padding=1, bias=False), snn.BatchNorm2d(8, momentum=None), snn.LIF(tau=2.0),
-        snn.MaxPool2d(3, 2, 1))
-    with torch.no_grad():
-        for m in net:
-            if isinstance(m, torch.nn.Conv2d):
-                m.weight.mul_(2.5)
-    return snn.set_step_mode(net, "m").to(dtype)
+class _Net(torch.nn.Module):
+    """conv-BN-LIF twice with a residual sum (SEW's ADD), pooling, conv-BN(momentum=None)-LIF, pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.a = torch.nn.Sequential(snn.Conv2d(2, 8, 3, padding=1, bias=False), snn.BatchNorm2d(8), snn.LIF(tau=2.0))
+        self.b = torch.nn.Sequential(snn.Conv2d(8, 8, 3, padding=1, bias=False), snn.BatchNorm2d(8), snn.LIF(tau=2.0))
+        self.c = torch.nn.Sequential(
+            snn.MaxPool2d(2), snn.Conv2d(8, 8, 3, padding=1, bias=False), snn.BatchNorm2d(8, momentum=None),
+            snn.LIF(tau=2.0), snn.MaxPool2d(3, 2, 1))
+        with torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, torch.nn.Conv2d):
+                    m.weight.mul_(2.5)
+        snn.set_step_mode(self, "m")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.a(x)
+        return self.c(self.b(a) + a)
 
 
 def _train_step(m, x, autocast: bool):
@@ -44,14 +53,15 @@ def test_torch_compile_runs_the_eager_kernels(backend, kwargs, autocast):
     # bit for bit where the convolutions run as in eager: Inductor turns contiguous convolutions
     # channels-last (its layout optimization), whose oneDNN sums round differently
     exact = bool(kwargs) or backend != "inductor"
-    x = torch.rand(4, 6, 2, 12, 12) * 2
-    graph = snnir.trace(_net(), x)
+    x = torch.rand(4, 8, 2, 32, 32) * 2  # the residual sum is 1 MiB: a pooled buffer (buffers.add)
+    graph = snnir.trace(_Net(), x)
     eager, traced = snnir.compile(graph, **kwargs), snnir.compile(graph, **kwargs)
     traced.load_state_dict(eager.state_dict())
     explained = torch._dynamo.explain(traced)(x)
     assert explained.graph_break_count == 0
     code = _all_code(explained)
-    assert code.count("snnir.channel_stats") == 2 and code.count("snnir.update_running_stats") == 2
+    assert code.count("snnir.channel_stats") == 3 and code.count("snnir.update_running_stats") == 3
+    assert "snnir.pooled_add" in code
     assert code.count("snnir.max_pool2d") >= 2 and "batch_norm_backward" in code
     traced.reset()
     for buf, ref in zip(traced.buffers(), eager.buffers()):  # explain ran a step: start both alike
@@ -70,7 +80,8 @@ def test_torch_compile_runs_the_eager_kernels(backend, kwargs, autocast):
                 assert (have - g).abs().max() <= 1e-5 * g.abs().max(), (step, name)
     for (name, buf), ref in zip(traced.named_buffers(), eager.buffers()):
         assert torch.equal(buf, ref) if exact else torch.allclose(buf.double(), ref.double(), rtol=1e-6), name
-    assert int(traced.layers._1.num_batches_tracked) == 2
+    counts = [int(b) for n, b in traced.named_buffers() if n.endswith("num_batches_tracked")]
+    assert counts == [2, 2, 2]
     eager.eval(), traced.eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         assert torch.equal(compiled(x), eager(x))

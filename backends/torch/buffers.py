@@ -29,6 +29,7 @@ import math
 import os
 import sys
 import threading
+import types
 
 import numpy as np
 import torch
@@ -136,18 +137,38 @@ class _PooledAdd(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b):  # type: ignore[override]
-        return torch.add(a, b, out=POOL.empty(tuple(a.shape), a.dtype))
+        return torch.add(a, b, out=empty_like(a))
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
         return g, g
 
 
+def _dense_order(t: torch.Tensor) -> tuple[int, ...] | None:
+    """The axes of ``t`` in memory order (outermost first) if ``t`` is dense in that order."""
+    order = tuple(sorted(range(t.dim()), key=lambda d: (-t.stride(d), d)))
+    return order if t.permute(order).is_contiguous() else None
+
+
+def empty_like(t: torch.Tensor) -> torch.Tensor:
+    """``torch.empty_like(t)`` for a dense ``t`` (any axis order: contiguous, channels-last, ...),
+    from the pool when large: the same shape and strides."""
+    order = _dense_order(t)
+    if order is None:
+        return torch.empty_like(t)
+    inv = [0] * len(order)
+    for i, d in enumerate(order):
+        inv[d] = i
+    return empty(tuple(t.shape[d] for d in order), t.dtype).permute(inv)
+
+
 def add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a + b``, the sum in a pooled buffer when it is large (a residual connection's sum is as
-    large as the layer's activations: fresh pages every step otherwise). Same values as ``a + b``
-    (the same kernel); anything but two contiguous CPU tensors of one shape and floating dtype,
-    below ``MIN_BYTES`` or under ``torch.compile`` is plain ``a + b``.
+    large as the layer's activations: fresh pages every step otherwise), laid out as the inputs.
+    Same values as ``a + b`` (the same kernel); anything but two dense CPU tensors of one shape,
+    layout and floating dtype, or below ``MIN_BYTES``, is plain ``a + b``. Under ``torch.compile``
+    the sum is the custom op ``snnir::pooled_add`` (Inductor would choose its own layout for the
+    sum, and then copy it into the one the next convolution wants, in fresh pages).
 
     Example:
         >>> import torch
@@ -158,11 +179,46 @@ def add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         >>> s.sum().backward(); bool((a.grad == 1).all())
         True
     """
-    if (type(a) is not torch.Tensor or type(b) is not torch.Tensor or a.device.type != "cpu"
-            or b.device.type != "cpu" or a.shape != b.shape or a.dtype != b.dtype or not a.is_floating_point()
-            or a.numel() * a.dtype.itemsize < MIN_BYTES or POOL.max_bytes <= 0 or not a.is_contiguous()
-            or not b.is_contiguous() or torch.compiler.is_compiling()):
+    if (a.device.type != "cpu" or b.device.type != "cpu" or a.shape != b.shape or a.dtype != b.dtype
+            or not a.is_floating_point() or a.numel() * a.dtype.itemsize < MIN_BYTES or POOL.max_bytes <= 0
+            or a.stride() != b.stride() or _dense_order(a) is None):
         return a + b
+    if torch.compiler.is_compiling() or type(a) is not torch.Tensor or type(b) is not torch.Tensor:
+        return _TracedAdd.apply(a, b)
     if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
         return _PooledAdd.apply(a, b)
-    return torch.add(a, b, out=POOL.empty(tuple(a.shape), a.dtype))
+    return torch.add(a, b, out=empty_like(a))
+
+
+class _TracedAdd(torch.autograd.Function):
+    """``snnir::pooled_add`` with ``AddBackward``'s gradient (what ``torch.compile`` traces)."""
+
+    @staticmethod
+    def forward(ctx, a, b):  # type: ignore[override]
+        return torch.ops.snnir.pooled_add(a, b)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        return g, g
+
+
+def _pooled_add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.add(a, b, out=empty_like(a))
+
+
+def _pooled_add_fake(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(a)
+
+
+def _define_ops() -> None:
+    lib = torch.library.Library("snnir", "FRAGMENT")
+    lib.define("pooled_add(Tensor a, Tensor b) -> Tensor")
+    lib.impl("pooled_add", _pooled_add, "CompositeExplicitAutograd")
+    torch.library.register_fake("snnir::pooled_add", _pooled_add_fake, lib=lib)
+    _OPS.library = lib  # kept alive: the registrations last as long as the Library object
+
+
+# once per process (pytest's doctests import this file a second time under another name)
+_OPS = sys.modules.setdefault("snnir.backends.torch._buffer_ops", types.ModuleType("_buffer_ops"))
+if not hasattr(_OPS, "library"):
+    _define_ops()
