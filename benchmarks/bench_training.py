@@ -15,10 +15,13 @@ contender in a process of its own (growth of peak RSS during one step after two 
     python benchmarks/bench_training.py --profile snnir --nets sew_resnet18   # torch.profiler table
     python benchmarks/bench_training.py --src /path/to/older/checkout ...     # snnir from another checkout
 
-Contenders: ``snnir`` (traced and compiled, fp32), ``snnir-cl`` (``snnir.compile(...,
-memory_format=torch.channels_last)``), ``snnir-bf16-cl`` (that, run under ``torch.autocast("cpu",
-torch.bfloat16)``), ``spikingjelly``, ``spikingjelly-bf16-cl`` (its model and input in
-channels-last under the same autocast), ``snntorch``.
+Contenders: ``snnir`` (traced and compiled with the defaults, fp32: on CPU its convolutions run
+channels-last, ``memory_format="auto"``), ``snnir-nchw`` (``memory_format=torch.contiguous_format``:
+NCHW as the eager model), ``snnir-cl`` (``memory_format=torch.channels_last``: weights too),
+``snnir-bf16-cl`` (that, run under ``torch.autocast("cpu", torch.bfloat16)``), ``snnir-unfused``
+(``fuse=False``), ``snnir-tc`` (``torch.compile`` of the compiled graph), ``spikingjelly``,
+``spikingjelly-cl`` (its model and input channels-last, fp32), ``spikingjelly-bf16-cl`` (that under the
+same autocast), ``snntorch``.
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ import torch  # noqa: E402
 import training_nets as nets  # noqa: E402
 from timing import peak_rss_reset, rss_status  # noqa: E402
 
-CONTENDERS = ("snnir", "snnir-cl", "snnir-bf16-cl", "snnir-unfused", "snnir-tc", "snnir-cl-tc", "spikingjelly",
-              "spikingjelly-bf16-cl", "snntorch")
+CONTENDERS = ("snnir", "snnir-nchw", "snnir-cl", "snnir-bf16-cl", "snnir-unfused", "snnir-tc", "snnir-nchw-tc",
+              "spikingjelly", "spikingjelly-cl", "spikingjelly-bf16-cl", "snntorch")
 DEFAULT = ("snnir", "snnir-bf16-cl", "spikingjelly", "snntorch")
 
 
@@ -53,7 +56,7 @@ class Contender:
         self.name = name
         framework = name.split("-")[0]
         bf16 = "bf16" in name
-        cl = name.endswith("-cl") or "-cl-" in name
+        cl = name.endswith("-cl")
         model = nets.load(nets.build(net, framework), weights).train()
         if framework == "snnir":
             import snnir
@@ -61,6 +64,8 @@ class Contender:
 
             graph = snnir.trace(model, x)
             kwargs = {"memory_format": torch.channels_last} if cl else {}
+            if "-nchw" in name:
+                kwargs["memory_format"] = torch.contiguous_format
             if name.endswith("-unfused"):
                 kwargs["fuse"] = False
             model = snnir.compile(graph, **kwargs).train()

@@ -4,14 +4,16 @@ The digits (8x8 grey images, 10 classes, shipped with scikit-learn, no download)
 (the same image at every time step; the first conv + LIF layer is the spike encoder). The network
 trains with surrogate gradients through time; the readout averages the last linear layer over time.
 After training the model is traced into the snnir IR, saved to a .snnir file, loaded, compiled
-with the torch backend, and evaluated again: the accuracy must be identical.
+with the torch backend, and evaluated again: the same accuracy (the compiled graph runs its
+convolutions channels-last on CPU, which rounds differently: a neuron within rounding of its threshold
+could flip; ``memory_format=torch.contiguous_format`` makes the round trip bit for bit).
 
     python examples/train_digits.py            # ~1 minute on 2 CPU cores
     python examples/train_digits.py --epochs 3 # quick look
     python examples/train_digits.py --bf16 --channels-last   # the CPU speed opt-ins
 
-``--channels-last`` keeps convolution weights and activations channels-last (oneDNN's faster layout
-on CPU); ``--bf16`` trains under ``torch.autocast("cpu", torch.bfloat16)``: convolutions and the
+``--channels-last`` trains the eager model with channels-last convolution weights and activations
+(oneDNN's faster layout on CPU; the compiled graph does that by itself); ``--bf16`` trains under ``torch.autocast("cpu", torch.bfloat16)``: convolutions and the
 readout run in bfloat16, the neurons' states stay float32 (their kernels widen the input and round
 only the spikes they store, which are exact), weights and optimizer in float32.
 """

@@ -24,7 +24,9 @@ def run_both(net: torch.nn.Module, x: torch.Tensor, run_peer: Callable[[torch.nn
     layers then multiply the same ``[N, ...]`` blocks (a ``[T*N, ...]`` GEMM may round differently).
     """
     net.train(train)
-    compiled = snnir.compile(snnir.trace(net, x), step_mode=step_mode).train(train)
+    # NCHW convolutions, as the peer runs them (the automatic channels-last layout rounds differently)
+    compiled = snnir.compile(snnir.trace(net, x), step_mode=step_mode,
+                             memory_format=torch.contiguous_format).train(train)
     for neuron in compiled.neurons().values():
         neuron.fused = fused
     outs = []

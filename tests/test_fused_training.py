@@ -208,7 +208,7 @@ def test_torch_compile_of_a_compiled_graph_has_no_graph_break():
     assert explained.graph_break_count == 0
     code = "".join(gm.code for gm in explained.graphs)
     assert code.count("snnir.neuron_forward") == 3
-    eager = _step(snnir.compile(graph, fuse=False), x)
+    eager = _step(snnir.compile(graph, fuse=False, memory_format=torch.contiguous_format), x)  # NCHW, as traced
     m.reset()
     compiled = _step(torch.compile(m, backend="aot_eager", fullgraph=True), x)
     assert torch.equal(compiled[0], eager[0])

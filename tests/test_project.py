@@ -69,7 +69,9 @@ def test_digits_example_short_run():
         sys.path.pop(0)
     result = train_digits.train(epochs=3)
     assert result["accuracy"] > 0.85
-    assert result["accuracy_compiled"] == result["accuracy"]
+    # the compiled graph's channels-last convolutions round differently from the eager NCHW ones: a
+    # neuron within rounding of its threshold may flip, so one test image in 450 may change
+    assert abs(result["accuracy_compiled"] - result["accuracy"]) <= 1 / 450 + 1e-12
 
 
 def test_every_source_package_is_installed():

@@ -110,7 +110,7 @@ def test_spiking_transformer_blocks_trace_and_compile_identically(factory, train
     # unfused: the same torch ops in the same order, so bit-identical; fused (the default): BatchNorm
     # runs inside the neuron kernel (statistics summed in float64), so states agree to rounding
     for fuse in (False, True):
-        compiled = snnir.compile(loaded, fuse=fuse)
+        compiled = snnir.compile(loaded, fuse=fuse, memory_format=torch.contiguous_format)  # the eager layout
         assert compiled.training == train
         outs, grads = [], []
         for model in (net, compiled):

@@ -114,7 +114,8 @@ def test_compiled_equals_traced(factory, shape, modes, gain, train, tmp_path):
         snnir.save(graph, tmp_path / "net.snnir")
         # fuse=False: op for op the traced modules (the fused chains round BatchNorm differently,
         # tested against this path in test_fused_training.py)
-        compiled = snnir.compile(snnir.load(tmp_path / "net.snnir"), backend="torch", step_mode=mode, fuse=False)
+        compiled = snnir.compile(snnir.load(tmp_path / "net.snnir"), backend="torch", step_mode=mode, fuse=False,
+                                 memory_format=torch.contiguous_format)  # the eager model's layout
         compiled.train(train)
         outs, grads_x = [], []
         for model in (net, compiled):

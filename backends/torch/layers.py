@@ -77,7 +77,32 @@ class Linear(_folded(nn.Linear)):
 
 
 Conv1d = _folded(nn.Conv1d)
-Conv2d = _folded(nn.Conv2d)
+
+
+class Conv2d(_folded(nn.Conv2d)):
+    """``torch.nn.Conv2d`` with ``step_mode`` (``[T, N, ...]`` folded into ``[T*N, ...]`` in ``'m'``
+    mode). ``channels_last_on_cpu = True`` (set by ``snnir.compile``'s automatic layout) runs a CPU
+    input channels-last, oneDNN's native layout (a contiguous NCHW input is reordered inside every
+    call, forward and backward, and the next layers get channels-last activations, which snnir's
+    BatchNorm, neuron and pooling kernels read as they are). The weight is left as it is: oneDNN
+    reorders it anyway, and its gradient keeps the parameter's layout.
+    """
+
+    channels_last_on_cpu = False
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if (self.channels_last_on_cpu and input.dim() == 4 and input.device.type == "cpu"
+                and not torch.compiler.is_compiling() and onednn_enabled()):  # Inductor picks its own layout
+            input = input.contiguous(memory_format=torch.channels_last)
+        return super()._conv_forward(input, weight, bias)
+
+
+def onednn_enabled() -> bool:
+    """Whether torch runs CPU convolutions with oneDNN (mkldnn) here, the library whose
+    channels-last kernels the automatic layout is for."""
+    return torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+
+
 BatchNorm1d = _folded(nn.BatchNorm1d)
 BatchNorm2d = _folded(nn.BatchNorm2d)
 MaxPool1d = _folded(nn.MaxPool1d)

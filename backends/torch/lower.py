@@ -280,7 +280,7 @@ class GraphModule(StepModule):
     where NaN or Inf appear (off by default: one attribute test per node call).
     """
 
-    def __init__(self, graph: Graph, step_mode: str = "m", memory_format: torch.memory_format | None = None,
+    def __init__(self, graph: Graph, step_mode: str = "m", memory_format: torch.memory_format | str | None = "auto",
                  fuse: bool = True, check_finite: bool = False, recompute_currents: bool = False) -> None:
         super().__init__()
         self.check_finite = bool(check_finite)
@@ -349,14 +349,18 @@ class GraphModule(StepModule):
         self.captured: dict[str, torch.Tensor] = {}
         self.step_mode = check_step_mode(step_mode)
         set_step_mode(self, step_mode)
-        self.memory_format = memory_format
-        if memory_format not in (None, torch.contiguous_format, torch.channels_last):
-            raise ValueError(f"memory_format must be torch.channels_last or torch.contiguous_format, got "
-                             f"{memory_format}")
-        if memory_format is not None:
-            for layer in self.layers.values():
-                if isinstance(layer, nn.Conv2d):
-                    layer.to(memory_format=memory_format)
+        if memory_format not in ("auto", None, torch.contiguous_format, torch.channels_last):
+            raise ValueError(f"memory_format must be 'auto', torch.channels_last or torch.contiguous_format, got "
+                             f"{memory_format!r}")
+        # 'auto': 2-d convolutions run their CPU inputs channels-last (as Inductor does on CPU), outputs
+        # are handed back contiguous; an explicit format converts the inputs and the conv weights
+        self._auto_layout = memory_format == "auto" and any(isinstance(m, L.Conv2d) for m in self.layers.values())
+        self.memory_format = None if memory_format == "auto" else memory_format
+        for layer in self.layers.values():
+            if isinstance(layer, L.Conv2d):
+                layer.channels_last_on_cpu = self._auto_layout
+            if isinstance(layer, nn.Conv2d) and self.memory_format is not None:
+                layer.to(memory_format=self.memory_format)
 
     def layer(self, node_id: str) -> nn.Module:
         """The module that runs node ``node_id``."""
@@ -482,6 +486,8 @@ class GraphModule(StepModule):
         outs = [env[self._preds[o][0][0]] for o in self.output_names]
         if self.step_mode == "m":  # an output after a reduction over time: [N, ...], its final step
             outs = [x[-1] if o in self._final else x for o, x in zip(self.output_names, outs)]
+        if self._auto_layout:  # the layout chosen inside stays inside
+            outs = [x.contiguous() if isinstance(x, torch.Tensor) and x.dim() >= 4 else x for x in outs]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _in_format(self, x: torch.Tensor) -> torch.Tensor:
@@ -607,7 +613,7 @@ def _late(node_id: str) -> str:
     return f"{node_id}@t-1"
 
 
-def compile(graph: Graph, step_mode: str = "m", memory_format: torch.memory_format | None = None,
+def compile(graph: Graph, step_mode: str = "m", memory_format: torch.memory_format | str | None = "auto",
             fuse: bool = True, check_finite: bool = False, recompute_currents: bool = False,
             **kwargs: Any) -> GraphModule:
     """Lower ``graph`` to a trainable ``GraphModule`` (see its docstring).
@@ -616,9 +622,15 @@ def compile(graph: Graph, step_mode: str = "m", memory_format: torch.memory_form
     ``snnir.trace`` from the traced model, with per-node exceptions in
     ``meta["training_nodes"]``), and in training mode when the graph records none.
 
-    ``memory_format=torch.channels_last``: 2-d convolutions keep their weights channels-last and
-    image inputs are converted once, so convolutions, BatchNorms, neurons and pooling all run on
-    channels-last activations (oneDNN's faster layout on CPU, above all in bfloat16). ``fuse``
+    ``memory_format``: ``"auto"`` (default) runs 2-d convolutions on CPU tensors channels-last
+    (oneDNN's native layout, as Inductor does on CPU: with plain NCHW activations oneDNN reorders
+    them inside every convolution, forward and backward), so BatchNorms, neurons and pooling after
+    them see channels-last activations too; parameters keep their layout, outputs are returned
+    contiguous, other devices are left alone. ``torch.contiguous_format`` keeps NCHW throughout
+    (the layout of the eager model, e.g. for bitwise comparisons with it);
+    ``torch.channels_last`` also stores the convolution weights channels-last and converts image
+    inputs on every device (cuDNN's tensor-core layout in 16-bit; outputs keep that layout);
+    ``None`` leaves layouts as the tensors come. ``fuse``
     (default): the chains of ``group_synapse_neuron`` (computed here if the graph has none) run as
     one unit: a batchnorm before a neuron is applied inside the neuron's kernel.
     ``check_finite=True`` names the first node whose output holds NaN or Inf (``NonFiniteError``).
