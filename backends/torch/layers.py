@@ -91,12 +91,15 @@ class Conv2d(_folded(nn.Conv2d)):
     channels_last_on_cpu = False
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        # traced too: Inductor runs CPU convolutions channels-last anyway, and the custom ops after
+        # them (BatchNorm statistics, neurons, pooling) are traced with the strides they will get
         if (self.channels_last_on_cpu and input.dim() == 4 and input.device.type == "cpu"
-                and not torch.compiler.is_compiling() and onednn_enabled()):  # Inductor picks its own layout
+                and onednn_enabled()):
             input = input.contiguous(memory_format=torch.channels_last)
         return super()._conv_forward(input, weight, bias)
 
 
+@torch._dynamo.assume_constant_result  # traced: a constant of the graph (dynamo skips torch.backends)
 def onednn_enabled() -> bool:
     """Whether torch runs CPU convolutions with oneDNN (mkldnn) here, the library whose
     channels-last kernels the automatic layout is for."""
