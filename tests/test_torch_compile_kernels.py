@@ -85,3 +85,4 @@ def test_torch_compile_runs_the_eager_kernels(backend, kwargs, autocast):
     eager.eval(), traced.eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         assert torch.equal(compiled(x), eager(x))
+    assert torch._dynamo.explain(traced)(x).graph_break_count == 0  # running statistics, grad mode: no break

@@ -115,7 +115,7 @@ def batchnorm_neuron(bn: nn.modules.batchnorm._BatchNorm, neuron: Any, x: torch.
                 update(bn.running_mean, bn.running_var, mean64, var64, bn.momentum, count, n)
             mean, invstd = mean64.to(dtype), (var64 + bn.eps).rsqrt().to(dtype)
         else:
-            mean = bn.running_mean.to(dtype)
+            mean = bn.running_mean.to(dtype, copy=True)  # not the buffer itself (dynamo: one tensor, two inputs)
             invstd = (bn.running_var.double() + bn.eps).rsqrt().to(dtype)
         scale = invstd * weight.detach() if weight is not None else invstd
         shift = (bn.bias.detach() if bn.bias is not None else torch.zeros_like(mean)) - mean * scale
