@@ -13,9 +13,10 @@ could flip; ``memory_format=torch.contiguous_format`` makes the round trip bit f
     python examples/train_digits.py --bf16 --channels-last   # the CPU speed opt-ins
 
 ``--channels-last`` trains the eager model with channels-last convolution weights and activations
-(oneDNN's faster layout on CPU; the compiled graph does that by itself); ``--bf16`` trains under ``torch.autocast("cpu", torch.bfloat16)``: convolutions and the
-readout run in bfloat16, the neurons' states stay float32 (their kernels widen the input and round
-only the spikes they store, which are exact), weights and optimizer in float32.
+(oneDNN's faster layout on CPU; the compiled graph does that by itself); ``--bf16`` trains under
+``torch.autocast("cpu", torch.bfloat16)``: convolutions and the readout run in bfloat16, the neurons'
+states stay float32 (their kernels widen the input and round only the spikes they store, which are
+exact), weights and optimizer in float32.
 """
 
 from __future__ import annotations
