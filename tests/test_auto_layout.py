@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_fused_training import _step  # (output, input grad, parameter grads) of one backward
 
 import snnir
 from snnir import nn as snn
@@ -31,13 +32,6 @@ def conv_net() -> torch.nn.Module:
         net[3].weight.mul_(2.0)
         net[7].weight.abs_().mul_(4.0)
     return snn.set_step_mode(net, "m")
-
-
-def _step(m, x):
-    x = x.clone().requires_grad_()
-    y = m(x)
-    y.backward(torch.linspace(0.5, 1.5, y.numel(), dtype=y.dtype).view_as(y))
-    return y.detach(), x.grad, {n: p.grad for n, p in m.named_parameters()}
 
 
 def _conv_ids(graph) -> list[str]:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import ctypes
 import math
-import sys
-import types
 
 import torch
 
 from . import buffers
 from .cpu_kernel import LazyLibrary
+from .custom_ops import define_once
 from .threads import kernel_threads
 
 _SOURCE = r"""
@@ -334,8 +333,7 @@ def _update_fake(running_mean, running_var, mean, var, momentum, count, n) -> No
     return None
 
 
-def _define_ops() -> None:
-    lib = torch.library.Library("snnir", "FRAGMENT")
+def _define_ops(lib: torch.library.Library) -> None:
     lib.define("channel_stats(Tensor x) -> (Tensor, Tensor)")
     lib.define("batch_norm_backward(Tensor g, Tensor x, Tensor? weight, Tensor mean, Tensor invstd, "
                "Tensor? running_mean, Tensor? running_var, bool training, float eps, bool[3] mask) "
@@ -349,10 +347,6 @@ def _define_ops() -> None:
     lib.impl("batch_norm_backward", _backward_op, "CompositeExplicitAutograd")
     torch.library.register_fake("snnir::channel_stats", _channel_stats_fake, lib=lib)
     torch.library.register_fake("snnir::batch_norm_backward", _backward_fake, lib=lib)
-    _OPS.library = lib  # kept alive: the registrations last as long as the Library object
 
 
-# once per process (pytest's doctests import this file a second time under another name)
-_OPS = sys.modules.setdefault("snnir.backends.torch._batchnorm_ops", types.ModuleType("_batchnorm_ops"))
-if not hasattr(_OPS, "library"):
-    _define_ops()
+define_once("batchnorm", _define_ops)

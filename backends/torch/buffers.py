@@ -29,10 +29,11 @@ import math
 import os
 import sys
 import threading
-import types
 
 import numpy as np
 import torch
+
+from .custom_ops import define_once
 
 MIN_BYTES = 1 << 20  # smaller blocks stay on glibc's heap, which keeps them mapped anyway
 
@@ -210,15 +211,10 @@ def _pooled_add_fake(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(a)
 
 
-def _define_ops() -> None:
-    lib = torch.library.Library("snnir", "FRAGMENT")
+def _define_ops(lib: torch.library.Library) -> None:
     lib.define("pooled_add(Tensor a, Tensor b) -> Tensor")
     lib.impl("pooled_add", _pooled_add, "CompositeExplicitAutograd")
     torch.library.register_fake("snnir::pooled_add", _pooled_add_fake, lib=lib)
-    _OPS.library = lib  # kept alive: the registrations last as long as the Library object
 
 
-# once per process (pytest's doctests import this file a second time under another name)
-_OPS = sys.modules.setdefault("snnir.backends.torch._buffer_ops", types.ModuleType("_buffer_ops"))
-if not hasattr(_OPS, "library"):
-    _define_ops()
+define_once("buffer", _define_ops)

@@ -14,13 +14,12 @@ the layer keeps using torch's ``max_pool2d``.
 from __future__ import annotations
 
 import ctypes
-import sys
-import types
 
 import torch
 
 from . import buffers
 from .cpu_kernel import LazyLibrary
+from .custom_ops import define_once
 from .threads import kernel_threads
 
 _SOURCE = r"""
@@ -274,8 +273,7 @@ def max_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0) -> torch.Te
     return _MaxPool2d.apply(x, *args)
 
 
-def _define_ops() -> None:
-    lib = torch.library.Library("snnir", "FRAGMENT")
+def _define_ops(lib: torch.library.Library) -> None:
     lib.define("max_pool2d(Tensor x, int[2] kernel, int[2] stride, int[2] padding) -> (Tensor, Tensor)")
     lib.define("max_pool2d_backward(Tensor grad, Tensor x, Tensor indices, int[2] kernel, int[2] stride, "
                "int[2] padding) -> Tensor")
@@ -283,10 +281,6 @@ def _define_ops() -> None:
     lib.impl("max_pool2d_backward", _pool_backward_op, "CompositeExplicitAutograd")
     torch.library.register_fake("snnir::max_pool2d", _pool_fake, lib=lib)
     torch.library.register_fake("snnir::max_pool2d_backward", _pool_backward_fake, lib=lib)
-    _OPS.library = lib  # kept alive: the registrations last as long as the Library object
 
 
-# once per process (pytest's doctests import this file a second time under another name)
-_OPS = sys.modules.setdefault("snnir.backends.torch._pool_ops", types.ModuleType("_pool_ops"))
-if not hasattr(_OPS, "library"):
-    _define_ops()
+define_once("pool", _define_ops)
